@@ -1,0 +1,32 @@
+# `make test` and `make demo` each do all their own set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: test lint typecheck unit demo clean
+
+$(STAMP): pyproject.toml $(PLUGINS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[emulator,demo,dev]' $(foreach p,$(dir $(PLUGINS)),-e $(p))
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check indexer plugins tests
+	$(BIN)/ruff format --check indexer plugins tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/transcript-indexer demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,148 @@
+"""The ``transcript-indexer`` command line.
+
+::
+
+    transcript-indexer run [--config FILE] [--capture FILE]
+    transcript-indexer replay FILE [--config FILE]
+    transcript-indexer emulate --corpus FILE [--speed X] [--host H] [--port N]
+    transcript-indexer demo [--conversations N]
+    transcript-indexer plugins list
+
+Exit codes: 0 success, 1 runtime failure, 2 a setting or input is missing or invalid
+(one line naming it on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from indexer.config import Config, load_config
+from indexer.errors import AuthenticationError, ConfigError, IndexerError
+from indexer.plugins import Plugins, get_plugin_manager
+
+__all__ = ["main"]
+
+log = logging.getLogger("indexer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transcript-indexer",
+        description="Index complete, redacted Genesys Cloud voice transcripts into OpenSearch.",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "INFO"), help="default INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="follow Genesys Cloud and index transcripts until stopped")
+    run.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
+    run.add_argument("--capture", type=Path, help="append every received frame to this NDJSON file")
+
+    replay = commands.add_parser("replay", help="index captured notification envelopes (NDJSON)")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
+
+    emulate = commands.add_parser("emulate", help="serve a Genesys Cloud emulator playing a corpus")
+    emulate.add_argument("--corpus", type=Path, required=True, help="NDJSON, one conversation per line")
+    emulate.add_argument("--speed", type=float, default=1.0, help="time compression factor (default 1)")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=0, help="0 = any free port")
+    emulate.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds (real time)")
+    emulate.add_argument("--interval", type=float, default=10.0, help="simulated s between conversation starts")
+    emulate.add_argument("--start-delay", type=float, default=1.0, help="real s before the first conversation")
+    emulate.add_argument("--seed", type=int, default=1)
+
+    demo = commands.add_parser("demo", help="the main job end to end on real conversations, on this machine")
+    demo.add_argument("--conversations", type=int, default=500)
+    demo.add_argument("--speed", type=float, default=100.0)
+    demo.add_argument("--state-dir", type=Path, default=Path("state/demo"))
+
+    plugins = commands.add_parser("plugins", help="inspect loaded plugins")
+    plugins.add_argument("action", choices=["list"])
+    return parser
+
+
+def _first_indexer_error(exc: BaseException) -> IndexerError | None:
+    if isinstance(exc, IndexerError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_indexer_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _load(path: Path | None, *, need_genesys: bool) -> Config:
+    return load_config(path, os.environ, need_genesys=need_genesys)
+
+
+def _plugins() -> Plugins:
+    return Plugins(get_plugin_manager())
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from indexer.worker import run_worker
+
+        config = _load(args.config, need_genesys=True)
+        if args.capture:
+            config = attrs.evolve(config, stream=attrs.evolve(config.stream, capture_path=str(args.capture)))
+        trio.run(functools.partial(run_worker, config, _plugins()))
+        return 0
+    if args.command == "replay":
+        from indexer.worker import run_replay
+
+        if not args.file.is_file():
+            raise ConfigError(f"replay file {args.file} does not exist")
+        config = _load(args.config, need_genesys=False)
+        stats = trio.run(run_replay, config, _plugins(), args.file)
+        print(stats.summary())
+        return 0
+    if args.command == "emulate":
+        from indexer.emulator import EmulatorSettings, serve_emulator
+
+        settings = EmulatorSettings(
+            speed=args.speed,
+            heartbeat_interval_s=args.heartbeat_interval,
+            start_interval_s=args.interval,
+            start_delay_s=args.start_delay,
+            seed=args.seed,
+        )
+        trio.run(functools.partial(serve_emulator, args.corpus, settings, host=args.host, port=args.port))
+        return 0
+    if args.command == "demo":
+        from indexer.demo import run_demo
+
+        return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
+    if args.command == "plugins":
+        for name, origin in _plugins().loaded():
+            print(f"{name}\t{origin}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        error = _first_indexer_error(exc)
+        if error is None:
+            raise
+        print(f"transcript-indexer: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError | AuthenticationError) else 1

@@ -1,0 +1,176 @@
+"""The completion detector: envelopes in, finished (unredacted) documents out.
+
+A conversation is **complete** (reason ``ended``) when every participant has ended and
+every transcription session it had reached ``SESSION_ENDED``, and then a grace period
+(``completion.grace_period_s``) has passed for trailing messages (reference §5.4). A
+conversation whose end never arrives is closed with reason ``idle`` (no event for
+``max_idle_s``) or ``max_age`` (``max_age_s`` after its first event). When the stream
+ends, every open conversation is closed: ``ended`` if its end signals had arrived, else
+the ``end_reason`` given (``stream_end`` for a replay, ``shutdown`` for a drain).
+
+Timers use the trio clock, so tests drive them with ``autojump_clock``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import OrderedDict
+from typing import Final, Literal
+
+import attrs
+import trio
+
+from indexer.config import CompletionSettings
+from indexer.deadletter import DeadLetterStore
+from indexer.document import TranscriptDocument
+from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
+from indexer.serialization import dump_envelope
+from indexer.stats import Statistics
+from indexer.tracker import ConversationState
+
+__all__ = ["SubscriptionChange", "detect_completion"]
+
+log = logging.getLogger(__name__)
+
+#: How many finalized conversation ids are remembered to recognise late messages.
+FINALIZED_MEMORY: Final = 100_000
+
+
+@attrs.frozen
+class SubscriptionChange:
+    """Ask the subscription manager to follow (``add``) or drop (``remove``) a conversation."""
+
+    action: Literal["add", "remove"]
+    conversation_id: str
+
+
+@attrs.define
+class _Detector:
+    settings: CompletionSettings
+    completed: trio.MemorySendChannel[TranscriptDocument]
+    subscriptions: trio.MemorySendChannel[SubscriptionChange] | None
+    dead_letters: DeadLetterStore
+    stats: Statistics
+    queue_names: dict[str, str]
+    open: dict[str, ConversationState] = attrs.field(factory=dict)
+    finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    timers: list[tuple[float, str]] = attrs.field(factory=list)
+
+    def deadline_of(self, state: ConversationState) -> tuple[float, str]:
+        candidates = [
+            (state.last_event_at + self.settings.max_idle_s, "idle"),
+            (state.first_event_at + self.settings.max_age_s, "max_age"),
+        ]
+        if state.ended_since is not None:
+            candidates.append((state.ended_since + self.settings.grace_period_s, "ended"))
+        return min(candidates)
+
+    async def handle(self, envelope: Envelope) -> None:
+        body = envelope.event_body
+        if isinstance(body, ConversationEvent):
+            conversation_id = body.id
+        elif isinstance(body, TranscriptionMessage):
+            conversation_id = body.conversation_id
+        else:
+            return
+        now = trio.current_time()
+        if conversation_id in self.finalized:
+            self.stats.late_messages += 1
+            if isinstance(body, TranscriptionMessage) and body.transcripts:
+                await self.dead_letters.add(
+                    "late_message",
+                    "utterances arrived after the conversation was finalized",
+                    dump_envelope(envelope),
+                    conversation_id=conversation_id,
+                )
+            return
+        state = self.open.get(conversation_id)
+        if state is None:
+            state = self.open[conversation_id] = ConversationState(
+                conversation_id=conversation_id, first_event_at=now, last_event_at=now
+            )
+            if self.subscriptions is not None:
+                await self.subscriptions.send(SubscriptionChange("add", conversation_id))
+        if isinstance(body, ConversationEvent):
+            state.apply_conversation(body, now)
+        else:
+            duplicates_before = state.duplicates
+            self.stats.utterances += state.apply_transcription(body, now)
+            self.stats.duplicate_utterances += state.duplicates - duplicates_before
+        heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
+
+    async def close_due(self) -> None:
+        now = trio.current_time()
+        while self.timers and self.timers[0][0] <= now:
+            _, conversation_id = heapq.heappop(self.timers)
+            state = self.open.get(conversation_id)
+            if state is None:
+                continue
+            deadline, reason = self.deadline_of(state)
+            if deadline <= now:
+                await self.finalize(state, reason)
+
+    async def finalize(self, state: ConversationState, reason: str) -> None:
+        del self.open[state.conversation_id]
+        self.finalized[state.conversation_id] = None
+        while len(self.finalized) > FINALIZED_MEMORY:
+            self.finalized.popitem(last=False)
+        self.stats.completed[reason] += 1
+        log.info(
+            "conversation %s closed (%s, %d utterances)", state.conversation_id, reason, state.utterance_count()
+        )
+        await self.completed.send(state.to_document(reason, self.queue_names))
+        if self.subscriptions is not None:
+            await self.subscriptions.send(SubscriptionChange("remove", state.conversation_id))
+
+
+async def detect_completion(
+    envelopes: trio.MemoryReceiveChannel[Envelope],
+    completed: trio.MemorySendChannel[TranscriptDocument],
+    *,
+    settings: CompletionSettings,
+    dead_letters: DeadLetterStore,
+    stats: Statistics,
+    subscriptions: trio.MemorySendChannel[SubscriptionChange] | None = None,
+    queue_names: dict[str, str] | None = None,
+    end_reason: str = "stream_end",
+) -> None:
+    """Track conversations from ``envelopes`` and send each finished one to ``completed``.
+
+    :param subscriptions: where to ask for transcription topics of new conversations and
+        to drop finished ones; ``None`` when the source needs no subscriptions (replay).
+    :param queue_names: queue id → name for documents.
+    :param end_reason: completion reason for conversations still open when ``envelopes``
+        closes and whose end signals had not all arrived.
+
+    Resources: closes ``completed`` and ``subscriptions`` when it returns, which is when
+    ``envelopes`` is closed and every open conversation has been sent.
+    """
+    detector = _Detector(
+        settings=settings,
+        completed=completed,
+        subscriptions=subscriptions,
+        dead_letters=dead_letters,
+        stats=stats,
+        queue_names=queue_names or {},
+    )
+    async with completed, envelopes:
+        try:
+            while True:
+                deadline = detector.timers[0][0] if detector.timers else float("inf")
+                with trio.move_on_at(deadline):
+                    try:
+                        envelope = await envelopes.receive()
+                    except trio.EndOfChannel:
+                        break
+                    await detector.handle(envelope)
+                await detector.close_due()
+            if subscriptions is not None:
+                await subscriptions.aclose()  # nothing to unsubscribe once the stream is over
+            detector.subscriptions = None
+            for state in list(detector.open.values()):
+                await detector.finalize(state, "ended" if state.ended() else end_reason)
+        finally:
+            if subscriptions is not None:
+                await subscriptions.aclose()

@@ -1,0 +1,203 @@
+"""Settings: a TOML file, then environment variables, which win.
+
+::
+
+    config = load_config(Path("indexer.toml"), os.environ)
+
+Every error is a :class:`~indexer.errors.ConfigError` whose one-line message names the
+environment variable or TOML key at fault. Unknown TOML keys are errors (typos fail
+loudly); ``[plugins.<name>]`` tables are passed to plugins unchecked, and each plugin
+checks its own.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from indexer.errors import ConfigError, MalformedMessage
+
+__all__ = [
+    "REGIONS",
+    "CompletionSettings",
+    "Config",
+    "GenesysSettings",
+    "StreamSettings",
+    "load_config",
+]
+
+#: Region name (SDK enum, reference §1) → domain; API is ``api.{domain}``, login ``login.{domain}``.
+REGIONS: Final[Mapping[str, str]] = {
+    "us_east_1": "mypurecloud.com",
+    "us_east_2": "use2.us-gov-pure.cloud",
+    "us_west_2": "usw2.pure.cloud",
+    "ca_central_1": "cac1.pure.cloud",
+    "sa_east_1": "sae1.pure.cloud",
+    "mx_central_1": "mxc1.pure.cloud",
+    "eu_west_1": "mypurecloud.ie",
+    "eu_west_2": "euw2.pure.cloud",
+    "eu_central_1": "mypurecloud.de",
+    "eu_central_2": "euc2.pure.cloud",
+    "eusc_de_east_1": "edee1.eusc-pure.cloud",
+    "me_central_1": "mec1.pure.cloud",
+    "ap_south_1": "aps1.pure.cloud",
+    "ap_southeast_1": "apse1.pure.cloud",
+    "ap_southeast_2": "mypurecloud.com.au",
+    "ap_northeast_1": "mypurecloud.jp",
+    "ap_northeast_2": "apne2.pure.cloud",
+    "ap_northeast_3": "apne3.pure.cloud",
+}
+
+
+@attrs.frozen
+class GenesysSettings:
+    """Where and as whom to connect to Genesys Cloud.
+
+    :ivar queues: queue names or ids whose conversations are followed.
+    """
+
+    api_base_url: str
+    login_base_url: str
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+    queues: tuple[str, ...]
+
+
+@attrs.frozen
+class CompletionSettings:
+    """When a conversation counts as complete (all in seconds).
+
+    :ivar grace_period_s: wait after the end signals for trailing messages.
+    :ivar max_idle_s: close a conversation with no event for this long. The default is
+        just over the 5-minute transcription keep-alive interval (reference §4.2).
+    :ivar max_age_s: close a conversation this long after its first event.
+    """
+
+    grace_period_s: float = 5.0
+    max_idle_s: float = 330.0
+    max_age_s: float = 4 * 3600.0
+
+
+@attrs.frozen
+class StreamSettings:
+    """The notification WebSocket (all in seconds).
+
+    :ivar heartbeat_timeout_s: treat the socket as dead after this long without any
+        message (heartbeats come about every 30 s, reference §3.6).
+    :ivar ping_interval_s: send ``{"message":"ping"}`` this often.
+    :ivar capture_path: append every received frame to this NDJSON file, for ``replay``.
+        The frames hold unredacted transcripts: protect the file like the source data.
+    """
+
+    heartbeat_timeout_s: float = 90.0
+    ping_interval_s: float = 30.0
+    capture_path: str | None = None
+
+
+@attrs.frozen
+class Config:
+    """All settings of one worker process.
+
+    :ivar genesys: ``None`` for commands that do not talk to Genesys Cloud (``replay``).
+    :ivar state_dir: directory for the dead-letter store.
+    :ivar shutdown_grace_s: how long a SIGTERM/SIGINT drain may take, in seconds.
+    :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
+    """
+
+    genesys: GenesysSettings | None = None
+    completion: CompletionSettings = CompletionSettings()
+    stream: StreamSettings = StreamSettings()
+    state_dir: str = "state"
+    shutdown_grace_s: float = 30.0
+    plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``[plugins.<name>]`` table, empty when absent."""
+        return self.plugins.get(name, {})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _genesys(table: Mapping[str, Any], env: Mapping[str, str]) -> GenesysSettings:
+    def setting(var: str, key: str) -> str | None:
+        value = env.get(var) or table.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"genesys.{key} must be a string")
+        return value
+
+    def required(var: str, key: str) -> str:
+        value = setting(var, key)
+        if not value:
+            raise ConfigError(f"{var} is not set (or genesys.{key} in the config file)")
+        return value
+
+    api = setting("GENESYS_API_BASE_URL", "api_base_url")
+    login = setting("GENESYS_LOGIN_BASE_URL", "login_base_url")
+    region = setting("GENESYS_REGION", "region")
+    if not (api and login):
+        if not region:
+            raise ConfigError(
+                "GENESYS_REGION is not set (or GENESYS_API_BASE_URL and GENESYS_LOGIN_BASE_URL)"
+            )
+        domain = REGIONS.get(region.lower().replace("-", "_"))
+        if domain is None:
+            raise ConfigError(f"GENESYS_REGION {region!r} is not one of: {', '.join(REGIONS)}")
+        api, login = api or f"https://api.{domain}", login or f"https://login.{domain}"
+    for var, url in (("GENESYS_API_BASE_URL", api), ("GENESYS_LOGIN_BASE_URL", login)):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{var} must start with http:// or https://")
+
+    queues_env = env.get("GENESYS_QUEUES")
+    raw_queues: Any = queues_env.split(",") if queues_env else table.get("queues", [])
+    if not isinstance(raw_queues, list) or not all(isinstance(q, str) for q in raw_queues):
+        raise ConfigError("genesys.queues must be a list of queue names or ids")
+    queues = tuple(q.strip() for q in raw_queues if q.strip())
+    if not queues:
+        raise ConfigError("GENESYS_QUEUES is not set (or genesys.queues in the config file)")
+    unknown = set(table) - {"region", "api_base_url", "login_base_url", "client_id", "client_secret", "queues"}
+    if unknown:
+        raise ConfigError(f"config file: unknown key genesys.{sorted(unknown)[0]}")
+    return GenesysSettings(
+        api_base_url=api.rstrip("/"),
+        login_base_url=login.rstrip("/"),
+        client_id=required("GENESYS_CLIENT_ID", "client_id"),
+        client_secret=required("GENESYS_CLIENT_SECRET", "client_secret"),
+        queues=queues,
+    )
+
+
+def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool = True) -> Config:
+    """Build the settings from an optional TOML file and the environment.
+
+    :param path: the TOML file, or ``None`` for environment and defaults only.
+    :param env: usually ``os.environ``.
+    :param need_genesys: whether the Genesys Cloud settings are required.
+    :raises ConfigError: naming the first missing or invalid setting.
+    """
+    from indexer.serialization import structure
+
+    data = _read_toml(path) if path is not None else {}
+    genesys_table = data.pop("genesys", {})
+    plugins = data.pop("plugins", {})
+    if env.get("INDEXER_STATE_DIR"):
+        data["state_dir"] = env["INDEXER_STATE_DIR"]
+    if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
+        raise ConfigError("config file: [plugins] must hold one table per plugin")
+    try:
+        base = structure(data, Config, what="config")
+    except MalformedMessage as exc:
+        raise ConfigError(f"config file: {exc.reason}") from None
+    genesys = _genesys(genesys_table, env) if need_genesys else None
+    return attrs.evolve(base, genesys=genesys, plugins=plugins)

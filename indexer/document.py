@@ -1,0 +1,114 @@
+"""The indexed transcript document: what analysts search.
+
+The JSON Schema in ``schemas/transcript-document.schema.json`` and the OpenSearch index
+template in ``schemas/index-template.json`` describe the same shape; a test keeps the
+three in step. Times are ISO-8601 UTC strings when dumped; durations and offsets are ms.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import attrs
+
+__all__ = [
+    "COMPLETION_REASONS",
+    "DocParticipant",
+    "DocUtterance",
+    "DocWord",
+    "QueueRef",
+    "RedactionSummary",
+    "TranscriptDocument",
+]
+
+#: Why a conversation was closed. Only ``ended`` means the transcript is known complete.
+COMPLETION_REASONS: Final = ("ended", "idle", "max_age", "stream_end", "shutdown")
+
+
+@attrs.frozen
+class QueueRef:
+    """A queue the conversation was routed through; ``name`` is ``None`` when unknown."""
+
+    id: str
+    name: str | None = None
+
+
+@attrs.frozen
+class DocParticipant:
+    """A participant: purpose (``customer``, ``agent``, ``acd``, ``ivr`` …), ids and times.
+
+    No names or addresses: those are PII and are never indexed.
+    """
+
+    participant_id: str
+    purpose: str | None
+    user_id: str | None
+    queue_id: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@attrs.frozen
+class DocWord:
+    """A recognised word; ``offset_ms`` is from the start of its transcription session."""
+
+    word: str
+    offset_ms: int | None
+    duration_ms: int | None
+    confidence: float | None
+
+
+@attrs.frozen
+class DocUtterance:
+    """One utterance, in spoken order within the document.
+
+    :ivar speaker: ``agent`` (Genesys channel INTERNAL) or ``customer`` (EXTERNAL);
+        ``unknown`` for UNKNOWN/BOTH.
+    :ivar text: the decorated transcript when Genesys sent one, else the raw transcript.
+    :ivar offset_ms: offset from the start of the transcription session (``offsetMs``).
+    :ivar spoken_at: session start + offset, when the session start is known.
+    """
+
+    utterance_id: str
+    communication_id: str
+    speaker: str
+    text: str
+    offset_ms: int
+    duration_ms: int
+    confidence: float | None
+    spoken_at: datetime | None
+    words: tuple[DocWord, ...] = ()
+
+
+@attrs.frozen
+class RedactionSummary:
+    """What redaction did, without any value: findings per entity type and the rule set version."""
+
+    rule_set_version: str
+    counts: dict[str, int] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class TranscriptDocument:
+    """One conversation's whole transcript; ``_id`` in OpenSearch is ``conversation_id``.
+
+    :ivar version: external version for OpenSearch: the newest event time seen for the
+        conversation, in epoch ms, so a later update always has a higher version.
+    :ivar complete: ``True`` only when ``completion_reason`` is ``ended``.
+    """
+
+    conversation_id: str
+    version: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+    queues: tuple[QueueRef, ...]
+    direction: str | None
+    language: str | None
+    participants: tuple[DocParticipant, ...]
+    utterances: tuple[DocUtterance, ...]
+    text: str
+    complete: bool
+    completion_reason: str
+    redaction: RedactionSummary | None = None

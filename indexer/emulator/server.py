@@ -1,0 +1,497 @@
+"""The Genesys Cloud emulator: the real protocol on loopback, playing a corpus.
+
+Served by hypercorn's trio worker on one port (login, API and streaming hosts are the
+same address). What it serves, with the reference section it follows:
+
+- ``POST /oauth/token``: client credentials with Basic auth; ``invalid_client`` (§2.3);
+- ``POST|GET /api/v2/notifications/channels``, ``HEAD …/channels/{id}`` (§3.2);
+- ``GET|POST|PUT|DELETE …/channels/{id}/subscriptions``; 400 over 1,000 topics (§3.3, §3.8);
+- the WebSocket at the channel's ``connectUri``: heartbeats on ``channel.metadata`` every
+  ``heartbeat_interval_s``, ``{"message":"ping"}`` answered with ``pong``, one socket per
+  channel (a second one closes the first), events only for subscribed topics (§3.4-3.6);
+- ``GET /api/v2/routing/queues[?name=]``, ``GET /api/v2/routing/queues/{id}``;
+- ``GET /api/v2/conversations/{id}`` (§6.3), ``GET /api/v2/analytics/conversations/{id}/details``
+  and ``POST /api/v2/analytics/conversations/details/query`` (§6.4);
+- ``GET /api/v2/speechandtextanalytics/conversations/{id}/communications/{id}/transcripturl``
+  returning a pre-signed URL to the transcript JSON, served without the bearer token (§6.1);
+- ``GET /_emulator/status``: conversations total / started / ended.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from urllib.parse import parse_qs
+from typing import Any, Final
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from indexer.emulator.corpus import CorpusConversation
+from indexer.emulator.scenario import Scenario, build_scenario, queue_id_for
+from indexer.serialization import dump_envelope, format_time
+from indexer.topics import CHANNEL_METADATA
+
+__all__ = ["Emulator", "EmulatorSettings"]
+
+log = logging.getLogger(__name__)
+
+TOPIC_LIMIT: Final = 1000
+CHANNEL_LIFETIME_MS: Final = 24 * 3600 * 1000
+SOCKET_BUFFER: Final = 100_000
+
+
+@attrs.frozen
+class EmulatorSettings:
+    """How the emulator plays its corpus.
+
+    :ivar speed: simulated seconds per real second.
+    :ivar heartbeat_interval_s: real seconds between ``channel.metadata`` heartbeats.
+    :ivar start_interval_s: simulated seconds between the starts of two conversations.
+    :ivar start_delay_s: real seconds before the first conversation starts.
+    :ivar token_ttl_s: ``expires_in`` of issued tokens, in seconds.
+    """
+
+    speed: float = 1.0
+    heartbeat_interval_s: float = 30.0
+    start_interval_s: float = 10.0
+    start_delay_s: float = 1.0
+    seed: int = 1
+    token_ttl_s: int = 86399
+    client_id: str = "emulator-client"
+    client_secret: str = attrs.field(default="emulator-secret", repr=False)
+
+
+@attrs.define
+class _Connection:
+    send: trio.MemorySendChannel[str]
+    receive: trio.MemoryReceiveChannel[str]
+    cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+
+@attrs.define
+class _Channel:
+    id: str
+    token: str
+    topics: list[str] = attrs.field(factory=list)
+    connection: _Connection | None = None
+    created_ms: int = 0
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    """A Platform API ``ErrorBody`` (reference §2.4)."""
+    return JSONResponse({"message": message, "code": code, "status": status}, status_code=status)
+
+
+class Emulator:
+    """One emulated organization playing ``conversations``; run it with :meth:`run`."""
+
+    def __init__(self, conversations: Sequence[CorpusConversation], settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.conversations = list(conversations)
+        self.rng = random.Random(settings.seed)
+        self.organization_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        self.queues = {queue_id_for(c.queue): c.queue for c in self.conversations}
+        self.tokens: dict[str, float] = {}
+        self.channels: dict[str, _Channel] = {}
+        self.scenarios: dict[str, Scenario] = {}
+        self.epoch_ms = 0
+        self.t0 = 0.0
+        self.base_url = ""
+        self.signing_key = secrets.token_bytes(16)
+        self.published = 0
+
+    # --- clock and status ---------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """The simulated clock, epoch ms."""
+        return self.epoch_ms + int((trio.current_time() - self.t0) * self.settings.speed * 1000)
+
+    def _real_time_of(self, sim_ms: int) -> float:
+        return self.t0 + (sim_ms - self.epoch_ms) / 1000 / self.settings.speed
+
+    def status(self) -> dict[str, int]:
+        """Conversations total, started and ended (hung up) so far."""
+        now = self.now_ms()
+        scenarios = self.scenarios.values()
+        return {
+            "total": len(self.conversations),
+            "started": sum(s.start_ms <= now for s in scenarios),
+            "ended": sum(s.hangup_ms <= now for s in scenarios),
+            "published": self.published,
+        }
+
+    # --- auth ---------------------------------------------------------------------------
+
+    def _token_of(self, request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or self.tokens.get(token, 0) < trio.current_time():
+            return None
+        return token
+
+    async def oauth_token(self, request: Request) -> Response:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        try:
+            client_id, _, secret = base64.b64decode(encoded).decode("latin-1").partition(":")
+        except ValueError:
+            client_id = secret = ""
+        form = parse_qs((await request.body()).decode("latin-1"))
+        if form.get("grant_type") != ["client_credentials"]:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        if scheme.lower() != "basic" or not (
+            hmac.compare_digest(client_id, self.settings.client_id)
+            and hmac.compare_digest(secret, self.settings.client_secret)
+        ):
+            return JSONResponse({"error": "invalid_client", "description": "authentication failed"}, status_code=401)
+        token = secrets.token_urlsafe(32)
+        self.tokens[token] = trio.current_time() + self.settings.token_ttl_s
+        return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": self.settings.token_ttl_s})
+
+    def _authorized(self, request: Request) -> tuple[str | None, Response | None]:
+        token = self._token_of(request)
+        if token is None:
+            return None, _error(401, "bad.credentials", "Invalid login credentials.")
+        return token, None
+
+    # --- notifications ------------------------------------------------------------------
+
+    async def create_channel(self, request: Request) -> Response:
+        token, denied = self._authorized(request)
+        if denied:
+            return denied
+        assert token is not None
+        channel_id = f"streaming-0-{secrets.token_hex(13)}"
+        self.channels[channel_id] = _Channel(id=channel_id, token=token, created_ms=self.now_ms())
+        ws_base = self.base_url.replace("http://", "ws://", 1)
+        return JSONResponse(
+            {
+                "connectUri": f"{ws_base}/channels/{channel_id}",
+                "id": channel_id,
+                "expires": _iso(self.now_ms() + CHANNEL_LIFETIME_MS),
+            }
+        )
+
+    async def list_channels(self, request: Request) -> Response:
+        token, denied = self._authorized(request)
+        if denied:
+            return denied
+        entities = [
+            {"connectUri": f"{self.base_url}/channels/{c.id}", "id": c.id}
+            for c in self.channels.values()
+            if c.token == token
+        ]
+        return JSONResponse({"entities": entities})
+
+    async def channel(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        exists = request.path_params["channel_id"] in self.channels
+        return Response(status_code=200 if exists else 404)
+
+    async def subscriptions(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        channel = self.channels.get(request.path_params["channel_id"])
+        if channel is None:
+            return _error(404, "not.found", "Channel not found")
+        if request.method in ("POST", "PUT"):
+            try:
+                body = await request.json()
+                topics = [item["id"] for item in body]
+            except (ValueError, TypeError, KeyError):
+                return _error(400, "bad.request", "Expected a list of {id} objects")
+            wanted = (channel.topics if request.method == "POST" else []) + topics
+            wanted = list(dict.fromkeys(wanted))
+            if len(wanted) > TOPIC_LIMIT:
+                return _error(400, "notification.subscription.limit", f"Limit of {TOPIC_LIMIT} topics exceeded")
+            channel.topics = wanted
+        elif request.method == "DELETE":
+            channel.topics = []
+        return JSONResponse({"entities": [{"id": t, "state": "Permitted"} for t in channel.topics]})
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        channel = self.channels.get(websocket.path_params["channel_id"])
+        if channel is None:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        if channel.connection is not None:
+            channel.connection.cancel.cancel()  # one socket per channel: the first one goes
+        send, receive = trio.open_memory_channel[str](SOCKET_BUFFER)
+        connection = _Connection(send=send, receive=receive)
+        channel.connection = connection
+        heartbeat = json.dumps({"topicName": CHANNEL_METADATA, "eventBody": {"message": "WebSocket Heartbeat"}})
+        pong = json.dumps({"topicName": CHANNEL_METADATA, "eventBody": {"message": "pong"}})
+
+        async def writer() -> None:
+            async for frame in receive:
+                await websocket.send_text(frame)
+
+        async def heartbeats() -> None:
+            while True:
+                await trio.sleep(self.settings.heartbeat_interval_s)
+                send.send_nowait(heartbeat)
+
+        async def reader() -> None:
+            while True:
+                text = await websocket.receive_text()
+                try:
+                    message = json.loads(text).get("message")
+                except (ValueError, AttributeError):
+                    continue
+                if message == "ping":
+                    send.send_nowait(pong)
+
+        try:
+            with connection.cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(writer)
+                    nursery.start_soon(heartbeats)
+                    try:
+                        await reader()
+                    except WebSocketDisconnect:
+                        pass
+                    nursery.cancel_scope.cancel()
+        finally:
+            if channel.connection is connection:
+                channel.connection = None
+            with trio.move_on_after(1, shield=True):
+                try:
+                    await websocket.close()
+                except Exception:
+                    log.debug("socket already closed")
+
+    def publish(self, text: str, topic: str) -> None:
+        """Send one frame to every connected channel subscribed to ``topic``."""
+        for channel in self.channels.values():
+            if channel.connection is not None and topic in channel.topics:
+                try:
+                    channel.connection.send.send_nowait(text)
+                except trio.WouldBlock:
+                    channel.connection.cancel.cancel()  # a consumer this slow is cut off
+                self.published += 1
+
+    # --- routing, conversations, analytics, transcripts --------------------------------
+
+    async def queues_list(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        name = request.query_params.get("name")
+        page_size = int(request.query_params.get("pageSize", 25))
+        page_number = int(request.query_params.get("pageNumber", 1))
+        matching = [
+            {"id": qid, "name": qname}
+            for qid, qname in sorted(self.queues.items(), key=lambda item: item[1])
+            if name is None or name.lower() in qname.lower()
+        ]
+        page = matching[(page_number - 1) * page_size : page_number * page_size]
+        page_count = max(1, -(-len(matching) // page_size))
+        return JSONResponse(
+            {
+                "entities": page,
+                "pageSize": page_size,
+                "pageNumber": page_number,
+                "total": len(matching),
+                "pageCount": page_count,
+            }
+        )
+
+    async def queue(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        qid = request.path_params["queue_id"]
+        if qid not in self.queues:
+            return _error(404, "not.found", "Queue not found")
+        return JSONResponse({"id": qid, "name": self.queues[qid]})
+
+    def _scenario(self, request: Request) -> Scenario | None:
+        scenario = self.scenarios.get(request.path_params["conversation_id"])
+        return scenario if scenario is not None and scenario.start_ms <= self.now_ms() else None
+
+    async def conversation(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        if scenario is None:
+            return _error(404, "not.found", "Conversation not found")
+        return JSONResponse(scenario.conversation_json(self.now_ms()))
+
+    async def analytics_details(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        if scenario is None:
+            return _error(404, "not.found", "Conversation not found")
+        return JSONResponse(scenario.analytics_json(self.now_ms()))
+
+    async def analytics_query(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        try:
+            body = await request.json()
+            start_text, end_text = str(body["interval"]).split("/")
+            from indexer.serialization import parse_time
+
+            start_ms = int(parse_time(start_text).timestamp() * 1000)
+            end_ms = int(parse_time(end_text).timestamp() * 1000)
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "bad.request", "interval is required: start/end ISO-8601")
+        predicates = [
+            p for f in body.get("conversationFilters", []) for p in f.get("predicates", [])
+        ]
+        need_end = next((p.get("operator") for p in predicates if p.get("dimension") == "conversationEnd"), None)
+        now = self.now_ms()
+        found = [
+            s
+            for s in sorted(self.scenarios.values(), key=lambda s: s.start_ms)
+            if start_ms <= s.start_ms < end_ms and s.start_ms <= now
+            and (need_end != "exists" or s.hangup_ms <= now)
+            and (need_end != "notExists" or s.hangup_ms > now)
+        ]
+        paging = body.get("paging", {})
+        size, number = int(paging.get("pageSize", 25)), int(paging.get("pageNumber", 1))
+        page = found[(number - 1) * size : number * size]
+        return JSONResponse(
+            {"conversations": [s.analytics_json(now) for s in page], "totalHits": len(found)}
+        )
+
+    def _signature(self, conversation_id: str, communication_id: str, expires: int) -> str:
+        message = f"{conversation_id}/{communication_id}/{expires}".encode()
+        return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
+
+    async def transcript_url(self, request: Request) -> Response:
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        communication_id = request.path_params["communication_id"]
+        if scenario is None or scenario.communication_id != communication_id or scenario.hangup_ms > self.now_ms():
+            return _error(404, "not.found", "Transcript not found")
+        expires = int(time.time()) + 3600
+        signature = self._signature(scenario.conversation_id, communication_id, expires)
+        url = (
+            f"{self.base_url}/_presigned/transcripts/{scenario.conversation_id}/{communication_id}.json"
+            f"?X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+        )
+        return JSONResponse({"url": url})
+
+    async def presigned_transcript(self, request: Request) -> Response:
+        conversation_id = request.path_params["conversation_id"]
+        communication_id = request.path_params["communication_id"]
+        try:
+            expires = int(request.query_params.get("X-Amz-Expires", "0"))
+        except ValueError:
+            expires = 0
+        signature = request.query_params.get("X-Amz-Signature", "")
+        expected = self._signature(conversation_id, communication_id, expires)
+        scenario = self.scenarios.get(conversation_id)
+        if scenario is None or not hmac.compare_digest(signature, expected) or expires < time.time():
+            return Response("<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
+        return JSONResponse(scenario.transcript_json())
+
+    async def status_route(self, request: Request) -> Response:
+        return JSONResponse(self.status())
+
+    # --- running ------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        """The ASGI application."""
+        api = "/api/v2"
+        return Starlette(
+            routes=[
+                Route("/oauth/token", self.oauth_token, methods=["POST"]),
+                Route(f"{api}/notifications/channels", self.create_channel, methods=["POST"]),
+                Route(f"{api}/notifications/channels", self.list_channels, methods=["GET"]),
+                Route(f"{api}/notifications/channels/{{channel_id}}", self.channel, methods=["HEAD"]),
+                Route(
+                    f"{api}/notifications/channels/{{channel_id}}/subscriptions",
+                    self.subscriptions,
+                    methods=["GET", "POST", "PUT", "DELETE"],
+                ),
+                Route(f"{api}/routing/queues", self.queues_list, methods=["GET"]),
+                Route(f"{api}/routing/queues/{{queue_id}}", self.queue, methods=["GET"]),
+                Route(f"{api}/conversations/{{conversation_id}}", self.conversation, methods=["GET"]),
+                Route(
+                    f"{api}/analytics/conversations/{{conversation_id}}/details",
+                    self.analytics_details,
+                    methods=["GET"],
+                ),
+                Route(f"{api}/analytics/conversations/details/query", self.analytics_query, methods=["POST"]),
+                Route(
+                    f"{api}/speechandtextanalytics/conversations/{{conversation_id}}"
+                    "/communications/{communication_id}/transcripturl",
+                    self.transcript_url,
+                    methods=["GET"],
+                ),
+                Route(
+                    "/_presigned/transcripts/{conversation_id}/{communication_id}.json",
+                    self.presigned_transcript,
+                    methods=["GET"],
+                ),
+                Route("/_emulator/status", self.status_route, methods=["GET"]),
+                WebSocketRoute("/channels/{channel_id}", self.websocket),
+            ]
+        )
+
+    async def _play(self) -> None:
+        events: list[tuple[int, int, str, str]] = []
+        for scenario in self.scenarios.values():
+            for due_ms, envelope in scenario.events:
+                events.append((due_ms, len(events), dump_envelope(envelope), envelope.topic_name))
+        events.sort()
+        for due_ms, _, text, topic in events:
+            await trio.sleep_until(self._real_time_of(due_ms))
+            self.publish(text, topic)
+
+    async def run(
+        self, *, host: str = "127.0.0.1", port: int = 0, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; reports the base URL (``http://host:port``) when listening."""
+        config = HypercornConfig()
+        config.bind = [f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("indexer.emulator.hypercorn")
+        config.graceful_timeout = 1
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(lambda task_status: serve(self.app(), config, task_status=task_status))
+            self.base_url = binds[0]
+            self.epoch_ms = int(time.time() * 1000)
+            self.t0 = trio.current_time()
+            first_start = self.epoch_ms + int(self.settings.start_delay_s * self.settings.speed * 1000)
+            for index, conversation in enumerate(self.conversations):
+                start_ms = first_start + int(index * self.settings.start_interval_s * 1000)
+                scenario = build_scenario(
+                    conversation, start_ms=start_ms, rng=self.rng, organization_id=self.organization_id
+                )
+                self.scenarios[scenario.conversation_id] = scenario
+            nursery.start_soon(self._play)
+            task_status.started(self.base_url)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return format_time(datetime.fromtimestamp(ms / 1000, UTC))

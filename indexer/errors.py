@@ -1,0 +1,89 @@
+"""Every exception the worker raises on purpose, in one tree.
+
+::
+
+    IndexerError                  base of everything below
+    ├── ConfigError               a setting is missing or invalid (CLI: one line, exit code 2)
+    ├── MalformedMessage          a notification or corpus line that cannot be parsed;
+    │                             counted and kept in the dead-letter store, never fatal
+    ├── GenesysError              Genesys Cloud answered with an error we cannot retry
+    │   ├── AuthenticationError   the token endpoint refused the client credentials
+    │   └── StreamClosed          the notification WebSocket closed or went silent
+    ├── PluginError               a plugin contributed something unusable
+    │   └── RedactionFailed       a redaction rule raised or left PII behind; the transcript
+    │                             is dead-lettered, never indexed (fails closed)
+    └── SinkError                 a sink could not write a batch and gave up
+
+Third-party exceptions are translated at the module that calls the library
+(``raise ... from exc``); context is added with ``add_note`` rather than wrapping.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "GenesysError",
+    "IndexerError",
+    "MalformedMessage",
+    "PluginError",
+    "RedactionFailed",
+    "SinkError",
+    "StreamClosed",
+]
+
+
+class IndexerError(Exception):
+    """Base class of the worker's own errors."""
+
+
+class ConfigError(IndexerError):
+    """A setting is missing or invalid.
+
+    The message is one line that names the setting (environment variable or TOML key).
+    """
+
+
+class MalformedMessage(IndexerError):
+    """A message could not be parsed into a wire model.
+
+    :param reason: one line saying which field is wrong; never contains message values.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GenesysError(IndexerError):
+    """Genesys Cloud answered with an error that retrying will not fix.
+
+    :param status: the HTTP status code, or 0 when there was no HTTP response.
+    """
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(GenesysError):
+    """``POST /oauth/token`` refused the client credentials (reference §2.3)."""
+
+
+class StreamClosed(GenesysError):
+    """The notification WebSocket closed, or sent nothing within the heartbeat timeout."""
+
+
+class PluginError(IndexerError):
+    """A plugin contributed an object that does not do what its hook promises."""
+
+
+class RedactionFailed(PluginError):
+    """Redaction raised, or the verification re-scan still found PII.
+
+    The message names the rule ids, never the values.
+    """
+
+
+class SinkError(IndexerError):
+    """A sink gave up on a batch after its retries."""

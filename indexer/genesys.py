@@ -1,0 +1,234 @@
+"""The Genesys Cloud REST client: OAuth token, notification channels, subscriptions, queues.
+
+::
+
+    async with httpx.AsyncClient() as http:
+        client = GenesysClient(http, settings)
+        channel = await client.create_channel()
+        await client.replace_subscriptions(channel.id, [queue_conversations_topic(qid)])
+
+Retries (with :mod:`stamina`): 429 waits for ``Retry-After`` seconds (reference §2.4,
+§8 item 12), 5xx and transport errors back off exponentially with jitter. A 401 renews
+the token once. Other errors raise :class:`~indexer.errors.GenesysError` naming the
+endpoint and status, never a token or secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+import httpx
+import stamina
+import trio
+
+from indexer.config import GenesysSettings
+from indexer.errors import AuthenticationError, GenesysError, MalformedMessage
+from indexer.models import Channel, ChannelTopic, Queue, QueueListing, TokenResponse
+from indexer.serialization import structure
+
+__all__ = ["GenesysClient"]
+
+log = logging.getLogger(__name__)
+
+#: Renew the token when less than this share of its lifetime is left.
+TOKEN_RENEW_FRACTION: Final = 0.1
+#: …or when less than this many seconds are left, whichever comes first.
+TOKEN_RENEW_MARGIN_S: Final = 60.0
+REQUEST_ATTEMPTS: Final = 8
+REQUEST_TIMEOUT_S: Final = 120.0
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+class _Retryable(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"{response.request.method} {response.request.url.path}: {response.status_code}")
+        self.response = response
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """stamina hook: retry 429 after ``Retry-After`` s, other retryable errors with backoff."""
+    if isinstance(exc, _Retryable):
+        retry_after = exc.response.headers.get("retry-after")
+        if exc.response.status_code == 429 and retry_after:
+            try:
+                return max(float(retry_after), 0.0)
+            except ValueError:
+                return True
+        return True
+    return isinstance(exc, httpx.TransportError)
+
+
+class GenesysClient:
+    """REST calls to one Genesys Cloud organization, with a cached client-credentials token."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: GenesysSettings) -> None:
+        self._http = http
+        self._settings = settings
+        self._token: TokenResponse | None = None
+        self._token_renew_at = 0.0
+        self._token_lock = trio.Lock()
+        self.token_renewals = 0
+
+    # --- OAuth (reference §2) -----------------------------------------------------------
+
+    async def _fetch_token(self) -> TokenResponse:
+        url = f"{self._settings.login_base_url}/oauth/token"
+        auth = httpx.BasicAuth(self._settings.client_id, self._settings.client_secret)
+        async for attempt in stamina.retry_context(on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S):
+            with attempt:
+                response = await self._http.post(url, data={"grant_type": "client_credentials"}, auth=auth)
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _Retryable(response)
+        if response.status_code in (400, 401, 403):
+            raise AuthenticationError(
+                "Genesys Cloud refused the client credentials (GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET): "
+                f"{response.status_code} {_error_code(response)}",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise GenesysError(f"POST /oauth/token: {response.status_code}", status=response.status_code)
+        return self._parse(response, TokenResponse)
+
+    async def access_token(self, *, renew: bool = False) -> str:
+        """A valid access token, renewed before it expires (or now, with ``renew``).
+
+        :raises AuthenticationError: the credentials were refused.
+        """
+        async with self._token_lock:
+            if renew or self._token is None or trio.current_time() >= self._token_renew_at:
+                self._token = await self._fetch_token()
+                lifetime = float(self._token.expires_in)
+                margin = max(lifetime * TOKEN_RENEW_FRACTION, min(TOKEN_RENEW_MARGIN_S, lifetime / 2))
+                self._token_renew_at = trio.current_time() + lifetime - margin
+                self.token_renewals += 1
+                log.info("access token obtained, valid for %d s", self._token.expires_in)
+            return self._token.access_token
+
+    # --- Platform API -------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> httpx.Response:
+        """One Platform API call with the bearer token and the retry policy above.
+
+        :param path: the API path, e.g. ``/api/v2/notifications/channels``.
+        :returns: the response; 2xx and 404 are returned, not raised.
+        :raises GenesysError: any other status after retries.
+        """
+        url = f"{self._settings.api_base_url}{path}"
+        renewed = False
+        while True:
+            token = await self.access_token()
+            async for attempt in stamina.retry_context(
+                on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S
+            ):
+                with attempt:
+                    response = await self._http.request(
+                        method, url, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
+                    )
+                    if response.status_code == 429 or response.status_code >= 500:
+                        log.warning("%s %s: %d, retrying", method, path, response.status_code)
+                        raise _Retryable(response)
+            if response.status_code == 401 and not renewed:
+                await self.access_token(renew=True)
+                renewed = True
+                continue
+            if response.is_success or response.status_code == 404:
+                return response
+            raise GenesysError(
+                f"{method} {path}: {response.status_code} {_error_code(response)}", status=response.status_code
+            )
+
+    @staticmethod
+    def _parse(response: httpx.Response, cls: type[Any]) -> Any:
+        try:
+            return structure(response.json(), cls, what=response.request.url.path)
+        except (ValueError, MalformedMessage) as exc:
+            raise GenesysError(f"unexpected response from {response.request.url.path}: {exc}") from None
+
+    async def create_channel(self) -> Channel:
+        """``POST /api/v2/notifications/channels`` (reference §3.2)."""
+        response = await self.request("POST", "/api/v2/notifications/channels")
+        channel: Channel = self._parse(response, Channel)
+        return channel
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        """``HEAD /api/v2/notifications/channels/{id}``: 200 if valid, 404 if not (reference §3.2)."""
+        response = await self.request("HEAD", f"/api/v2/notifications/channels/{channel_id}")
+        return response.status_code == 200
+
+    async def _subscriptions(self, method: str, channel_id: str, topics: Iterable[str] | None) -> list[ChannelTopic]:
+        path = f"/api/v2/notifications/channels/{channel_id}/subscriptions"
+        body = None if topics is None else [{"id": t} for t in topics]
+        response = await self.request(method, path, json=body)
+        if response.status_code == 404:
+            raise GenesysError(f"{method} {path}: channel not found", status=404)
+        entities = response.json().get("entities", []) if response.content else []
+        listing: list[ChannelTopic] = [self._parse_topic(e) for e in entities]
+        for topic in listing:
+            if topic.state and topic.state != "Permitted":
+                log.warning("subscription %s %s: %s", topic.id, topic.state, topic.rejection_reason or "")
+        return listing
+
+    @staticmethod
+    def _parse_topic(data: Any) -> ChannelTopic:
+        try:
+            return structure(data, ChannelTopic, what="subscriptions")
+        except MalformedMessage as exc:
+            raise GenesysError(f"unexpected subscription listing: {exc.reason}") from None
+
+    async def get_subscriptions(self, channel_id: str) -> list[ChannelTopic]:
+        """``GET …/subscriptions``: the channel's current topics (reference §3.3)."""
+        return await self._subscriptions("GET", channel_id, None)
+
+    async def add_subscriptions(self, channel_id: str, topics: Iterable[str]) -> list[ChannelTopic]:
+        """``POST …/subscriptions``: add topics to the channel's list (reference §3.3)."""
+        return await self._subscriptions("POST", channel_id, topics)
+
+    async def replace_subscriptions(self, channel_id: str, topics: Iterable[str]) -> list[ChannelTopic]:
+        """``PUT …/subscriptions``: replace the channel's whole list (reference §3.3)."""
+        return await self._subscriptions("PUT", channel_id, topics)
+
+    async def resolve_queues(self, names_or_ids: Iterable[str]) -> dict[str, str]:
+        """Queue id → name for each configured queue name or id.
+
+        Names are looked up with ``GET /api/v2/routing/queues?name=…`` (exact match among
+        the results), ids with ``GET /api/v2/routing/queues/{id}``.
+
+        :raises ConfigError: a queue does not exist.
+        """
+        from indexer.errors import ConfigError
+
+        resolved: dict[str, str] = {}
+        for wanted in names_or_ids:
+            if _UUID.match(wanted):
+                response = await self.request("GET", f"/api/v2/routing/queues/{wanted}")
+                if response.status_code == 404:
+                    raise ConfigError(f"GENESYS_QUEUES: no queue with id {wanted}")
+                queue: Queue = self._parse(response, Queue)
+                resolved[queue.id] = queue.name
+                continue
+            page, found = 1, None
+            while found is None:
+                response = await self.request(
+                    "GET", "/api/v2/routing/queues", params={"name": wanted, "pageSize": 100, "pageNumber": page}
+                )
+                listing: QueueListing = self._parse(response, QueueListing)
+                found = next((q for q in listing.entities if q.name == wanted), None)
+                if found is None and listing.page_number >= listing.page_count:
+                    raise ConfigError(f"GENESYS_QUEUES: no queue named {wanted!r}")
+                page += 1
+            resolved[found.id] = found.name
+        return resolved
+
+
+def _error_code(response: httpx.Response) -> str:
+    """The ``error`` / ``code`` field of an error body, for messages (no other content)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("code") or "")
+    return ""

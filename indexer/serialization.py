@@ -1,0 +1,180 @@
+"""The one cattrs converter, and the functions that parse and dump with it.
+
+Three families of attrs classes go through it, told apart by the module that defines them:
+
+- wire models (:mod:`indexer.models`): camelCase on the wire (snake_case for classes that
+  set ``__wire_names__ = "snake"``, like the OAuth response), unknown keys ignored,
+  ``None`` fields omitted when dumped (as Genesys does);
+- documents (:mod:`indexer.document`): snake_case, every field dumped;
+- settings (:mod:`indexer.config`): snake_case, unknown keys rejected so typos fail loudly.
+
+cattrs reports structuring errors as exception groups; :func:`parse_envelope` and
+:func:`structure` turn them into one :class:`~indexer.errors.MalformedMessage` or
+:class:`~indexer.errors.ConfigError` line, so an exception group that escapes a nursery
+always means "a task failed".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.preconf.json import make_converter
+
+from indexer import models, topics
+from indexer.errors import MalformedMessage
+
+__all__ = [
+    "converter",
+    "dump_envelope",
+    "format_time",
+    "parse_envelope",
+    "parse_time",
+    "structure",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+_WIRE_MODULES = ("indexer.models",)
+_SETTINGS_MODULES = ("indexer.config",)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an ISO-8601 time; a naive time is taken as UTC.
+
+    :raises ValueError: when ``value`` is not ISO-8601.
+    """
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 UTC with millisecond precision and a ``Z``, as Genesys writes times."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _is_wire(cls: type) -> bool:
+    return attrs.has(cls) and cls.__module__ in _WIRE_MODULES
+
+
+def _is_settings(cls: type) -> bool:
+    return attrs.has(cls) and cls.__module__ in _SETTINGS_MODULES
+
+
+def _build() -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=False)
+
+    def _structure_time(value: Any, _: type) -> datetime:
+        if not isinstance(value, str):
+            raise TypeError("expected an ISO-8601 string")
+        return parse_time(value)
+
+    conv.register_structure_hook(datetime, _structure_time)
+    conv.register_unstructure_hook(datetime, format_time)
+
+    def _wire_overrides(cls: type) -> dict[str, Any]:
+        snake = getattr(cls, "__wire_names__", "camel") == "snake"
+        result = {}
+        for field in attrs.fields(cls):
+            wire = field.name if snake else _camel(field.name)
+            result[field.name] = override(rename=wire, omit_if_default=field.default is None)
+        return result
+
+    conv.register_structure_hook_factory(
+        _is_wire, lambda cls: make_dict_structure_fn(cls, conv, **_wire_overrides(cls))
+    )
+    conv.register_unstructure_hook_factory(
+        _is_wire, lambda cls: make_dict_unstructure_fn(cls, conv, **_wire_overrides(cls))
+    )
+    conv.register_structure_hook_factory(
+        _is_settings, lambda cls: make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+    )
+    return conv
+
+
+converter: cattrs.Converter = _build()
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    if isinstance(exc, cattrs.BaseValidationError | cattrs.ForbiddenExtraKeysError):
+        return "; ".join(cattrs.transform_error(exc, path=path))
+    return f"{type(exc).__name__} at {path}"
+
+
+def structure(data: Any, cls: type[T], *, what: str = "$") -> T:
+    """Structure plain data into ``cls`` with the project converter.
+
+    :param what: the name of the input, used as the root of error paths.
+    :raises MalformedMessage: one line naming each wrong field (values are never quoted).
+    """
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError, ValueError, TypeError) as exc:
+        raise MalformedMessage(_describe(exc, what)) from None
+
+
+def unstructure(obj: Any) -> Any:
+    """Plain JSON-ready data for an attrs object (wire names for wire models)."""
+    return converter.unstructure(obj)
+
+
+_BODY_CLASS: dict[str, type[models.EventBody]] = {
+    "metadata": models.ChannelMetadata,
+    "system": models.SystemMessage,
+    "transcription": models.TranscriptionMessage,
+    "conversation": models.ConversationEvent,
+}
+
+
+def parse_envelope(raw: str | bytes) -> models.Envelope:
+    """Parse one WebSocket text frame into an :class:`~indexer.models.Envelope`.
+
+    :param raw: the frame as received (UTF-8 JSON).
+    :returns: the envelope with its ``event_body`` structured by topic kind.
+    :raises MalformedMessage: invalid JSON, a missing ``topicName``, an unknown topic, or a
+        body that does not fit its model. The reason names fields, never values.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise MalformedMessage("not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage("not a JSON object")
+    topic = data.get("topicName")
+    if not isinstance(topic, str):
+        raise MalformedMessage("missing topicName")
+    kind = topics.topic_kind(topic)
+    if kind is None:
+        raise MalformedMessage("unknown topic")
+    body_cls = _BODY_CLASS[kind]
+    body = structure(data.get("eventBody") or {}, body_cls, what="$.eventBody")
+    metadata = data.get("metadata")
+    correlation_id = metadata.get("CorrelationId") if isinstance(metadata, dict) else None
+    version = data.get("version")
+    return models.Envelope(
+        topic_name=topic,
+        event_body=body,
+        version=str(version) if version is not None else None,
+        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+    )
+
+
+def dump_envelope(envelope: models.Envelope) -> str:
+    """The JSON text frame for ``envelope``: the inverse of :func:`parse_envelope`."""
+    data: dict[str, Any] = {"topicName": envelope.topic_name}
+    if envelope.version is not None:
+        data["version"] = envelope.version
+    data["eventBody"] = converter.unstructure(envelope.event_body)
+    if envelope.correlation_id is not None:
+        data["metadata"] = {"CorrelationId": envelope.correlation_id}
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,63 @@
+"""What an indexing sink is: the protocol plugins implement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from indexer.document import TranscriptDocument
+
+__all__ = ["Sink", "WriteResult"]
+
+
+@attrs.frozen
+class WriteResult:
+    """The outcome of writing one document.
+
+    :ivar error: ``None`` when written (a version conflict with a newer copy counts as
+        written); otherwise a one-line permanent rejection, e.g.
+        ``"400 mapper_parsing_exception"``. The document then goes to the dead-letter store.
+    """
+
+    conversation_id: str
+    error: str | None = None
+    conflict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the document is in the sink (written now, or a newer version already was)."""
+        return self.error is None
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What ``transcript_indexer_sinks`` contributes.
+
+    The worker calls :meth:`open` once, :meth:`write` for every batch, then
+    :meth:`aclose`, all from its own trio tasks. A sink retries transient failures
+    (429, 5xx, connection errors) itself and raises :class:`~indexer.errors.SinkError`
+    only when it gives up. Blocking clients must run in ``trio.to_thread.run_sync``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def open(self) -> None:
+        """Prepare the destination (index template, alias); called once before any write.
+
+        :raises indexer.errors.SinkError: the destination cannot be prepared.
+        """
+        ...
+
+    async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:
+        """Write a batch; one result per document, in any order.
+
+        :raises indexer.errors.SinkError: the sink gave up after its retries.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once at shutdown."""
+        ...

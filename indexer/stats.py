@@ -1,0 +1,42 @@
+"""Counters the worker keeps while it runs; logged at shutdown and readable by tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import attrs
+
+__all__ = ["Statistics"]
+
+
+@attrs.define
+class Statistics:
+    """Counts since start-up. Mutated only from trio tasks of one run, so no locking.
+
+    :ivar messages: received notifications by topic kind (``transcription``, ``conversation``,
+        ``metadata``, ``system``, ``malformed``).
+    :ivar completed: conversations closed, by completion reason.
+    """
+
+    messages: Counter[str] = attrs.field(factory=Counter)
+    completed: Counter[str] = attrs.field(factory=Counter)
+    utterances: int = 0
+    duplicate_utterances: int = 0
+    late_messages: int = 0
+    indexed: int = 0
+    version_conflicts: int = 0
+    dead_letters: int = 0
+    subscriptions: int = 0
+
+    def summary(self) -> dict[str, object]:
+        """Plain data for a log line or ``--json`` output (counts only, never content)."""
+        return {
+            "messages": dict(self.messages),
+            "completed": dict(self.completed),
+            "utterances": self.utterances,
+            "duplicate_utterances": self.duplicate_utterances,
+            "late_messages": self.late_messages,
+            "indexed": self.indexed,
+            "version_conflicts": self.version_conflicts,
+            "dead_letters": self.dead_letters,
+        }

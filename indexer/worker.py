@@ -1,0 +1,211 @@
+"""The worker: one function owns the nursery in which every task of the flow runs.
+
+::
+
+    source ──Envelope──► detect_completion ──TranscriptDocument──► index_transcripts ──► sinks
+                              │
+                              └──SubscriptionChange──► manage_subscriptions (live only)
+
+Channels are bounded, so a slow sink slows the detector, which slows the reader
+(backpressure). Closing a channel is how a producer says "done". A drain (SIGTERM,
+SIGINT, or the end of a replay file) stops only the source; everything downstream then
+finishes what it holds, within ``shutdown_grace_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+import httpx
+import trio
+
+from indexer.completion import SubscriptionChange, detect_completion
+from indexer.config import Config
+from indexer.deadletter import DeadLetterStore
+from indexer.document import TranscriptDocument
+from indexer.errors import ConfigError
+from indexer.genesys import GenesysClient
+from indexer.models import Envelope
+from indexer.pipeline import Pipeline, index_transcripts
+from indexer.plugins import Plugins
+from indexer.redaction import RuleSet
+from indexer.replay import read_replay
+from indexer.sinks import Sink
+from indexer.stats import Statistics
+from indexer.stream import manage_subscriptions, open_channel, read_notifications
+from indexer.topics import queue_conversations_topic
+
+__all__ = ["run_replay", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_BUFFER: Final = 256
+DOCUMENT_BUFFER: Final = 64
+SUBSCRIPTION_BUFFER: Final = 256
+CLEANUP_TIMEOUT_S: Final = 10.0
+
+async def _open_sinks(config: Config, plugins: Plugins) -> list[Sink]:
+    sinks = plugins.sinks(config)
+    if not sinks:
+        raise ConfigError("no indexing sink is installed (install transcript-indexer-opensearch)")
+    for sink in sinks:
+        await sink.open()
+    return sinks
+
+
+async def _run_flow(
+    config: Config,
+    plugins: Plugins,
+    stats: Statistics,
+    *,
+    start_source: Callable[..., Awaitable[None]],
+    queue_names: dict[str, str],
+    live: bool,
+    drain_on_signals: bool,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    dead_letters = DeadLetterStore(Path(config.state_dir) / "dead-letters.ndjson", stats)
+    pipeline = Pipeline(
+        validators=tuple(plugins.validators(config)), rules=RuleSet(tuple(plugins.redaction_rules(config)))
+    )
+    sinks = await _open_sinks(config, plugins)
+    try:
+        async with trio.open_nursery() as nursery:
+            envelope_send, envelope_recv = trio.open_memory_channel[Envelope](ENVELOPE_BUFFER)
+            document_send, document_recv = trio.open_memory_channel[TranscriptDocument](DOCUMENT_BUFFER)
+            change_send, change_recv = trio.open_memory_channel[SubscriptionChange](SUBSCRIPTION_BUFFER)
+            source_scope = trio.CancelScope()
+
+            def drain() -> None:
+                source_scope.cancel()
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_grace_s
+                )
+
+            nursery.start_soon(
+                index_transcripts, document_recv, pipeline, sinks, dead_letters, stats
+            )
+            nursery.start_soon(
+                lambda: detect_completion(
+                    envelope_recv,
+                    document_send,
+                    settings=config.completion,
+                    dead_letters=dead_letters,
+                    stats=stats,
+                    subscriptions=change_send if live else None,
+                    queue_names=queue_names,
+                    end_reason="shutdown" if live else "stream_end",
+                )
+            )
+
+            async def source(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                with source_scope:
+                    await start_source(envelope_send, change_recv, dead_letters, task_status=task_status)
+
+            await nursery.start(source)
+            if not live:
+                change_recv.close()
+            if drain_on_signals:
+                nursery.start_soon(_drain_on_signal, drain, source_scope)
+            task_status.started()
+    finally:
+        for sink in sinks:
+            with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                await sink.aclose()
+        log.info("worker stopped: %s", stats.summary())
+
+
+async def _drain_on_signal(drain: Callable[[], None], source_scope: trio.CancelScope) -> None:
+    """Wait for SIGTERM/SIGINT, then drain; stops by itself when the source has ended."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, draining", signal.Signals(signum).name)
+            drain()
+            return
+
+
+async def run_worker(
+    config: Config,
+    plugins: Plugins,
+    *,
+    stats: Statistics | None = None,
+    drain_on_signals: bool = True,
+    http: httpx.AsyncClient | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> Statistics:
+    """Run the live worker against Genesys Cloud until SIGTERM/SIGINT or cancellation.
+
+    Resolves the configured queues, creates a notification channel subscribed to their
+    conversation topics, then runs reader, detector, subscription manager and indexer.
+    Reports started once the WebSocket is open.
+
+    :raises ConfigError: a setting is missing or a queue does not exist.
+    :raises AuthenticationError: Genesys Cloud refused the credentials.
+    """
+    if config.genesys is None:
+        raise ConfigError("GENESYS_REGION is not set (or GENESYS_API_BASE_URL and GENESYS_LOGIN_BASE_URL)")
+    stats = stats or Statistics()
+    async with httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http:
+        client = GenesysClient(client_http, config.genesys)
+        queue_names = await client.resolve_queues(config.genesys.queues)
+        log.info("following %d queues", len(queue_names))
+        state = await open_channel(client, tuple(queue_conversations_topic(q) for q in queue_names))
+
+        async def source(
+            envelopes: trio.MemorySendChannel[Envelope],
+            changes: trio.MemoryReceiveChannel[SubscriptionChange],
+            dead_letters: DeadLetterStore,
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: manage_subscriptions(client, state, changes, stats=stats))
+                await nursery.start(
+                    lambda task_status: read_notifications(
+                        client,
+                        state,
+                        envelopes,
+                        settings=config.stream,
+                        stats=stats,
+                        dead_letters=dead_letters,
+                        task_status=task_status,
+                    )
+                )
+                task_status.started()
+
+        await _run_flow(
+            config,
+            plugins,
+            stats,
+            start_source=source,
+            queue_names=queue_names,
+            live=True,
+            drain_on_signals=drain_on_signals,
+            task_status=task_status,
+        )
+    return stats
+
+
+async def run_replay(config: Config, plugins: Plugins, path: Path, *, stats: Statistics | None = None) -> Statistics:
+    """Run the same flow over captured envelopes (NDJSON) and return at the end of the file.
+
+    Every conversation still open at the end is flushed (reason ``ended`` when its end
+    signals arrived, else ``stream_end``).
+    """
+    stats = stats or Statistics()
+
+    async def source(
+        envelopes: trio.MemorySendChannel[Envelope],
+        changes: trio.MemoryReceiveChannel[SubscriptionChange],
+        dead_letters: DeadLetterStore,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters)
+
+    await _run_flow(config, plugins, stats, start_source=source, queue_names={}, live=False, drain_on_signals=False)
+    return stats

@@ -1,0 +1,202 @@
+"""OpenSearch sink: index template from ``schemas/``, writes through an alias, versioned bulk.
+
+Settings (environment wins over ``[plugins.opensearch]`` in the config file):
+
+=====================  ==========================  ====================================
+environment            TOML key                    meaning
+=====================  ==========================  ====================================
+``OPENSEARCH_URL``     ``url``                     e.g. ``https://search.example:9200``
+``OPENSEARCH_USERNAME``  ``username``              basic auth user (optional)
+``OPENSEARCH_PASSWORD``  ``password``              basic auth password (optional)
+``OPENSEARCH_CA_CERTS``  ``ca_certs``              CA bundle for TLS (optional)
+(none)                 ``alias``                   write alias, default ``transcripts``
+(none)                 ``verify_certs``            default ``true``
+(none)                 ``chunk_size``              documents per bulk request, default 1000
+(none)                 ``max_chunk_bytes``         bytes per bulk request, default 5 MiB
+=====================  ==========================  ====================================
+
+At start-up the sink installs the index template (``schemas/index-template.json``, its
+pattern set to ``<alias>-*``) and, when the alias does not exist, creates
+``<alias>-000001`` as its write index. Each document is written with ``_id`` =
+conversation id and ``version_type=external`` (version = newest event time, epoch ms): a
+retry or replay of the same version, or a stale copy, gets a 409 version conflict, which
+counts as written (peers.md §1.4).
+
+opensearch-py is synchronous (its async client needs asyncio), so every call runs in
+``trio.to_thread.run_sync`` under a capacity limiter, bounded by the client's timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+import stamina
+import trio
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import ConnectionTimeout, TransportError
+
+from indexer import hookimpl
+from indexer.config import Config
+from indexer.document import TranscriptDocument
+from indexer.errors import ConfigError, SinkError
+from indexer.schemas import load_schema
+from indexer.serialization import unstructure
+from indexer.sinks import Sink, WriteResult
+
+__all__ = ["OpenSearchSink", "transcript_indexer_sinks"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS: Final = "transcripts"
+REQUEST_TIMEOUT_S: Final = 60
+RETRY_ATTEMPTS: Final = 10
+RETRY_TIMEOUT_S: Final = 300.0
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, OSConnectionError | ConnectionTimeout):
+        return True
+    return isinstance(exc, TransportError) and exc.status_code in (429, 502, 503, 504)
+
+
+@attrs.define
+class OpenSearchSink:
+    """Writes transcript documents to OpenSearch through a write alias."""
+
+    url: str
+    alias: str = DEFAULT_ALIAS
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    chunk_size: int = 1000
+    max_chunk_bytes: int = 5 * 1024 * 1024
+    name: str = "opensearch"
+    _client: OpenSearch | None = None
+    _limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(2))
+
+    @property
+    def client(self) -> OpenSearch:
+        """The opensearch-py client (created on first use)."""
+        if self._client is None:
+            auth = (self.username, self.password or "") if self.username else None
+            self._client = OpenSearch(
+                hosts=[self.url],
+                http_auth=auth,
+                verify_certs=self.verify_certs,
+                ca_certs=self.ca_certs,
+                timeout=REQUEST_TIMEOUT_S,
+            )
+        return self._client
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        def with_retries() -> Any:
+            for attempt in stamina.retry_context(on=_transient, attempts=RETRY_ATTEMPTS, timeout=RETRY_TIMEOUT_S):
+                with attempt:
+                    return fn(*args)
+            raise AssertionError("unreachable")
+
+        try:
+            return await trio.to_thread.run_sync(with_retries, limiter=self._limiter)
+        except TransportError as exc:
+            raise SinkError(f"OpenSearch at OPENSEARCH_URL: {exc.status_code} {exc.error}") from exc
+        except Exception as exc:
+            raise SinkError(f"OpenSearch at OPENSEARCH_URL unreachable: {type(exc).__name__}") from exc
+
+    def _install(self) -> None:
+        template = load_schema("index-template.json")
+        template["index_patterns"] = [f"{self.alias}-*"]
+        self.client.indices.put_index_template(name=self.alias, body=template)
+        if not self.client.indices.exists_alias(name=self.alias):
+            self.client.indices.create(
+                index=f"{self.alias}-000001", body={"aliases": {self.alias: {"is_write_index": True}}}
+            )
+            log.info("created index %s-000001 behind alias %s", self.alias, self.alias)
+
+    async def open(self) -> None:
+        """Install the index template and the write alias."""
+        await self._call(self._install)
+
+    def _bulk(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": self.alias,
+                "_id": d.conversation_id,
+                "version": d.version,
+                "version_type": "external",
+                "_source": unstructure(d),
+            }
+            for d in documents
+        )
+        results = []
+        for ok, item in helpers.streaming_bulk(
+            self.client,
+            actions,
+            chunk_size=self.chunk_size,
+            max_chunk_bytes=self.max_chunk_bytes,
+            raise_on_error=False,
+            max_retries=5,
+            initial_backoff=1,
+            max_backoff=30,
+        ):
+            info = item.get("index", {})
+            conversation_id = str(info.get("_id"))
+            if ok:
+                results.append(WriteResult(conversation_id))
+            elif info.get("status") == 409:
+                results.append(WriteResult(conversation_id, conflict=True))
+            else:
+                error = info.get("error") or {}
+                kind = error.get("type", "error") if isinstance(error, dict) else "error"
+                results.append(WriteResult(conversation_id, error=f"{info.get('status')} {kind}"))
+        return results
+
+    async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:
+        """Bulk-index ``documents`` in chunks of ``chunk_size`` / ``max_chunk_bytes``."""
+        results: list[WriteResult] = await self._call(self._bulk, documents)
+        return results
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            await trio.to_thread.run_sync(self._client.close)
+
+
+def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSearchSink:
+    """Build the sink from ``[plugins.opensearch]`` and environment variables.
+
+    :raises ConfigError: ``OPENSEARCH_URL`` is missing or a setting has the wrong type.
+    """
+    url = env.get("OPENSEARCH_URL") or settings.get("url")
+    if not url:
+        raise ConfigError("OPENSEARCH_URL is not set (or plugins.opensearch.url in the config file)")
+    known = {"url", "alias", "username", "password", "verify_certs", "ca_certs", "chunk_size", "max_chunk_bytes"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"config file: unknown key plugins.opensearch.{unknown[0]}")
+    try:
+        return OpenSearchSink(
+            url=str(url),
+            alias=str(settings.get("alias", DEFAULT_ALIAS)),
+            username=env.get("OPENSEARCH_USERNAME") or settings.get("username"),
+            password=env.get("OPENSEARCH_PASSWORD") or settings.get("password"),
+            verify_certs=bool(settings.get("verify_certs", True)),
+            ca_certs=env.get("OPENSEARCH_CA_CERTS") or settings.get("ca_certs"),
+            chunk_size=int(settings.get("chunk_size", 1000)),
+            max_chunk_bytes=int(settings.get("max_chunk_bytes", 5 * 1024 * 1024)),
+        )
+    except (TypeError, ValueError):
+        raise ConfigError("config file: plugins.opensearch.chunk_size and max_chunk_bytes must be integers") from None
+
+
+@hookimpl
+def transcript_indexer_sinks(config: Config) -> Iterable[Sink]:
+    """The OpenSearch sink, configured from ``[plugins.opensearch]`` and ``OPENSEARCH_*``."""
+    import os
+
+    return [sink_from_settings(dict(config.plugin_settings("opensearch")), dict(os.environ))]

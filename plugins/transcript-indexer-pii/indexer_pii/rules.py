@@ -1,0 +1,211 @@
+"""The PII rules and their validators."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from typing import ClassVar, Final
+
+import attrs
+
+from indexer.redaction import Finding
+
+__all__ = ["RULES", "IbanRule", "PatternRule", "card_brand", "iban_valid", "luhn_valid", "ssn_valid"]
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) checksum of a digit string holds."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+# (brand, lengths, IIN prefix ranges as (low, high) over the first len(low) digits)
+_BRANDS: Final[tuple[tuple[str, frozenset[int], tuple[tuple[str, str], ...]], ...]] = (
+    ("visa", frozenset({13, 16, 19}), (("4", "4"),)),
+    ("mastercard", frozenset({16}), (("51", "55"), ("2221", "2720"))),
+    ("amex", frozenset({15}), (("34", "34"), ("37", "37"))),
+    ("discover", frozenset({16, 17, 18, 19}), (("6011", "6011"), ("644", "649"), ("65", "65"), ("622126", "622925"))),
+    ("jcb", frozenset({16, 17, 18, 19}), (("3528", "3589"),)),
+    ("diners", frozenset({14, 15, 16, 17, 18, 19}), (("300", "305"), ("3095", "3095"), ("36", "36"), ("38", "39"))),
+    ("unionpay", frozenset({16, 17, 18, 19}), (("62", "62"), ("81", "81"))),
+    ("maestro", frozenset(range(12, 20)), (("5018", "5018"), ("5020", "5020"), ("5038", "5038"), ("5893", "5893"),
+                                            ("6304", "6304"), ("6759", "6759"), ("6761", "6763"))),
+    ("mir", frozenset({16, 17, 18, 19}), (("2200", "2204"),)),
+)
+
+
+def card_brand(digits: str) -> str | None:
+    """The card brand whose issuer range and length ``digits`` fits, or ``None``."""
+    for brand, lengths, ranges in _BRANDS:
+        if len(digits) in lengths and any(low <= digits[: len(low)] <= high for low, high in ranges):
+            return brand
+    return None
+
+
+def _card(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    return card_brand(digits) is not None and luhn_valid(digits)
+
+
+def ssn_valid(value: str) -> bool:
+    """A plausible US SSN: area not 000/666/9xx, group not 00, serial not 0000."""
+    digits = re.sub(r"\D", "", value)
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@attrs.frozen
+class PatternRule:
+    """Findings are matches of ``pattern`` that ``validate`` accepts (all when it is ``None``).
+
+    :ivar context: when set, a match counts only if this pattern occurs in the
+        ``context_chars`` characters before it.
+    """
+
+    id: str
+    entity_type: str
+    version: str
+    pattern: re.Pattern[str]
+    validate: Callable[[str], bool] | None = None
+    context: re.Pattern[str] | None = None
+    context_chars: int = 40
+
+    def find(self, text: str) -> Iterator[Finding]:
+        """Every validated match in ``text``."""
+        for match in self.pattern.finditer(text):
+            value = match.group()
+            if self.validate is not None and not self.validate(value):
+                continue
+            if self.context is not None and not self.context.search(
+                text[max(0, match.start() - self.context_chars) : match.start()]
+            ):
+                continue
+            yield Finding(match.start(), match.end(), self.entity_type, self.id)
+
+
+# IBAN lengths per country (ISO 13616 registry, common countries).
+IBAN_LENGTHS: Final[dict[str, int]] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24,
+    "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21,
+    "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
+    "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27,
+    "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24,
+    "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29,
+    "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_valid(value: str) -> bool:
+    """A well-formed IBAN: known country length and mod-97 remainder 1 (ISO 13616)."""
+    compact = re.sub(r"\s", "", value).upper()
+    expected = IBAN_LENGTHS.get(compact[:2])
+    if expected is None or len(compact) != expected or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+@attrs.frozen
+class IbanRule:
+    """IBANs written compact (``GB82WEST1234…``) or in groups of four, any case."""
+
+    id: str = "pii.iban"
+    entity_type: str = "IBAN_CODE"
+    version: str = "1"
+
+    _start: ClassVar[re.Pattern[str]] = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
+
+    def find(self, text: str) -> Iterator[Finding]:
+        """Every IBAN: from each candidate start, the longest stretch that validates."""
+        position = 0
+        for match in self._start.finditer(text):
+            if match.start() < position:
+                continue
+            expected = IBAN_LENGTHS.get(match.group()[:2].upper())
+            if expected is None:
+                continue
+            end, count, i = None, 0, match.start()
+            while i < len(text) and count < expected:
+                ch = text[i]
+                if ch.isalnum():
+                    count += 1
+                elif not (ch == " " and i + 1 < len(text) and text[i + 1].isalnum() and count % 4 == 0):
+                    break
+                i += 1
+            if count == expected and (i >= len(text) or not text[i].isalnum()):
+                end = i
+            if end is not None and iban_valid(text[match.start() : end]):
+                position = end
+                yield Finding(match.start(), end, self.entity_type, self.id)
+
+
+_FLAGS = re.IGNORECASE
+RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
+    PatternRule(
+        id="pii.credit_card",
+        entity_type="CREDIT_CARD",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d])"),
+        validate=_card,
+    ),
+    PatternRule(
+        id="pii.us_ssn",
+        entity_type="US_SSN",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])"),
+        validate=ssn_valid,
+    ),
+    PatternRule(
+        id="pii.email",
+        entity_type="EMAIL_ADDRESS",
+        version="1",
+        pattern=re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", _FLAGS),
+    ),
+    PatternRule(
+        id="pii.phone_number",
+        entity_type="PHONE_NUMBER",
+        version="1",
+        pattern=re.compile(
+            r"(?<![\w+])(?:(?:\+|00)\d{1,3}[-. ]?|001[-. ]?|1[-. ])?"
+            r"(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?: ?(?:x|ext\.?) ?\d{1,5})?(?![\d])",
+            _FLAGS,
+        ),
+    ),
+    PatternRule(
+        id="pii.phone_number_international",
+        entity_type="PHONE_NUMBER",
+        version="1",
+        pattern=re.compile(r"(?<![\w+])\+\d{1,3}(?:[ -]?\d{2,4}){2,5}(?![\d])"),
+        validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
+    ),
+    PatternRule(
+        id="pii.phone_number_bare",
+        entity_type="PHONE_NUMBER",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d{10}(?:x\d{1,5})?(?![\d])", _FLAGS),
+        context=re.compile(r"\b(?:phone|cell|mobile|call|reach|text|contact|number is)\b", _FLAGS),
+    ),
+    IbanRule(),
+    PatternRule(
+        id="pii.ip_address",
+        entity_type="IP_ADDRESS",
+        version="1",
+        pattern=re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)|(?<![\w:])[0-9a-f]*:[0-9a-f:]*:[0-9a-f:]*(?![\w:])", _FLAGS),
+        validate=_ip,
+    ),
+)

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="transcript-indexer",
         description="Index complete, redacted Genesys Cloud voice transcripts into OpenSearch.",
     )
-    parser.add_argument("--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "INFO"), help="default INFO")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "INFO"), help="default INFO"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="follow Genesys Cloud and index transcripts until stopped")
@@ -56,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=0, help="0 = any free port")
     emulate.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds (real time)")
-    emulate.add_argument("--interval", type=float, default=10.0, help="simulated s between conversation starts")
-    emulate.add_argument("--start-delay", type=float, default=1.0, help="real s before the first conversation")
+    emulate.add_argument(
+        "--interval", type=float, default=10.0, help="simulated s between conversation starts"
+    )
+    emulate.add_argument(
+        "--start-delay", type=float, default=1.0, help="real s before the first conversation"
+    )
     emulate.add_argument("--seed", type=int, default=1)
 
     demo = commands.add_parser("demo", help="the main job end to end on real conversations, on this machine")
@@ -134,8 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
+    for noisy in ("opensearch", "httpx", "hypercorn"):  # a line per request: too chatty for operators
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return _command(args)
     except KeyboardInterrupt:

@@ -118,7 +118,10 @@ class _Detector:
             self.finalized.popitem(last=False)
         self.stats.completed[reason] += 1
         log.info(
-            "conversation %s closed (%s, %d utterances)", state.conversation_id, reason, state.utterance_count()
+            "conversation %s closed (%s, %d utterances)",
+            state.conversation_id,
+            reason,
+            state.utterance_count(),
         )
         await self.completed.send(state.to_document(reason, self.queue_names))
         if self.subscriptions is not None:

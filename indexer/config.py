@@ -166,7 +166,14 @@ def _genesys(table: Mapping[str, Any], env: Mapping[str, str]) -> GenesysSetting
     queues = tuple(q.strip() for q in raw_queues if q.strip())
     if not queues:
         raise ConfigError("GENESYS_QUEUES is not set (or genesys.queues in the config file)")
-    unknown = set(table) - {"region", "api_base_url", "login_base_url", "client_id", "client_secret", "queues"}
+    unknown = set(table) - {
+        "region",
+        "api_base_url",
+        "login_base_url",
+        "client_id",
+        "client_secret",
+        "queues",
+    }
     if unknown:
         raise ConfigError(f"config file: unknown key genesys.{sorted(unknown)[0]}")
     return GenesysSettings(

@@ -77,7 +77,9 @@ class GenesysClient:
     async def _fetch_token(self) -> TokenResponse:
         url = f"{self._settings.login_base_url}/oauth/token"
         auth = httpx.BasicAuth(self._settings.client_id, self._settings.client_secret)
-        async for attempt in stamina.retry_context(on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S):
+        async for attempt in stamina.retry_context(
+            on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S
+        ):
             with attempt:
                 response = await self._http.post(url, data={"grant_type": "client_credentials"}, auth=auth)
                 if response.status_code == 429 or response.status_code >= 500:
@@ -90,7 +92,8 @@ class GenesysClient:
             )
         if response.status_code != 200:
             raise GenesysError(f"POST /oauth/token: {response.status_code}", status=response.status_code)
-        return self._parse(response, TokenResponse)
+        token: TokenResponse = self._parse(response, TokenResponse)
+        return token
 
     async def access_token(self, *, renew: bool = False) -> str:
         """A valid access token, renewed before it expires (or now, with ``renew``).
@@ -109,7 +112,9 @@ class GenesysClient:
 
     # --- Platform API -------------------------------------------------------------------
 
-    async def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: Any = None
+    ) -> httpx.Response:
         """One Platform API call with the bearer token and the retry policy above.
 
         :param path: the API path, e.g. ``/api/v2/notifications/channels``.
@@ -137,7 +142,8 @@ class GenesysClient:
             if response.is_success or response.status_code == 404:
                 return response
             raise GenesysError(
-                f"{method} {path}: {response.status_code} {_error_code(response)}", status=response.status_code
+                f"{method} {path}: {response.status_code} {_error_code(response)}",
+                status=response.status_code,
             )
 
     @staticmethod
@@ -158,7 +164,9 @@ class GenesysClient:
         response = await self.request("HEAD", f"/api/v2/notifications/channels/{channel_id}")
         return response.status_code == 200
 
-    async def _subscriptions(self, method: str, channel_id: str, topics: Iterable[str] | None) -> list[ChannelTopic]:
+    async def _subscriptions(
+        self, method: str, channel_id: str, topics: Iterable[str] | None
+    ) -> list[ChannelTopic]:
         path = f"/api/v2/notifications/channels/{channel_id}/subscriptions"
         body = None if topics is None else [{"id": t} for t in topics]
         response = await self.request(method, path, json=body)
@@ -212,7 +220,9 @@ class GenesysClient:
             page, found = 1, None
             while found is None:
                 response = await self.request(
-                    "GET", "/api/v2/routing/queues", params={"name": wanted, "pageSize": 100, "pageNumber": page}
+                    "GET",
+                    "/api/v2/routing/queues",
+                    params={"name": wanted, "pageSize": 100, "pageNumber": page},
                 )
                 listing: QueueListing = self._parse(response, QueueListing)
                 found = next((q for q in listing.entities if q.name == wanted), None)

@@ -46,6 +46,7 @@ def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule
         ``config.plugin_settings("<name>")``.
     :return: rules satisfying :class:`indexer.redaction.RedactionRule`.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -59,6 +60,7 @@ def transcript_indexer_validators(config: Config) -> Iterable[Validator]:
     :param config: the worker settings.
     :return: validators satisfying :class:`indexer.pipeline.Validator`.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -73,3 +75,4 @@ def transcript_indexer_sinks(config: Config) -> Iterable[Sink]:
     :return: sinks satisfying :class:`indexer.sinks.Sink`.
     :raises indexer.errors.ConfigError: when the sink's own settings are missing or invalid.
     """
+    raise NotImplementedError

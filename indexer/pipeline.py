@@ -128,7 +128,9 @@ async def index_transcripts(
                     try:
                         batch.append(pipeline.finalize(document))
                     except (ValidationFailed, RedactionFailed) as exc:
-                        kind = "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
+                        kind = (
+                            "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
+                        )
                         log.warning("conversation %s not indexed: %s", document.conversation_id, kind)
                         await dead_letters.add(
                             kind, str(exc), unstructure(document), conversation_id=document.conversation_id

@@ -172,4 +172,3 @@ class RuleSet:
 def join_text(utterances: Iterable[DocUtterance]) -> str:
     """The whole transcript for simple search: utterance texts, one per line, in order."""
     return "\n".join(u.text for u in utterances)
-

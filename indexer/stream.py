@@ -216,7 +216,9 @@ async def manage_subscriptions(
                     if removed:
                         await client.replace_subscriptions(state.channel.id, state.desired())
                     elif added:
-                        await client.add_subscriptions(state.channel.id, [transcription_topic(c) for c in added])
+                        await client.add_subscriptions(
+                            state.channel.id, [transcription_topic(c) for c in added]
+                        )
                 except GenesysError as exc:
                     if exc.status != 404:
                         raise

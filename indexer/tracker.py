@@ -86,11 +86,15 @@ class ConversationState:
             routed = p.conversation_routing_data.queue if p.conversation_routing_data else None
             state.queue_id = p.queue_id or (routed.id if routed else None) or state.queue_id
             state.queue_name = (routed.name if routed else None) or state.queue_name
-            state.started_at = state.started_at or p.connected_time or next(
-                (c.connected_time for c in p.calls if c.connected_time), None
+            state.started_at = (
+                state.started_at
+                or p.connected_time
+                or next((c.connected_time for c in p.calls if c.connected_time), None)
             )
             state.direction = state.direction or next((c.direction for c in p.calls if c.direction), None)
-            calls_ended = bool(p.calls) and all((c.state or "").lower() in _ENDED_CALL_STATES for c in p.calls)
+            calls_ended = bool(p.calls) and all(
+                (c.state or "").lower() in _ENDED_CALL_STATES for c in p.calls
+            )
             end_time = p.end_time or max(
                 (c.disconnected_time for c in p.calls if c.disconnected_time), default=None
             )
@@ -156,12 +160,15 @@ class ConversationState:
         :param queue_names: queue id → name, for queues whose events carried no name.
         """
         utterances = sorted(
-            (self._utterance(session, result) for session in self.sessions.values()
-             for result in session.utterances.values()),
+            (
+                self._utterance(session, result)
+                for session in self.sessions.values()
+                for result in session.utterances.values()
+            ),
             key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.offset_ms, u.utterance_id),
         )
         participants = sorted(
-            self.participants.values(), key=lambda p: (p.started_at or datetime.max.replace(tzinfo=UTC))
+            self.participants.values(), key=lambda p: p.started_at or datetime.max.replace(tzinfo=UTC)
         )
         queues: dict[str, str | None] = {}
         for p in participants:
@@ -176,7 +183,9 @@ class ConversationState:
         ends = [p.ended_at for p in participants if p.ended_at]
         ended_at = max(ends) if ends and self.participants_ended() else None
         customer = next((p for p in participants if p.purpose == "customer" and p.direction), None)
-        direction = (customer or next((p for p in participants if p.direction), ParticipantState(""))).direction
+        direction = (
+            customer or next((p for p in participants if p.direction), ParticipantState(""))
+        ).direction
         return TranscriptDocument(
             conversation_id=self.conversation_id,
             version=max(self.version_ms, 1),
@@ -221,7 +230,9 @@ class ConversationState:
             confidence=alt.confidence,
             spoken_at=spoken_at,
             words=tuple(
-                DocWord(word=w.word, offset_ms=w.offset_ms, duration_ms=w.duration_ms, confidence=w.confidence)
+                DocWord(
+                    word=w.word, offset_ms=w.offset_ms, duration_ms=w.duration_ms, confidence=w.confidence
+                )
                 for w in alt.words
             ),
         )

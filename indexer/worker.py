@@ -49,6 +49,7 @@ DOCUMENT_BUFFER: Final = 64
 SUBSCRIPTION_BUFFER: Final = 256
 CLEANUP_TIMEOUT_S: Final = 10.0
 
+
 async def _open_sinks(config: Config, plugins: Plugins) -> list[Sink]:
     sinks = plugins.sinks(config)
     if not sinks:
@@ -87,9 +88,7 @@ async def _run_flow(
                     nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_grace_s
                 )
 
-            nursery.start_soon(
-                index_transcripts, document_recv, pipeline, sinks, dead_letters, stats
-            )
+            nursery.start_soon(index_transcripts, document_recv, pipeline, sinks, dead_letters, stats)
             nursery.start_soon(
                 lambda: detect_completion(
                     envelope_recv,
@@ -150,7 +149,9 @@ async def run_worker(
     if config.genesys is None:
         raise ConfigError("GENESYS_REGION is not set (or GENESYS_API_BASE_URL and GENESYS_LOGIN_BASE_URL)")
     stats = stats or Statistics()
-    async with httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http:
+    async with (
+        httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http
+    ):
         client = GenesysClient(client_http, config.genesys)
         queue_names = await client.resolve_queues(config.genesys.queues)
         log.info("following %d queues", len(queue_names))
@@ -190,7 +191,9 @@ async def run_worker(
     return stats
 
 
-async def run_replay(config: Config, plugins: Plugins, path: Path, *, stats: Statistics | None = None) -> Statistics:
+async def run_replay(
+    config: Config, plugins: Plugins, path: Path, *, stats: Statistics | None = None
+) -> Statistics:
     """Run the same flow over captured envelopes (NDJSON) and return at the end of the file.
 
     Every conversation still open at the end is flushed (reason ``ended`` when its end
@@ -207,5 +210,7 @@ async def run_replay(config: Config, plugins: Plugins, path: Path, *, stats: Sta
         task_status.started()
         await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters)
 
-    await _run_flow(config, plugins, stats, start_source=source, queue_names={}, live=False, drain_on_signals=False)
+    await _run_flow(
+        config, plugins, stats, start_source=source, queue_names={}, live=False, drain_on_signals=False
+    )
     return stats

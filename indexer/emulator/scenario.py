@@ -53,13 +53,15 @@ KEEPALIVE_S: Final = 300.0
 ACW_S: Final = 20.0
 AGENTS: Final = 20
 
-_EDGE_PUNCTUATION = re.compile(r"^[\"'“”‘’(\[]+|[\"'“”‘’)\].,!?;:…]+$")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
+_EDGE_PUNCTUATION = re.compile(rf"^[{_QUOTES}(\[]+|[{_QUOTES})\].,!?;:\u2026]+$")
 _QUEUE_NAMESPACE = uuid.UUID("5f0c2a8e-8d3b-4f5e-9d0a-3c1b2a4d5e6f")
 
 
 def asr_text(text: str) -> str:
     """What a speech recogniser would emit for ``text``: lower case, no sentence punctuation."""
-    tokens = (_EDGE_PUNCTUATION.sub("", token) for token in text.lower().split())
+    spoken = text.lower().replace("(", " ").replace(")", " ")
+    tokens = (_EDGE_PUNCTUATION.sub("", token) for token in spoken.split())
     return " ".join(token for token in tokens if token)
 
 
@@ -324,7 +326,9 @@ def build_scenario(
         return (customer, acd, agent)
 
     snapshot_times = [start_ms, session_start_ms, hangup_ms, hangup_ms + int(ACW_S * 1000)]
-    snapshots = tuple((t, ConversationEvent(id=conversation_id, participants=participants(t))) for t in snapshot_times)
+    snapshots = tuple(
+        (t, ConversationEvent(id=conversation_id, participants=participants(t))) for t in snapshot_times
+    )
     queue_topic = queue_conversations_topic(queue_id)
     transcription = transcription_topic(conversation_id)
     events: list[tuple[int, Envelope]] = [
@@ -343,7 +347,9 @@ def build_scenario(
             transcripts=results,
             status=TranscriptionStatus(status=status, offset_ms=at_ms - session_start_ms),
         )
-        return at_ms, Envelope(topic_name=transcription, event_body=body, version="2", correlation_id=_uuid(rng))
+        return at_ms, Envelope(
+            topic_name=transcription, event_body=body, version="2", correlation_id=_uuid(rng)
+        )
 
     keepalive = session_start_ms + 200
     while keepalive < hangup_ms:
@@ -353,7 +359,9 @@ def build_scenario(
     groups: dict[int, list[TranscriptResult]] = {}
     for u in utterances:
         end_offset = u.start_ms + u.duration_ms - session_start_ms
-        groups.setdefault(end_offset // int(GROUP_WINDOW_S * 1000), []).append(_result(u, session_start_ms, conversation))
+        groups.setdefault(end_offset // int(GROUP_WINDOW_S * 1000), []).append(
+            _result(u, session_start_ms, conversation)
+        )
     last_delivery = hangup_ms
     for index, results in sorted(groups.items()):
         due = session_start_ms + (index + 1) * int(GROUP_WINDOW_S * 1000) + int(LATENCY_S * 1000)

@@ -20,6 +20,7 @@ same address). What it serves, with the reference section it follows:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -29,8 +30,8 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Final
 from urllib.parse import parse_qs
-from typing import Any, Final
 
 import attrs
 import trio
@@ -158,10 +159,14 @@ class Emulator:
             hmac.compare_digest(client_id, self.settings.client_id)
             and hmac.compare_digest(secret, self.settings.client_secret)
         ):
-            return JSONResponse({"error": "invalid_client", "description": "authentication failed"}, status_code=401)
+            return JSONResponse(
+                {"error": "invalid_client", "description": "authentication failed"}, status_code=401
+            )
         token = secrets.token_urlsafe(32)
         self.tokens[token] = trio.current_time() + self.settings.token_ttl_s
-        return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": self.settings.token_ttl_s})
+        return JSONResponse(
+            {"access_token": token, "token_type": "bearer", "expires_in": self.settings.token_ttl_s}
+        )
 
     def _authorized(self, request: Request) -> tuple[str | None, Response | None]:
         token = self._token_of(request)
@@ -221,7 +226,9 @@ class Emulator:
             wanted = (channel.topics if request.method == "POST" else []) + topics
             wanted = list(dict.fromkeys(wanted))
             if len(wanted) > TOPIC_LIMIT:
-                return _error(400, "notification.subscription.limit", f"Limit of {TOPIC_LIMIT} topics exceeded")
+                return _error(
+                    400, "notification.subscription.limit", f"Limit of {TOPIC_LIMIT} topics exceeded"
+                )
             channel.topics = wanted
         elif request.method == "DELETE":
             channel.topics = []
@@ -238,7 +245,9 @@ class Emulator:
         send, receive = trio.open_memory_channel[str](SOCKET_BUFFER)
         connection = _Connection(send=send, receive=receive)
         channel.connection = connection
-        heartbeat = json.dumps({"topicName": CHANNEL_METADATA, "eventBody": {"message": "WebSocket Heartbeat"}})
+        heartbeat = json.dumps(
+            {"topicName": CHANNEL_METADATA, "eventBody": {"message": "WebSocket Heartbeat"}}
+        )
         pong = json.dumps({"topicName": CHANNEL_METADATA, "eventBody": {"message": "pong"}})
 
         async def writer() -> None:
@@ -265,10 +274,8 @@ class Emulator:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(writer)
                     nursery.start_soon(heartbeats)
-                    try:
+                    with contextlib.suppress(WebSocketDisconnect):
                         await reader()
-                    except WebSocketDisconnect:
-                        pass
                     nursery.cancel_scope.cancel()
         finally:
             if channel.connection is connection:
@@ -359,24 +366,23 @@ class Emulator:
             end_ms = int(parse_time(end_text).timestamp() * 1000)
         except (ValueError, KeyError, TypeError):
             return _error(400, "bad.request", "interval is required: start/end ISO-8601")
-        predicates = [
-            p for f in body.get("conversationFilters", []) for p in f.get("predicates", [])
-        ]
-        need_end = next((p.get("operator") for p in predicates if p.get("dimension") == "conversationEnd"), None)
+        predicates = [p for f in body.get("conversationFilters", []) for p in f.get("predicates", [])]
+        need_end = next(
+            (p.get("operator") for p in predicates if p.get("dimension") == "conversationEnd"), None
+        )
         now = self.now_ms()
         found = [
             s
             for s in sorted(self.scenarios.values(), key=lambda s: s.start_ms)
-            if start_ms <= s.start_ms < end_ms and s.start_ms <= now
+            if start_ms <= s.start_ms < end_ms
+            and s.start_ms <= now
             and (need_end != "exists" or s.hangup_ms <= now)
             and (need_end != "notExists" or s.hangup_ms > now)
         ]
         paging = body.get("paging", {})
         size, number = int(paging.get("pageSize", 25)), int(paging.get("pageNumber", 1))
         page = found[(number - 1) * size : number * size]
-        return JSONResponse(
-            {"conversations": [s.analytics_json(now) for s in page], "totalHits": len(found)}
-        )
+        return JSONResponse({"conversations": [s.analytics_json(now) for s in page], "totalHits": len(found)})
 
     def _signature(self, conversation_id: str, communication_id: str, expires: int) -> str:
         message = f"{conversation_id}/{communication_id}/{expires}".encode()
@@ -388,7 +394,11 @@ class Emulator:
             return denied
         scenario = self._scenario(request)
         communication_id = request.path_params["communication_id"]
-        if scenario is None or scenario.communication_id != communication_id or scenario.hangup_ms > self.now_ms():
+        if (
+            scenario is None
+            or scenario.communication_id != communication_id
+            or scenario.hangup_ms > self.now_ms()
+        ):
             return _error(404, "not.found", "Transcript not found")
         expires = int(time.time()) + 3600
         signature = self._signature(scenario.conversation_id, communication_id, expires)
@@ -409,7 +419,9 @@ class Emulator:
         expected = self._signature(conversation_id, communication_id, expires)
         scenario = self.scenarios.get(conversation_id)
         if scenario is None or not hmac.compare_digest(signature, expected) or expires < time.time():
-            return Response("<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
+            return Response(
+                "<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml"
+            )
         return JSONResponse(scenario.transcript_json())
 
     async def status_route(self, request: Request) -> Response:
@@ -467,7 +479,11 @@ class Emulator:
             self.publish(text, topic)
 
     async def run(
-        self, *, host: str = "127.0.0.1", port: int = 0, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; reports the base URL (``http://host:port``) when listening."""
         config = HypercornConfig()
@@ -476,7 +492,9 @@ class Emulator:
         config.errorlog = logging.getLogger("indexer.emulator.hypercorn")
         config.graceful_timeout = 1
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(lambda task_status: serve(self.app(), config, task_status=task_status))
+            binds = await nursery.start(
+                lambda task_status: serve(self.app(), config, task_status=task_status)
+            )
             self.base_url = binds[0]
             self.epoch_ms = int(time.time() * 1000)
             self.t0 = trio.current_time()

@@ -95,7 +95,9 @@ class OpenSearchSink:
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         def with_retries() -> Any:
-            for attempt in stamina.retry_context(on=_transient, attempts=RETRY_ATTEMPTS, timeout=RETRY_TIMEOUT_S):
+            for attempt in stamina.retry_context(
+                on=_transient, attempts=RETRY_ATTEMPTS, timeout=RETRY_TIMEOUT_S
+            ):
                 with attempt:
                     return fn(*args)
             raise AssertionError("unreachable")
@@ -175,7 +177,16 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
     url = env.get("OPENSEARCH_URL") or settings.get("url")
     if not url:
         raise ConfigError("OPENSEARCH_URL is not set (or plugins.opensearch.url in the config file)")
-    known = {"url", "alias", "username", "password", "verify_certs", "ca_certs", "chunk_size", "max_chunk_bytes"}
+    known = {
+        "url",
+        "alias",
+        "username",
+        "password",
+        "verify_certs",
+        "ca_certs",
+        "chunk_size",
+        "max_chunk_bytes",
+    }
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"config file: unknown key plugins.opensearch.{unknown[0]}")
@@ -191,7 +202,9 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
             max_chunk_bytes=int(settings.get("max_chunk_bytes", 5 * 1024 * 1024)),
         )
     except (TypeError, ValueError):
-        raise ConfigError("config file: plugins.opensearch.chunk_size and max_chunk_bytes must be integers") from None
+        raise ConfigError(
+            "config file: plugins.opensearch.chunk_size and max_chunk_bytes must be integers"
+        ) from None
 
 
 @hookimpl

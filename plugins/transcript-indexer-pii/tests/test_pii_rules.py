@@ -1,0 +1,150 @@
+"""PII rules: checksums, every card brand, formats, and text that must survive."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer.redaction import RuleSet
+from indexer_pii.rules import RULES, card_brand, iban_valid, luhn_valid, ssn_valid
+
+RULESET = RuleSet(RULES)
+
+
+def redact(text: str) -> str:
+    return RULESET.redact_text(text)[0]
+
+
+# Issuers' published test numbers (all Luhn-valid).
+CARDS = {
+    "visa": "4111111111111111",
+    "visa13": "4222222222222",
+    "mastercard": "5555555555554444",
+    "mastercard 2-series low": "2221000000000009",
+    "mastercard 2-series high": "2720992720992729",
+    "amex": "378282246310005",
+    "discover": "6011111111111117",
+    "jcb": "3530111333300000",
+    "diners": "30569309025904",
+    "unionpay": "6200000000000005",
+    "maestro": "6759649826438453",
+}
+
+
+def test_luhn() -> None:
+    """Luhn accepts valid numbers and rejects a one-digit change."""
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+
+
+@pytest.mark.parametrize(("brand", "number"), CARDS.items())
+def test_every_major_brand_is_redacted(brand: str, number: str) -> None:
+    """Cards of every brand are found written compact, grouped by four, or with dashes."""
+    assert card_brand(number) is not None
+    grouped = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+    for form in (number, grouped, grouped.replace(" ", "-")):
+        assert redact(f"my card is {form} thanks") == "my card is [CREDIT_CARD] thanks", form
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "your order number is 4111111111111112",  # fails Luhn
+        "order 1234567890123456 ships tomorrow",  # fails Luhn
+        "ticket 7000000000000005 is closed",  # Luhn-valid but no issuer starts with 7
+        "the Mastercard range ends at 2721000000000008",  # just above 2720
+        "we sold 1,250 units at $19.99 on 03/04/2025 at 10:30",
+        "call back between 9 and 5, it costs 4.99 a month",
+        "it was 2019-2020 and 11:45:30 on the clock",
+        "version 2.1.0 is out",
+    ],
+)
+def test_false_positives_survive(text: str) -> None:
+    """Order numbers, prices, quantities, dates and times are not redacted."""
+    assert redact(text) == text
+
+
+def test_iban_checksum() -> None:
+    """mod-97 accepts a valid IBAN and rejects a changed check digit."""
+    assert iban_valid("GB82WEST12345698765432")
+    assert iban_valid("DE89 3704 0044 0532 0130 00")
+    assert not iban_valid("GB83WEST12345698765432")
+
+
+@pytest.mark.parametrize(
+    "iban", ["GB82WEST12345698765432", "gb82west12345698765432", "DE89 3704 0044 0532 0130 00", "NL91ABNA0417164300"]
+)
+def test_iban_is_redacted_in_any_case_and_grouping(iban: str) -> None:
+    """Compact, grouped and lower-case (raw ASR) IBANs are found; trailing words are kept."""
+    assert redact(f"the IBAN is {iban} thanks") == "the IBAN is [IBAN_CODE] thanks"
+
+
+def test_iban_with_wrong_checksum_survives() -> None:
+    """A string shaped like an IBAN but failing mod-97 is kept."""
+    assert redact("reference GB83WEST12345698765432") == "reference GB83WEST12345698765432"
+
+
+@pytest.mark.parametrize("ssn", ["123-45-6789", "078 05 1120"])
+def test_ssn(ssn: str) -> None:
+    """SSNs with dashes or spaces are redacted."""
+    assert redact(f"my social is {ssn}.") == "my social is [US_SSN]."
+
+
+@pytest.mark.parametrize("ssn", ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000"])
+def test_impossible_ssns_are_not_ssns(ssn: str) -> None:
+    """Numbers outside the SSN ranges are not redacted as SSNs."""
+    assert not ssn_valid(ssn)
+    assert "[US_SSN]" not in redact(f"code {ssn}")
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "(412)623-3079",
+        "412 623-3079",
+        "826-801-8159x08301",
+        "+1-437-586-5797x543",
+        "962.952.7601",
+        "001-555-123-4567x1234",
+        "+44 20 7946 0958",
+    ],
+)
+def test_phone_numbers(phone: str) -> None:
+    """Phone numbers in the formats Faker and speakers produce are redacted."""
+    assert redact(f"call me on {phone} please") == "call me on [PHONE_NUMBER] please"
+
+
+def test_bare_ten_digits_need_phone_context() -> None:
+    """Ten bare digits are a phone number only after words like 'reach' or 'phone'."""
+    assert redact("you can reach me at 3306824628") == "you can reach me at [PHONE_NUMBER]"
+    assert redact("invoice 3306824628 is paid") == "invoice 3306824628 is paid"
+
+
+@pytest.mark.parametrize("email", ["jane.doe@example.com", "J_Smith+tag@mail.example.co.uk"])
+def test_emails(email: str) -> None:
+    """Email addresses are redacted, including a trailing full stop case."""
+    assert redact(f"write to {email}.") == "write to [EMAIL_ADDRESS]."
+
+
+@pytest.mark.parametrize("ip", ["192.168.1.20", "10.0.0.1", "2001:db8::8a2e:370:7334", "::1"])
+def test_ip_addresses(ip: str) -> None:
+    """IPv4 and IPv6 addresses are redacted."""
+    assert redact(f"my router is {ip} today") == "my router is [IP_ADDRESS] today"
+
+
+def test_invalid_ip_survives() -> None:
+    """Dotted numbers that are not addresses are kept."""
+    assert redact("score 300.1.2.3 and 10:30:45") == "score 300.1.2.3 and 10:30:45"
+
+
+def test_card_spoken_over_several_words_redacts_each_word() -> None:
+    """In per-word arrays every word of a value becomes the entity placeholder."""
+    words, findings = RULESET.redact_words(["it's", "4111", "1111", "1111", "1111", "ok"])
+    assert words == ["it's", "[CREDIT_CARD]", "[CREDIT_CARD]", "[CREDIT_CARD]", "[CREDIT_CARD]", "ok"]
+    assert [f.entity_type for f in findings] == ["CREDIT_CARD"]
+
+
+def test_rule_ids_are_unique_and_versioned() -> None:
+    """Every rule has a unique id and a version (audits and rule-set versions rely on them)."""
+    ids = [rule.id for rule in RULES]
+    assert len(ids) == len(set(ids))
+    assert all(rule.version for rule in RULES)

@@ -1,0 +1,79 @@
+"""Builders of wire models for tests (real shapes, few fields)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from indexer.models import (
+    Call,
+    ConversationEvent,
+    Envelope,
+    Participant,
+    TranscriptAlternative,
+    TranscriptionMessage,
+    TranscriptionStatus,
+    TranscriptResult,
+    Word,
+)
+from indexer.topics import queue_conversations_topic, transcription_topic
+
+CONVERSATION = "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11"
+COMMUNICATION = "7dd98c4f-2b1a-4c55-8e0a-3f9b6c2d1e77"
+QUEUE = "3f1b2c4d-0e5f-4a6b-8c7d-9e0f1a2b3c4d"
+SESSION_START_MS = 1742421594383
+
+
+def at(second: int) -> datetime:
+    """A time ``second`` s after the session start."""
+    return datetime.fromtimestamp(SESSION_START_MS / 1000 + second, UTC)
+
+
+def utterance(uid: str, text: str, offset_ms: int, *, channel: str = "EXTERNAL", final: bool = True) -> TranscriptResult:
+    """One utterance with words spelled from ``text``."""
+    words = tuple(Word(word=w, offset_ms=offset_ms + 100 * i, duration_ms=90) for i, w in enumerate(text.split()))
+    return TranscriptResult(
+        utterance_id=uid,
+        channel=channel,
+        is_final=final,
+        dialect="en-US",
+        alternatives=(
+            TranscriptAlternative(transcript=text.lower(), decorated_transcript=text, offset_ms=offset_ms,
+                                  duration_ms=900, confidence=0.9, words=words),
+        ),
+    )
+
+
+def transcription(
+    *results: TranscriptResult,
+    status: str = "SESSION_ONGOING",
+    conversation: str = CONVERSATION,
+    communication: str = COMMUNICATION,
+    second: int = 10,
+) -> Envelope:
+    """A transcription envelope."""
+    body = TranscriptionMessage(
+        conversation_id=conversation,
+        communication_id=communication,
+        event_time=at(second),
+        session_start_time_ms=SESSION_START_MS,
+        transcripts=results,
+        status=TranscriptionStatus(status=status, offset_ms=second * 1000),
+    )
+    return Envelope(topic_name=transcription_topic(conversation), event_body=body, version="2")
+
+
+def conversation(*, ended: bool, conversation_id: str = CONVERSATION, direction: str = "inbound") -> Envelope:
+    """A queue conversation snapshot with a customer and an agent, connected or ended."""
+    state = "disconnected" if ended else "connected"
+    end = at(60) if ended else None
+    participants = (
+        Participant(id="p-customer", purpose="customer", connected_time=at(0), end_time=end,
+                    calls=(Call(id=COMMUNICATION, state=state, direction=direction),)),
+        Participant(id="p-agent", purpose="agent", user_id="user-1", queue_id=QUEUE, connected_time=at(1),
+                    end_time=end, calls=(Call(id="c-agent", state=state, direction=direction),)),
+    )
+    return Envelope(
+        topic_name=queue_conversations_topic(QUEUE),
+        event_body=ConversationEvent(id=conversation_id, participants=participants),
+        version="2",
+    )

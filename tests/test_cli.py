@@ -1,0 +1,74 @@
+"""The command line as a user runs it: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMAND = [sys.executable, "-m", "indexer"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "OPENSEARCH_"))}
+    return subprocess.run([*COMMAND, *args], env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("run",), {}, "GENESYS_REGION is not set"),
+        (("run",), {"GENESYS_REGION": "us_east_1", "GENESYS_QUEUES": "Q"}, "GENESYS_CLIENT_ID is not set"),
+        (("replay", "/nonexistent.ndjson"), {}, "replay file /nonexistent.ndjson does not exist"),
+        (("emulate", "--corpus", "/nonexistent.ndjson"), {}, "corpus file /nonexistent.ndjson does not exist"),
+    ],
+)
+def test_setting_errors_exit_2_with_one_line(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    """A missing or invalid setting: exit code 2, one line on stderr naming it, no traceback."""
+    result = _run(*args, env=env)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"transcript-indexer: error: {message}")
+
+
+def test_replay_without_a_sink_setting_names_it(tmp_path: Path) -> None:
+    """The sink plugin's own settings are checked the same way."""
+    capture = tmp_path / "capture.ndjson"
+    capture.write_text("")
+    result = _run("replay", str(capture), env={"INDEXER_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "OPENSEARCH_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plugins_list() -> None:
+    """``plugins list`` shows each loaded plugin and where it comes from."""
+    result = _run("plugins", "list")
+    assert result.returncode == 0
+    names = {line.split("\t")[0] for line in result.stdout.splitlines()}
+    assert {"pii", "opensearch", "indexer.default_plugins"} <= names
+
+
+def test_emulate_prints_its_ready_line(tmp_path: Path) -> None:
+    """``emulate`` prints one JSON line with where to connect, then serves until stopped."""
+    corpus = tmp_path / "corpus.ndjson"
+    corpus.write_text(json.dumps({"turns": [{"speaker": "customer", "text": "hi"}], "queue": "Billing"}) + "\n")
+    process = subprocess.Popen(
+        [*COMMAND, "emulate", "--corpus", str(corpus), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        assert set(ready) == {"api_base_url", "login_base_url", "client_id", "client_secret", "queues"}
+        assert ready["queues"] == ["Billing"]
+        assert ready["api_base_url"].startswith("http://127.0.0.1:")
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()

@@ -1,0 +1,137 @@
+"""The completion detector: end signals, grace period, idle and max-age timers, stream end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from indexer.completion import SubscriptionChange, detect_completion
+from indexer.config import CompletionSettings
+from indexer.deadletter import DeadLetterStore
+from indexer.document import TranscriptDocument
+from indexer.models import Envelope
+from indexer.stats import Statistics
+from tests.factories import conversation, transcription, utterance
+
+SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
+
+
+class Harness:
+    """The detector running in a nursery, fed and read through memory channels."""
+
+    def __init__(self, state_dir: Path, settings: CompletionSettings = SETTINGS) -> None:
+        self.stats = Statistics()
+        self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
+        self.settings = settings
+        self.send, self.receive = trio.open_memory_channel[Envelope](100)
+        self.docs_send, self.docs = trio.open_memory_channel[TranscriptDocument](100)
+        self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](100)
+
+    async def run(self) -> None:
+        await detect_completion(
+            self.receive,
+            self.docs_send,
+            settings=self.settings,
+            dead_letters=self.dead_letters,
+            stats=self.stats,
+            subscriptions=self.changes_send,
+            end_reason="shutdown",
+        )
+
+    def drained(self) -> list[TranscriptDocument]:
+        result = []
+        while True:
+            try:
+                result.append(self.docs.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return result
+
+
+async def test_complete_after_end_signals_and_grace(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Closed 'ended' only after the grace period; a trailing utterance inside it is kept."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=False))
+        await h.send.send(transcription(utterance("u1", "hello", 1000)))
+        await h.send.send(conversation(ended=True))
+        await h.send.send(transcription(status="SESSION_ENDED"))
+        start = trio.current_time()
+        await trio.sleep(4.0)
+        assert h.drained() == []
+        await h.send.send(transcription(utterance("u2", "trailing words", 3000)))
+        document = await h.docs.receive()
+        assert trio.current_time() - start >= SETTINGS.grace_period_s
+        assert document.completion_reason == "ended" and document.complete
+        assert [u.text for u in document.utterances] == ["hello", "trailing words"]
+        await h.send.aclose()
+    changes = [c async for c in h.changes]
+    assert changes == [SubscriptionChange("add", document.conversation_id),
+                       SubscriptionChange("remove", document.conversation_id)]
+
+
+async def test_idle_conversation_is_closed_incomplete(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """No event for max_idle_s closes the conversation with reason 'idle'."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(transcription(utterance("u1", "hello", 1000)))
+        start = trio.current_time()
+        document = await h.docs.receive()
+        assert trio.current_time() - start >= SETTINGS.max_idle_s
+        assert (document.completion_reason, document.complete) == ("idle", False)
+        await h.send.aclose()
+
+
+async def test_max_age_closes_a_busy_conversation(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Keep-alives keep it from idling, but max_age_s closes it anyway."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        start = trio.current_time()
+
+        async def keepalives() -> None:
+            while True:
+                await h.send.send(transcription())
+                await trio.sleep(30)
+
+        nursery.start_soon(keepalives)
+        document = await h.docs.receive()
+        assert trio.current_time() - start >= SETTINGS.max_age_s
+        assert document.completion_reason == "max_age"
+        nursery.cancel_scope.cancel()
+
+
+async def test_stream_end_flushes_open_conversations(state_dir: Path) -> None:
+    """When the stream closes, ended conversations flush as 'ended', others with the end reason."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=False, conversation_id="open-one"))
+        await h.send.send(conversation(ended=True))
+        await h.send.send(transcription(utterance("u1", "bye", 1000)))
+        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.send.aclose()
+    reasons = {d.conversation_id: d.completion_reason for d in h.drained()}
+    assert reasons == {"open-one": "shutdown", "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11": "ended"}
+
+
+async def test_late_utterances_are_dead_lettered(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Utterances for a finalized conversation are counted and kept, not lost or re-indexed."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=True))
+        await h.send.send(transcription(utterance("u1", "hello", 1000)))
+        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.docs.receive()
+        await h.send.send(transcription(utterance("u9", "too late", 9000)))
+        await h.send.send(conversation(ended=True))
+        await h.send.aclose()
+    assert h.drained() == []
+    assert h.stats.late_messages == 2
+    (letter,) = h.dead_letters.read()
+    assert letter["kind"] == "late_message"
+    assert "too late" in letter["payload"]

@@ -1,0 +1,100 @@
+"""Conversation state: deduplication, ordering, end rules and the document it becomes."""
+
+from __future__ import annotations
+
+from indexer.models import ConversationEvent, TranscriptionMessage
+from indexer.tracker import ConversationState, speaker_of
+from tests.factories import QUEUE, at, conversation, transcription, utterance
+
+
+def _state() -> ConversationState:
+    return ConversationState(conversation_id="c", first_event_at=0.0, last_event_at=0.0)
+
+
+def _apply(state: ConversationState, *envelopes: object) -> None:
+    for envelope in envelopes:
+        body = envelope.event_body  # type: ignore[attr-defined]
+        if isinstance(body, TranscriptionMessage):
+            state.apply_transcription(body, 1.0)
+        else:
+            assert isinstance(body, ConversationEvent)
+            state.apply_conversation(body, 1.0)
+
+
+def test_utterances_are_deduplicated_and_ordered_by_offset() -> None:
+    """Duplicates by utteranceId count once; out-of-order arrival is sorted by offsetMs."""
+    state = _state()
+    _apply(
+        state,
+        transcription(utterance("u3", "third", 9000)),
+        transcription(utterance("u1", "first", 1000), utterance("u2", "second", 5000, channel="INTERNAL")),
+        transcription(utterance("u1", "first", 1000)),
+    )
+    assert state.duplicates == 1
+    document = state.to_document("ended", {})
+    assert [u.text for u in document.utterances] == ["first", "second", "third"]
+    assert [u.speaker for u in document.utterances] == ["customer", "agent", "customer"]
+    assert document.text == "first\nsecond\nthird"
+
+
+def test_final_result_replaces_interim_but_not_the_reverse() -> None:
+    """An isFinal=true utterance replaces an interim one; a later interim never replaces a final."""
+    state = _state()
+    _apply(state, transcription(utterance("u1", "interim guess", 1000, final=False)))
+    _apply(state, transcription(utterance("u1", "final words", 1000)))
+    _apply(state, transcription(utterance("u1", "late interim", 1000, final=False)))
+    assert [u.text for u in state.to_document("ended", {}).utterances] == ["final words"]
+
+
+def test_end_needs_participants_and_every_session() -> None:
+    """Ended = all participants ended AND every session seen reached SESSION_ENDED."""
+    state = _state()
+    _apply(state, conversation(ended=False), transcription(utterance("u1", "hello", 1000)))
+    assert not state.ended()
+    _apply(state, conversation(ended=True))
+    assert state.participants_ended() and not state.sessions_ended()
+    _apply(state, transcription(status="SESSION_ENDED", communication="second-leg"))
+    assert not state.sessions_ended(), "the first session has not ended yet"
+    _apply(state, transcription(status="SESSION_ENDED"))
+    assert state.ended()
+
+
+def test_a_participant_once_ended_stays_ended() -> None:
+    """An older snapshot arriving late does not re-open an ended participant (order not guaranteed)."""
+    state = _state()
+    _apply(state, conversation(ended=True), conversation(ended=False))
+    assert state.participants_ended()
+
+
+def test_document_fields() -> None:
+    """Queues, direction, language, times and participants come from the events."""
+    state = _state()
+    _apply(
+        state,
+        conversation(ended=False, direction="outbound"),
+        transcription(utterance("u1", "hello there", 2000)),
+        conversation(ended=True, direction="outbound"),
+        transcription(status="SESSION_ENDED", second=61),
+    )
+    document = state.to_document("ended", {QUEUE: "Billing"})
+    assert document.queues[0].id == QUEUE and document.queues[0].name == "Billing"
+    assert document.direction == "outbound"
+    assert document.language == "en-US"
+    assert document.started_at == at(0)
+    assert document.ended_at == at(60)
+    assert document.duration_ms == 60_000
+    assert [p.purpose for p in document.participants] == ["customer", "agent"]
+    assert document.complete and document.completion_reason == "ended"
+    assert document.version == int(at(61).timestamp() * 1000)
+    assert document.utterances[0].spoken_at == at(2)
+    assert [w.word for w in document.utterances[0].words] == ["hello", "there"]
+
+
+def test_speaker_mapping() -> None:
+    """INTERNAL is the agent, EXTERNAL the customer (reference §4.3)."""
+    assert [speaker_of(c) for c in ("INTERNAL", "EXTERNAL", "BOTH", "UNKNOWN")] == [
+        "agent",
+        "customer",
+        "unknown",
+        "unknown",
+    ]

@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml $(PLUGINS)
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check indexer plugins tests
-	$(BIN)/ruff format --check indexer plugins tests
+	$(BIN)/ruff check indexer plugins tests conftest.py
+	$(BIN)/ruff format --check indexer plugins tests conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

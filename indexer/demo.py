@@ -72,10 +72,12 @@ def build_demo_corpus(
 
     :raises ValueError: ``count`` exceeds the 7,168 conversations of the dataset.
     """
-    from chitchat_dataset import Dataset
+    from importlib import resources
+
     from faker import Faker
 
-    dataset = Dataset()
+    # The package's own Dataset class leaves its file open; read the packaged JSON directly.
+    dataset = json.loads((resources.files("chitchat_dataset") / "dataset.json").read_text(encoding="utf-8"))
     if count > len(dataset):
         raise ValueError(f"chitchat-dataset holds {len(dataset)} conversations, not {count}")
     rng = random.Random(seed)
@@ -242,9 +244,8 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
             leaked = find_leaks(client, "transcripts", injected)
-            print(
-                f"PII check: {len(injected) - len(leaked)} of {len(injected)} injected values absent from the index"
-            )
+            absent = len(injected) - len(leaked)
+            print(f"PII check: {absent} of {len(injected)} injected values absent from the index")
             _print_queries(client, "transcripts")
             ok = indexed == len(corpus) and not leaked and worker.returncode == 0
             print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")

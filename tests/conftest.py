@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ def sample(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
+def state_dir(tmp_path: Path) -> Path:
     """A fresh state directory for dead letters."""
     path = tmp_path / "state"
     path.mkdir()
-    yield path
+    return path

@@ -28,17 +28,27 @@ def at(second: int) -> datetime:
     return datetime.fromtimestamp(SESSION_START_MS / 1000 + second, UTC)
 
 
-def utterance(uid: str, text: str, offset_ms: int, *, channel: str = "EXTERNAL", final: bool = True) -> TranscriptResult:
+def utterance(
+    uid: str, text: str, offset_ms: int, *, channel: str = "EXTERNAL", final: bool = True
+) -> TranscriptResult:
     """One utterance with words spelled from ``text``."""
-    words = tuple(Word(word=w, offset_ms=offset_ms + 100 * i, duration_ms=90) for i, w in enumerate(text.split()))
+    words = tuple(
+        Word(word=w, offset_ms=offset_ms + 100 * i, duration_ms=90) for i, w in enumerate(text.split())
+    )
     return TranscriptResult(
         utterance_id=uid,
         channel=channel,
         is_final=final,
         dialect="en-US",
         alternatives=(
-            TranscriptAlternative(transcript=text.lower(), decorated_transcript=text, offset_ms=offset_ms,
-                                  duration_ms=900, confidence=0.9, words=words),
+            TranscriptAlternative(
+                transcript=text.lower(),
+                decorated_transcript=text,
+                offset_ms=offset_ms,
+                duration_ms=900,
+                confidence=0.9,
+                words=words,
+            ),
         ),
     )
 
@@ -67,10 +77,22 @@ def conversation(*, ended: bool, conversation_id: str = CONVERSATION, direction:
     state = "disconnected" if ended else "connected"
     end = at(60) if ended else None
     participants = (
-        Participant(id="p-customer", purpose="customer", connected_time=at(0), end_time=end,
-                    calls=(Call(id=COMMUNICATION, state=state, direction=direction),)),
-        Participant(id="p-agent", purpose="agent", user_id="user-1", queue_id=QUEUE, connected_time=at(1),
-                    end_time=end, calls=(Call(id="c-agent", state=state, direction=direction),)),
+        Participant(
+            id="p-customer",
+            purpose="customer",
+            connected_time=at(0),
+            end_time=end,
+            calls=(Call(id=COMMUNICATION, state=state, direction=direction),),
+        ),
+        Participant(
+            id="p-agent",
+            purpose="agent",
+            user_id="user-1",
+            queue_id=QUEUE,
+            connected_time=at(1),
+            end_time=end,
+            calls=(Call(id="c-agent", state=state, direction=direction),),
+        ),
     )
     return Envelope(
         topic_name=queue_conversations_topic(QUEUE),

@@ -15,7 +15,9 @@ COMMAND = [sys.executable, "-m", "indexer"]
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "OPENSEARCH_"))}
-    return subprocess.run([*COMMAND, *args], env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*COMMAND, *args], env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -24,10 +26,16 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("run",), {}, "GENESYS_REGION is not set"),
         (("run",), {"GENESYS_REGION": "us_east_1", "GENESYS_QUEUES": "Q"}, "GENESYS_CLIENT_ID is not set"),
         (("replay", "/nonexistent.ndjson"), {}, "replay file /nonexistent.ndjson does not exist"),
-        (("emulate", "--corpus", "/nonexistent.ndjson"), {}, "corpus file /nonexistent.ndjson does not exist"),
+        (
+            ("emulate", "--corpus", "/nonexistent.ndjson"),
+            {},
+            "corpus file /nonexistent.ndjson does not exist",
+        ),
     ],
 )
-def test_setting_errors_exit_2_with_one_line(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+def test_setting_errors_exit_2_with_one_line(
+    args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
     """A missing or invalid setting: exit code 2, one line on stderr naming it, no traceback."""
     result = _run(*args, env=env)
     assert result.returncode == 2
@@ -56,7 +64,9 @@ def test_plugins_list() -> None:
 def test_emulate_prints_its_ready_line(tmp_path: Path) -> None:
     """``emulate`` prints one JSON line with where to connect, then serves until stopped."""
     corpus = tmp_path / "corpus.ndjson"
-    corpus.write_text(json.dumps({"turns": [{"speaker": "customer", "text": "hi"}], "queue": "Billing"}) + "\n")
+    corpus.write_text(
+        json.dumps({"turns": [{"speaker": "customer", "text": "hi"}], "queue": "Billing"}) + "\n"
+    )
     process = subprocess.Popen(
         [*COMMAND, "emulate", "--corpus", str(corpus), "--port", "0"], stdout=subprocess.PIPE, text=True
     )

@@ -49,7 +49,9 @@ class Harness:
                 return result
 
 
-async def test_complete_after_end_signals_and_grace(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_complete_after_end_signals_and_grace(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     """Closed 'ended' only after the grace period; a trailing utterance inside it is kept."""
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
@@ -68,11 +70,15 @@ async def test_complete_after_end_signals_and_grace(state_dir: Path, autojump_cl
         assert [u.text for u in document.utterances] == ["hello", "trailing words"]
         await h.send.aclose()
     changes = [c async for c in h.changes]
-    assert changes == [SubscriptionChange("add", document.conversation_id),
-                       SubscriptionChange("remove", document.conversation_id)]
+    assert changes == [
+        SubscriptionChange("add", document.conversation_id),
+        SubscriptionChange("remove", document.conversation_id),
+    ]
 
 
-async def test_idle_conversation_is_closed_incomplete(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_idle_conversation_is_closed_incomplete(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     """No event for max_idle_s closes the conversation with reason 'idle'."""
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
@@ -85,7 +91,9 @@ async def test_idle_conversation_is_closed_incomplete(state_dir: Path, autojump_
         await h.send.aclose()
 
 
-async def test_max_age_closes_a_busy_conversation(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_max_age_closes_a_busy_conversation(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     """Keep-alives keep it from idling, but max_age_s closes it anyway."""
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
@@ -118,7 +126,9 @@ async def test_stream_end_flushes_open_conversations(state_dir: Path) -> None:
     assert reasons == {"open-one": "shutdown", "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11": "ended"}
 
 
-async def test_late_utterances_are_dead_lettered(state_dir: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_late_utterances_are_dead_lettered(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     """Utterances for a finalized conversation are counted and kept, not lost or re-indexed."""
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:

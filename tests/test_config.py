@@ -49,7 +49,10 @@ def test_toml_then_environment_wins(tmp_path: Path) -> None:
         ({k: v for k, v in ENV.items() if k != "GENESYS_REGION"}, "GENESYS_REGION is not set"),
         ({**ENV, "GENESYS_REGION": "mars_1"}, "GENESYS_REGION 'mars_1' is not one of"),
         ({**ENV, "GENESYS_QUEUES": " , "}, "GENESYS_QUEUES is not set"),
-        ({**ENV, "GENESYS_API_BASE_URL": "api.x", "GENESYS_LOGIN_BASE_URL": "https://l"}, "GENESYS_API_BASE_URL"),
+        (
+            {**ENV, "GENESYS_API_BASE_URL": "api.x", "GENESYS_LOGIN_BASE_URL": "https://l"},
+            "GENESYS_API_BASE_URL",
+        ),
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], message: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 import trio
@@ -22,10 +20,11 @@ CORPUS = [
 
 
 @pytest.fixture
-async def emulator(nursery: trio.Nursery) -> AsyncIterator[Emulator]:
+async def emulator(nursery: trio.Nursery) -> Emulator:
+    """An emulator on loopback whose conversations have not started yet."""
     emulator = Emulator(CORPUS, EmulatorSettings(speed=1, start_delay_s=3600))
     await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-    yield emulator
+    return emulator
 
 
 def _settings(emulator: Emulator, secret: str = "emulator-secret") -> GenesysSettings:
@@ -48,7 +47,10 @@ async def test_token_channel_and_subscriptions(emulator: Emulator) -> None:
         assert not await client.channel_exists("streaming-0-gone")
         await client.replace_subscriptions(channel.id, ["a.topic"])
         await client.add_subscriptions(channel.id, [transcription_topic("c1")])
-        assert [t.id for t in await client.get_subscriptions(channel.id)] == ["a.topic", transcription_topic("c1")]
+        assert [t.id for t in await client.get_subscriptions(channel.id)] == [
+            "a.topic",
+            transcription_topic("c1"),
+        ]
         await client.replace_subscriptions(channel.id, [])
         assert await client.get_subscriptions(channel.id) == []
         assert client.token_renewals == 1

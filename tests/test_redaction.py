@@ -116,7 +116,7 @@ class RejectAll:
 
 def test_validators_run_before_redaction() -> None:
     """A validator's problems stop the transcript."""
-    with pytest.raises(ValidationFailed, match="test.reject: always wrong"):
+    with pytest.raises(ValidationFailed, match=r"test\.reject: always wrong"):
         Pipeline(validators=(RejectAll(),), rules=RuleSet(())).finalize(_document("hello"))
 
 
@@ -167,6 +167,8 @@ async def test_documents_are_batched(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         for i in range(5):
             await send.send(attrs.evolve(_document("hi"), conversation_id=f"c{i}"))
-        nursery.start_soon(index_transcripts, receive, pipeline, [sink], DeadLetterStore(tmp_path / "d", stats), stats)
+        nursery.start_soon(
+            index_transcripts, receive, pipeline, [sink], DeadLetterStore(tmp_path / "d", stats), stats
+        )
         await send.aclose()
     assert sink.batches == 1 and len(sink.documents) == 5 and stats.indexed == 5

@@ -30,7 +30,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import attrs
@@ -492,9 +492,8 @@ class Emulator:
         config.errorlog = logging.getLogger("indexer.emulator.hypercorn")
         config.graceful_timeout = 1
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: serve(self.app(), config, task_status=task_status)
-            )
+            app: Any = self.app()  # Starlette's ASGI callable is typed looser than hypercorn's annotation
+            binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
             self.base_url = binds[0]
             self.epoch_ms = int(time.time() * 1000)
             self.t0 = trio.current_time()

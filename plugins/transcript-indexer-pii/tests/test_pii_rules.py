@@ -71,7 +71,8 @@ def test_iban_checksum() -> None:
 
 
 @pytest.mark.parametrize(
-    "iban", ["GB82WEST12345698765432", "gb82west12345698765432", "DE89 3704 0044 0532 0130 00", "NL91ABNA0417164300"]
+    "iban",
+    ["GB82WEST12345698765432", "gb82west12345698765432", "DE89 3704 0044 0532 0130 00", "NL91ABNA0417164300"],
 )
 def test_iban_is_redacted_in_any_case_and_grouping(iban: str) -> None:
     """Compact, grouped and lower-case (raw ASR) IBANs are found; trailing words are kept."""

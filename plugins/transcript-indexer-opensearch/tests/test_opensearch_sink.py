@@ -1,0 +1,132 @@
+"""The OpenSearch sink against an OpenSearch-compatible node (osmem-server) over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import attrs
+import pytest
+from opensearchpy import OpenSearch
+
+from indexer.document import DocUtterance, QueueRef, RedactionSummary, TranscriptDocument
+from indexer.errors import SinkError
+from indexer.schemas import load_schema
+from indexer_opensearch import OpenSearchSink, sink_from_settings
+
+
+@pytest.fixture
+def url(opensearch_url: str) -> str:
+    return opensearch_url
+
+
+def _document(conversation_id: str, version: int, text: str) -> TranscriptDocument:
+    when = datetime(2025, 3, 19, 22, 0, tzinfo=UTC)
+    utterance = DocUtterance(
+        utterance_id="u1",
+        communication_id="comm",
+        speaker="customer",
+        text=text,
+        offset_ms=100,
+        duration_ms=900,
+        confidence=0.9,
+        spoken_at=when,
+    )
+    return TranscriptDocument(
+        conversation_id=conversation_id,
+        version=version,
+        started_at=when,
+        ended_at=when,
+        duration_ms=0,
+        queues=(QueueRef("q1", "Billing"),),
+        direction="inbound",
+        language="en-US",
+        participants=(),
+        utterances=(utterance,),
+        text=text,
+        complete=True,
+        completion_reason="ended",
+        redaction=RedactionSummary(rule_set_version="abc", counts={"CREDIT_CARD": 1}),
+    )
+
+
+async def test_open_installs_template_and_write_alias(url: str) -> None:
+    """open() installs the index template for <alias>-* and creates <alias>-000001 as write index."""
+    sink = OpenSearchSink(url=url, alias="calls")
+    await sink.open()
+    await sink.open()  # idempotent at every start-up
+    client = OpenSearch(hosts=[url])
+    template = client.indices.get_index_template(name="calls")["index_templates"][0]["index_template"]
+    assert template["index_patterns"] == ["calls-*"]
+    assert client.indices.get_alias(name="calls") == {
+        "calls-000001": {"aliases": {"calls": {"is_write_index": True}}}
+    }
+    mapping = client.indices.get_mapping(index="calls-000001")["calls-000001"]["mappings"]
+    assert mapping["properties"]["utterances"]["type"] == "nested"
+    await sink.aclose()
+
+
+async def test_versioned_writes_are_idempotent_and_never_go_back(url: str) -> None:
+    """_id is the conversation id; the same or an older version is a conflict that counts as written."""
+    sink = OpenSearchSink(url=url)
+    await sink.open()
+    (first,) = await sink.write([_document("c1", 100, "newer text")])
+    assert first.ok and not first.conflict
+    replay, stale = (
+        await sink.write([_document("c1", 100, "newer text")]),
+        await sink.write([_document("c1", 50, "older text")]),
+    )
+    assert replay[0].ok and replay[0].conflict
+    assert stale[0].ok and stale[0].conflict
+    (newer,) = await sink.write([_document("c1", 200, "newest text")])
+    assert newer.ok and not newer.conflict
+    client = OpenSearch(hosts=[url])
+    stored = client.get(index="transcripts", id="c1")
+    assert stored["_version"] == 200 and stored["_source"]["text"] == "newest text"
+    client.indices.refresh(index="transcripts")
+    assert client.count(index="transcripts")["count"] == 1
+    await sink.aclose()
+
+
+async def test_a_rejected_document_is_reported_not_raised(url: str) -> None:
+    """A permanent per-document rejection comes back as that document's error; others are written."""
+    sink = OpenSearchSink(url=url)
+    await sink.open()
+    # A value the strict mapping cannot take: a string where a long is mapped.
+    bad = attrs.evolve(_document("bad", 1, "x"), duration_ms="soon")
+    results = await sink.write([_document("good", 1, "fine"), bad])
+    by_id = {r.conversation_id: r for r in results}
+    assert by_id["good"].ok
+    assert not by_id["bad"].ok and by_id["bad"].error is not None and by_id["bad"].error.startswith("400")
+    await sink.aclose()
+
+
+async def test_unreachable_opensearch_is_a_sink_error() -> None:
+    """A node that does not answer, after retries, raises SinkError naming OPENSEARCH_URL."""
+    import indexer_opensearch
+
+    sink = OpenSearchSink(url="http://127.0.0.1:9")
+    original = indexer_opensearch.RETRY_ATTEMPTS
+    indexer_opensearch.RETRY_ATTEMPTS = 1
+    try:
+        with pytest.raises(SinkError, match="OPENSEARCH_URL"):
+            await sink.open()
+    finally:
+        indexer_opensearch.RETRY_ATTEMPTS = original
+
+
+def test_settings_from_environment_win() -> None:
+    """OPENSEARCH_* override [plugins.opensearch]; a missing URL names the setting."""
+    sink = sink_from_settings(
+        {"url": "http://toml:9200", "alias": "a"}, {"OPENSEARCH_URL": "https://env:9200"}
+    )
+    assert (sink.url, sink.alias) == ("https://env:9200", "a")
+    with pytest.raises(Exception, match="OPENSEARCH_URL is not set"):
+        sink_from_settings({}, {})
+    with pytest.raises(Exception, match=r"plugins\.opensearch\.urll"):
+        sink_from_settings({"urll": "x"}, {"OPENSEARCH_URL": "http://x"})
+
+
+def test_template_maps_every_document_field() -> None:
+    """The index template maps exactly the document's top-level fields (strict mapping)."""
+    mapped = set(load_schema("index-template.json")["template"]["mappings"]["properties"])
+    assert mapped == {f.name for f in attrs.fields(TranscriptDocument)}

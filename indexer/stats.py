@@ -27,6 +27,7 @@ class Statistics:
     version_conflicts: int = 0
     dead_letters: int = 0
     subscriptions: int = 0
+    reconnects: int = 0
 
     def summary(self) -> dict[str, object]:
         """Plain data for a log line or ``--json`` output (counts only, never content)."""
@@ -39,4 +40,5 @@ class Statistics:
             "indexed": self.indexed,
             "version_conflicts": self.version_conflicts,
             "dead_letters": self.dead_letters,
+            "reconnects": self.reconnects,
         }

@@ -172,6 +172,7 @@ async def read_notifications(
                         await _pump(ws, envelopes, settings, stats, dead_letters, capture)
                 except (StreamClosed, ConnectionClosed, HandshakeError, OSError) as exc:
                     failures += 1
+                    stats.reconnects += 1
                     log.warning("notification socket closed (%s); reconnecting", type(exc).__name__)
                     delay = min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** min(failures - 1, 6))
                     await trio.sleep(random.uniform(0, delay) if failures > 1 else 0)

@@ -116,6 +116,7 @@ class Emulator:
         self.base_url = ""
         self.signing_key = secrets.token_bytes(16)
         self.published = 0
+        self.pings = 0
 
     # --- clock and status ---------------------------------------------------------------
 
@@ -267,6 +268,7 @@ class Emulator:
                 except (ValueError, AttributeError):
                     continue
                 if message == "ping":
+                    self.pings += 1
                     send.send_nowait(pong)
 
         try:
@@ -295,6 +297,18 @@ class Emulator:
                 except trio.WouldBlock:
                     channel.connection.cancel.cancel()  # a consumer this slow is cut off
                 self.published += 1
+
+    def broadcast(self, text: str) -> None:
+        """Send one frame to every connected channel, subscribed or not (system messages)."""
+        for channel in self.channels.values():
+            if channel.connection is not None:
+                channel.connection.send.send_nowait(text)
+
+    def drop_connections(self) -> None:
+        """Close every socket from the server side, without a close handshake from the client."""
+        for channel in self.channels.values():
+            if channel.connection is not None:
+                channel.connection.cancel.cancel()
 
     # --- routing, conversations, analytics, transcripts --------------------------------
 

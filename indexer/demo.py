@@ -66,11 +66,12 @@ def _pii_sentence(fake: Any, rng: random.Random) -> tuple[str, str, str]:
 
 
 def build_demo_corpus(
-    count: int, *, seed: int = 7, pii_share: float = 0.25
+    count: int, *, seed: int = 7, pii_share: float = 0.25, offset: int = 0
 ) -> tuple[list[CorpusConversation], list[InjectedPii]]:
     """``count`` chitchat-dataset conversations as a corpus, and the PII values injected.
 
-    :raises ValueError: ``count`` exceeds the 7,168 conversations of the dataset.
+    :param offset: skip this many conversations (in key order) first.
+    :raises ValueError: the dataset's 7,168 conversations do not reach ``offset + count``.
     """
     from importlib import resources
 
@@ -78,13 +79,13 @@ def build_demo_corpus(
 
     # The package's own Dataset class leaves its file open; read the packaged JSON directly.
     dataset = json.loads((resources.files("chitchat_dataset") / "dataset.json").read_text(encoding="utf-8"))
-    if count > len(dataset):
-        raise ValueError(f"chitchat-dataset holds {len(dataset)} conversations, not {count}")
+    if offset + count > len(dataset):
+        raise ValueError(f"chitchat-dataset holds {len(dataset)} conversations, not {offset + count}")
     rng = random.Random(seed)
     fake = Faker("en_US")
     fake.seed_instance(seed)
     corpus, injected = [], []
-    for index, key in enumerate(sorted(dataset)[:count]):
+    for index, key in enumerate(sorted(dataset)[offset : offset + count]):
         messages = dataset[key]["messages"]
         first = messages[0][0]["sender"]
         turns = [

@@ -1,0 +1,86 @@
+"""``transcript-indexer run`` as operators run it, against ``transcript-indexer emulate``.
+
+The corpus is conversations no other test or the demo uses (the tail of chitchat-dataset),
+played at ``--speed 50``; the worker drains on SIGTERM and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch, helpers
+from osmem_server import OsmemServer
+
+from indexer.demo import build_demo_corpus, find_leaks
+from indexer.emulator import dump_corpus
+
+pytestmark = pytest.mark.e2e
+
+COUNT = 30
+COMMAND = [sys.executable, "-m", "indexer"]
+
+
+def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Every conversation indexed with PII masked; SIGTERM drains and exits 0."""
+    corpus, injected = build_demo_corpus(COUNT, seed=2024, pii_share=0.6, offset=7168 - COUNT)
+    corpus_path = tmp_path / "corpus.ndjson"
+    dump_corpus(corpus, corpus_path)
+    emulator = subprocess.Popen(
+        [*COMMAND, "emulate", "--corpus", str(corpus_path), "--speed", "50", "--interval", "6"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = None
+    try:
+        assert emulator.stdout is not None
+        ready = json.loads(emulator.stdout.readline())
+        with osmem.clone() as index:
+            env = {
+                **os.environ,
+                "GENESYS_API_BASE_URL": ready["api_base_url"],
+                "GENESYS_LOGIN_BASE_URL": ready["login_base_url"],
+                "GENESYS_CLIENT_ID": ready["client_id"],
+                "GENESYS_CLIENT_SECRET": ready["client_secret"],
+                "GENESYS_QUEUES": ",".join(ready["queues"]),
+                "OPENSEARCH_URL": index.url,
+                "INDEXER_STATE_DIR": str(tmp_path / "state"),
+            }
+            config = tmp_path / "indexer.toml"
+            config.write_text("[completion]\ngrace_period_s = 1.0\n")
+            worker = subprocess.Popen(
+                [*COMMAND, "run", "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True
+            )
+            client = OpenSearch(hosts=[index.url])
+            deadline = time.monotonic() + 120
+            count = 0
+            while count < COUNT and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.5)
+                if client.indices.exists_alias(name="transcripts"):
+                    client.indices.refresh(index="transcripts")
+                    count = client.count(index="transcripts")["count"]
+            worker.send_signal(signal.SIGTERM)
+            _, log = worker.communicate(timeout=60)
+            assert worker.returncode == 0, log[-2000:]
+            print(f"\nrun command: {COUNT} conversations played, {count} indexed")
+            assert count == COUNT
+            documents = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
+            assert all(d["complete"] for d in documents)
+            assert find_leaks(client, "transcripts", injected) == []
+            assert "received SIGTERM, draining" in log
+            for value in (p.value for p in injected):
+                assert value not in log, "a PII value reached the log"
+            assert ready["client_secret"] not in log
+    finally:
+        for process in (worker, emulator):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        assert emulator.stdout is not None
+        emulator.stdout.close()

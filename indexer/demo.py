@@ -207,7 +207,18 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
     executable = [sys.executable, "-m", "indexer"]
     with OsmemServer.start(japanese=False) as search:
         emulator = subprocess.Popen(
-            [*executable, "emulate", "--corpus", str(corpus_path), "--speed", str(speed), "--interval", "8"],
+            [
+                *executable,
+                "--log-level",
+                "WARNING",
+                "emulate",
+                "--corpus",
+                str(corpus_path),
+                "--speed",
+                str(speed),
+                "--interval",
+                "8",
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

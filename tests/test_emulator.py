@@ -1,0 +1,152 @@
+"""The emulator's REST surface and scenario, as the reference describes the real service."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import trio
+
+from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
+from indexer.emulator.scenario import asr_text, build_scenario
+from indexer.models import TranscriptionMessage
+from indexer.serialization import dump_envelope, parse_envelope
+
+CORPUS = [
+    CorpusConversation(
+        turns=(
+            Turn("customer", "Hi, I'm calling about my invoice."),
+            Turn("agent", "Sure! What's the number?"),
+            Turn("customer", "It's 1234, thanks."),
+        ),
+        queue="Billing",
+        direction="outbound",
+    )
+]
+
+
+@asynccontextmanager
+async def emulator_after_the_call(speed: float = 5000) -> AsyncIterator[tuple[Emulator, httpx.AsyncClient]]:
+    """An emulator whose single conversation has ended, and an authenticated client."""
+    emulator = Emulator(CORPUS, EmulatorSettings(speed=speed, start_delay_s=0))
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+        (scenario,) = emulator.scenarios.values()
+        with trio.fail_after(10):
+            while emulator.now_ms() < scenario.hangup_ms + 60_000:  # noqa: ASYNC110 -- simulated clock
+                await trio.sleep(0.01)
+        token = (
+            await http.post(
+                f"{url}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=("emulator-client", "emulator-secret"),
+            )
+        ).json()
+        http.base_url = httpx.URL(url)
+        http.headers["Authorization"] = f"Bearer {token['access_token']}"
+        yield emulator, http
+        nursery.cancel_scope.cancel()
+
+
+def test_asr_text_is_lower_case_without_sentence_punctuation() -> None:
+    """Raw transcripts look like recogniser output; emails and numbers keep their inner dots."""
+    assert asr_text("Hi, I'm Jane! Mail jane.doe@example.com. Call (412)623-3079?") == (
+        "hi i'm jane mail jane.doe@example.com call 412 623-3079"
+    )
+
+
+async def test_token_errors_and_unauthenticated_calls() -> None:
+    """Bad credentials get invalid_client; API calls without a valid bearer get 401."""
+    async with emulator_after_the_call() as (emulator, http):
+        bad = await http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=("emulator-client", "x")
+        )
+        assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+        anonymous = await http.get("/api/v2/routing/queues", headers={"Authorization": "Bearer nope"})
+        assert anonymous.status_code == 401 and anonymous.json()["status"] == 401
+
+
+async def test_conversation_and_analytics_views_after_hang_up() -> None:
+    """GET conversation, analytics details and the details query show the ended call."""
+    async with emulator_after_the_call() as (emulator, http):
+        (scenario,) = emulator.scenarios.values()
+        conversation = (await http.get(f"/api/v2/conversations/{scenario.conversation_id}")).json()
+        assert conversation["endTime"] and conversation["startTime"]
+        purposes = [p["purpose"] for p in conversation["participants"]]
+        assert purposes == ["customer", "acd", "agent"]
+        assert all(p["endTime"] for p in conversation["participants"])
+        details = (
+            await http.get(f"/api/v2/analytics/conversations/{scenario.conversation_id}/details")
+        ).json()
+        assert details["conversationEnd"] and details["originatingDirection"] == "outbound"
+        start = datetime.fromtimestamp(scenario.start_ms / 1000, UTC)
+        interval = f"{(start - timedelta(hours=1)).isoformat()}/{(start + timedelta(hours=1)).isoformat()}"
+        query = {
+            "interval": interval,
+            "conversationFilters": [
+                {"type": "and", "predicates": [{"dimension": "conversationEnd", "operator": "exists"}]}
+            ],
+        }
+        found = (await http.post("/api/v2/analytics/conversations/details/query", json=query)).json()
+        assert found["totalHits"] == 1
+        assert found["conversations"][0]["conversationId"] == scenario.conversation_id
+        missing = await http.get("/api/v2/conversations/00000000-0000-4000-8000-000000000000")
+        assert missing.status_code == 404
+
+
+async def test_transcript_url_is_pre_signed() -> None:
+    """transcripturl gives a URL fetched without the bearer; a tampered signature is refused."""
+    async with emulator_after_the_call() as (emulator, http):
+        (scenario,) = emulator.scenarios.values()
+        path = (
+            f"/api/v2/speechandtextanalytics/conversations/{scenario.conversation_id}"
+            f"/communications/{scenario.communication_id}/transcripturl"
+        )
+        url = (await http.get(path)).json()["url"]
+        async with httpx.AsyncClient() as anonymous:
+            transcript = (await anonymous.get(url)).json()
+            tampered = await anonymous.get(url[:-4] + "0000")
+        assert tampered.status_code == 403
+        phrases = transcript["transcripts"][0]["phrases"]
+        assert [p["decoratedText"] for p in phrases] == [t.text for t in CORPUS[0].turns]
+        assert [p["participantPurpose"] for p in phrases] == ["external", "internal", "external"]
+        assert phrases[0]["text"] == "hi i'm calling about my invoice"
+
+
+async def test_subscription_limit_is_enforced() -> None:
+    """More than 1,000 topics on a channel is a 400 (reference §3.8)."""
+    async with emulator_after_the_call() as (emulator, http):
+        channel = (await http.post("/api/v2/notifications/channels")).json()
+        path = f"/api/v2/notifications/channels/{channel['id']}/subscriptions"
+        ok = await http.put(path, json=[{"id": f"v2.conversations.c{i}.transcription"} for i in range(1000)])
+        assert ok.status_code == 200 and len(ok.json()["entities"]) == 1000
+        over = await http.post(path, json=[{"id": "v2.conversations.one-more.transcription"}])
+        assert over.status_code == 400
+
+
+def test_scenario_groups_delays_and_ends_transcripts() -> None:
+    """Keep-alive first, utterances grouped and delivered after they end, SESSION_ENDED last."""
+    scenario = build_scenario(
+        CORPUS[0], start_ms=1_700_000_000_000, rng=random.Random(1), organization_id="org"
+    )
+    messages = [
+        (due, envelope.event_body)
+        for due, envelope in scenario.events
+        if isinstance(envelope.event_body, TranscriptionMessage)
+    ]
+    first_due, first = messages[0]
+    assert first.transcripts == () and first.status is not None and first.status.status == "SESSION_ONGOING"
+    last_due, last = messages[-1]
+    assert last.status is not None and last.status.status == "SESSION_ENDED" and last_due > scenario.hangup_ms
+    for due, body in messages:
+        for result in body.transcripts:
+            alt = result.alternatives[0]
+            assert due >= body.session_start_time_ms + alt.offset_ms + alt.duration_ms  # type: ignore[operator]
+            assert alt.transcript == " ".join(w.word for w in alt.words)
+    delivered = [r.utterance_id for _, body in messages for r in body.transcripts]
+    assert delivered == [u.utterance_id for u in scenario.utterances]
+    for _, envelope in scenario.events:  # every frame the emulator sends parses back unchanged
+        assert parse_envelope(dump_envelope(envelope)) == envelope

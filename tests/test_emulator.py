@@ -60,7 +60,7 @@ def test_asr_text_is_lower_case_without_sentence_punctuation() -> None:
 
 async def test_token_errors_and_unauthenticated_calls() -> None:
     """Bad credentials get invalid_client; API calls without a valid bearer get 401."""
-    async with emulator_after_the_call() as (emulator, http):
+    async with emulator_after_the_call() as (_, http):
         bad = await http.post(
             "/oauth/token", data={"grant_type": "client_credentials"}, auth=("emulator-client", "x")
         )
@@ -118,7 +118,7 @@ async def test_transcript_url_is_pre_signed() -> None:
 
 async def test_subscription_limit_is_enforced() -> None:
     """More than 1,000 topics on a channel is a 400 (reference §3.8)."""
-    async with emulator_after_the_call() as (emulator, http):
+    async with emulator_after_the_call() as (_, http):
         channel = (await http.post("/api/v2/notifications/channels")).json()
         path = f"/api/v2/notifications/channels/{channel['id']}/subscriptions"
         ok = await http.put(path, json=[{"id": f"v2.conversations.c{i}.transcription"} for i in range(1000)])
@@ -137,7 +137,7 @@ def test_scenario_groups_delays_and_ends_transcripts() -> None:
         for due, envelope in scenario.events
         if isinstance(envelope.event_body, TranscriptionMessage)
     ]
-    first_due, first = messages[0]
+    _, first = messages[0]
     assert first.transcripts == () and first.status is not None and first.status.status == "SESSION_ONGOING"
     last_due, last = messages[-1]
     assert last.status is not None and last.status.status == "SESSION_ENDED" and last_due > scenario.hangup_ms

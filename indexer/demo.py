@@ -29,7 +29,7 @@ import attrs
 
 from indexer.emulator.corpus import CorpusConversation, Turn, dump_corpus
 
-__all__ = ["InjectedPii", "build_demo_corpus", "find_leaks", "run_demo"]
+__all__ = ["InjectedPii", "build_demo_corpus", "find_leaks", "run_demo", "worker_environment"]
 
 QUEUES: Final = ("Billing", "Support", "Sales", "Retention")
 CARD_TYPES: Final = ("visa16", "mastercard", "amex", "discover", "jcb16", "diners", "visa13", "jcb15")
@@ -120,6 +120,20 @@ def find_leaks(client: Any, alias: str, injected: list[InjectedPii]) -> list[Inj
 
     sources = [json.dumps(hit["_source"]).lower() for hit in helpers.scan(client, index=alias)]
     return [p for p in injected if any(p.value.lower() in s or asr_text(p.value) in s for s in sources)]
+
+
+def worker_environment(ready: dict[str, Any], *, opensearch_url: str, state_dir: Path) -> dict[str, str]:
+    """The environment for ``transcript-indexer run`` against an emulator's ready line."""
+    return {
+        **os.environ,
+        "GENESYS_API_BASE_URL": ready["api_base_url"],
+        "GENESYS_LOGIN_BASE_URL": ready["login_base_url"],
+        "GENESYS_CLIENT_ID": ready["client_id"],
+        "GENESYS_CLIENT_SECRET": ready["client_secret"],
+        "GENESYS_QUEUES": ",".join(ready["queues"]),
+        "OPENSEARCH_URL": opensearch_url,
+        "INDEXER_STATE_DIR": str(state_dir),
+    }
 
 
 def _json_line(process: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
@@ -225,17 +239,8 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
         worker: subprocess.Popen[str] | None = None
         try:
             ready = _json_line(emulator, 30)
-            env = {
-                **os.environ,
-                "GENESYS_API_BASE_URL": ready["api_base_url"],
-                "GENESYS_LOGIN_BASE_URL": ready["login_base_url"],
-                "GENESYS_CLIENT_ID": ready["client_id"],
-                "GENESYS_CLIENT_SECRET": ready["client_secret"],
-                "GENESYS_QUEUES": ",".join(ready["queues"]),
-                "OPENSEARCH_URL": search.url,
-                "INDEXER_STATE_DIR": str(state_dir),
-                "INDEXER_LOG_LEVEL": "WARNING",
-            }
+            env = worker_environment(ready, opensearch_url=search.url, state_dir=state_dir)
+            env["INDEXER_LOG_LEVEL"] = "WARNING"
             config_path = state_dir / "demo.toml"
             config_path.write_text("[completion]\ngrace_period_s = 2.0\n", encoding="utf-8")
             worker = subprocess.Popen([*executable, "run", "--config", str(config_path)], env=env, text=True)

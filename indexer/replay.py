@@ -11,11 +11,9 @@ from pathlib import Path
 import trio
 
 from indexer.deadletter import DeadLetterStore
-from indexer.errors import MalformedMessage
+from indexer.frames import accept_frame
 from indexer.models import Envelope
-from indexer.serialization import parse_envelope
 from indexer.stats import Statistics
-from indexer.topics import topic_kind
 
 __all__ = ["read_replay"]
 
@@ -37,13 +35,4 @@ async def read_replay(
             text = line.strip()
             if not text:
                 continue
-            try:
-                envelope = parse_envelope(text)
-            except MalformedMessage as exc:
-                stats.messages["malformed"] += 1
-                await dead_letters.add("malformed_message", exc.reason, text)
-                continue
-            kind = topic_kind(envelope.topic_name) or "unknown"
-            stats.messages[kind] += 1
-            if kind in ("conversation", "transcription"):
-                await envelopes.send(envelope)
+            await accept_frame(text, envelopes, stats=stats, dead_letters=dead_letters)

@@ -29,12 +29,12 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from indexer.completion import SubscriptionChange
 from indexer.config import StreamSettings
 from indexer.deadletter import DeadLetterStore
-from indexer.errors import GenesysError, MalformedMessage, StreamClosed
+from indexer.errors import GenesysError, StreamClosed
+from indexer.frames import accept_frame
 from indexer.genesys import GenesysClient
-from indexer.models import Channel, Envelope, SystemMessage
-from indexer.serialization import parse_envelope
+from indexer.models import Channel, Envelope
 from indexer.stats import Statistics
-from indexer.topics import SOCKET_CLOSING, topic_kind, transcription_topic
+from indexer.topics import SOCKET_CLOSING, transcription_topic
 
 __all__ = ["ChannelState", "manage_subscriptions", "open_channel", "read_notifications"]
 
@@ -119,17 +119,8 @@ async def _pump(
             text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             if capture is not None:
                 await capture.write(text + "\n")  # type: ignore[attr-defined]
-            try:
-                envelope = parse_envelope(text)
-            except MalformedMessage as exc:
-                stats.messages["malformed"] += 1
-                await dead_letters.add("malformed_message", exc.reason, text)
-                continue
-            kind = topic_kind(envelope.topic_name) or "unknown"
-            stats.messages[kind] += 1
-            if kind in ("conversation", "transcription"):
-                await envelopes.send(envelope)
-            elif isinstance(envelope.event_body, SystemMessage) and envelope.topic_name == SOCKET_CLOSING:
+            envelope = await accept_frame(text, envelopes, stats=stats, dead_letters=dead_letters)
+            if envelope is not None and envelope.topic_name == SOCKET_CLOSING:
                 return "the service announced socket_closing"
 
     async with trio.open_nursery() as nursery:

@@ -7,7 +7,6 @@ played at ``--speed 50``; the worker drains on SIGTERM and exits 0.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
 
-from indexer.demo import build_demo_corpus, find_leaks
+from indexer.demo import build_demo_corpus, find_leaks, worker_environment
 from indexer.emulator import dump_corpus
 
 pytestmark = pytest.mark.e2e
@@ -42,16 +41,7 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, 
         assert emulator.stdout is not None
         ready = json.loads(emulator.stdout.readline())
         with osmem.clone() as index:
-            env = {
-                **os.environ,
-                "GENESYS_API_BASE_URL": ready["api_base_url"],
-                "GENESYS_LOGIN_BASE_URL": ready["login_base_url"],
-                "GENESYS_CLIENT_ID": ready["client_id"],
-                "GENESYS_CLIENT_SECRET": ready["client_secret"],
-                "GENESYS_QUEUES": ",".join(ready["queues"]),
-                "OPENSEARCH_URL": index.url,
-                "INDEXER_STATE_DIR": str(tmp_path / "state"),
-            }
+            env = worker_environment(ready, opensearch_url=index.url, state_dir=tmp_path / "state")
             config = tmp_path / "indexer.toml"
             config.write_text("[completion]\ngrace_period_s = 1.0\n")
             worker = subprocess.Popen(

@@ -349,23 +349,21 @@ class Emulator:
         scenario = self.scenarios.get(request.path_params["conversation_id"])
         return scenario if scenario is not None and scenario.start_ms <= self.now_ms() else None
 
-    async def conversation(self, request: Request) -> Response:
+    async def _conversation_view(self, request: Request, view: str) -> Response:
         _, denied = self._authorized(request)
         if denied:
             return denied
         scenario = self._scenario(request)
         if scenario is None:
             return _error(404, "not.found", "Conversation not found")
-        return JSONResponse(scenario.conversation_json(self.now_ms()))
+        render = scenario.conversation_json if view == "conversation" else scenario.analytics_json
+        return JSONResponse(render(self.now_ms()))
+
+    async def conversation(self, request: Request) -> Response:
+        return await self._conversation_view(request, "conversation")
 
     async def analytics_details(self, request: Request) -> Response:
-        _, denied = self._authorized(request)
-        if denied:
-            return denied
-        scenario = self._scenario(request)
-        if scenario is None:
-            return _error(404, "not.found", "Conversation not found")
-        return JSONResponse(scenario.analytics_json(self.now_ms()))
+        return await self._conversation_view(request, "analytics")
 
     async def analytics_query(self, request: Request) -> Response:
         _, denied = self._authorized(request)

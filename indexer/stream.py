@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Topics one channel may hold (reference §3.8); more needs a pool of channels.
 TOPIC_LIMIT: Final = 1000
 RECONNECT_BACKOFF_MAX_S: Final = 30.0
+#: A socket that stayed open this long (s) resets the reconnect backoff.
+HEALTHY_SOCKET_S: Final = 60.0
 CONNECT_TIMEOUT_S: Final = 30.0
 PING: Final = json.dumps({"message": "ping"})
 
@@ -148,6 +150,7 @@ async def read_notifications(
     capture = await trio.open_file(settings.capture_path, "a") if settings.capture_path else None
     started = False
     failures = 0
+    connected_at: float | None = None  # when the current socket opened
     async with envelopes:
         try:
             while True:
@@ -158,11 +161,16 @@ async def read_notifications(
                         if not started:
                             task_status.started()
                             started = True
-                        failures = 0
+                        connected_at = trio.current_time()
                         log.info("notification socket open on channel %s", state.channel.id)
                         await _pump(ws, envelopes, settings, stats, dead_letters, capture)
                 except (StreamClosed, ConnectionClosed, HandshakeError, OSError) as exc:
-                    failures += 1
+                    # Back off harder while sockets keep failing; a socket that stayed up resets it.
+                    healthy = (
+                        connected_at is not None and trio.current_time() - connected_at >= HEALTHY_SOCKET_S
+                    )
+                    failures = 1 if healthy else failures + 1
+                    connected_at = None
                     stats.reconnects += 1
                     log.warning("notification socket closed (%s); reconnecting", type(exc).__name__)
                     delay = min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** min(failures - 1, 6))

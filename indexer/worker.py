@@ -107,8 +107,6 @@ async def _run_flow(
                     await start_source(envelope_send, change_recv, dead_letters, task_status=task_status)
 
             await nursery.start(source)
-            if not live:
-                change_recv.close()
             if drain_on_signals:
                 nursery.start_soon(_drain_on_signal, drain, source_scope)
             task_status.started()
@@ -120,7 +118,7 @@ async def _run_flow(
 
 
 async def _drain_on_signal(drain: Callable[[], None], source_scope: trio.CancelScope) -> None:
-    """Wait for SIGTERM/SIGINT, then drain; stops by itself when the source has ended."""
+    """Wait for SIGTERM/SIGINT, then drain: stop the source and bound the rest by a deadline."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("received %s, draining", signal.Signals(signum).name)

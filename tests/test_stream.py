@@ -11,12 +11,13 @@ import attrs
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from indexer.config import GenesysSettings, StreamSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
 from indexer.genesys import GenesysClient
-from indexer.models import Envelope
+from indexer.models import Channel, Envelope
 from indexer.stats import Statistics
 from indexer.stream import ChannelState, open_channel, read_notifications
 from tests.conftest import sample
@@ -150,3 +151,24 @@ async def test_socket_closing_reconnects(tmp_path: Path) -> None:
         await wait_until(lambda: r.emulator.channels[r.state.channel.id].connection is not None)
         r.emulator.publish(FRAME, TOPIC)
         assert (await r.envelopes.receive()).topic_name == TOPIC
+
+
+async def test_reconnects_back_off_while_the_server_refuses(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Repeated failures wait longer and longer (jittered, capped), never a tight loop."""
+    stats = Statistics()
+    dead_letters = DeadLetterStore(tmp_path / "dead.ndjson", stats)
+    send, _ = trio.open_memory_channel[Envelope](1)
+    settings = GenesysSettings("http://127.0.0.1:9", "http://127.0.0.1:9", "id", "secret", ("q",))
+    async with httpx.AsyncClient() as http:
+        client = GenesysClient(http, settings)
+        state = ChannelState(
+            channel=Channel(id="ch", connect_uri="ws://127.0.0.1:9/channels/ch"), fixed_topics=()
+        )
+        with trio.move_on_after(120):
+            await read_notifications(
+                client, state, send, settings=StreamSettings(), stats=stats, dead_letters=dead_letters
+            )
+    # Backoff 0, then up to 0.5, 1, 2, 4 … 30 s: two minutes allow far fewer than a tight loop would.
+    assert 3 <= stats.reconnects <= 40

@@ -144,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("opensearch", "httpx", "hypercorn"):  # a line per request: too chatty for operators
+    for noisy in ("httpx", "hypercorn"):  # a line per request: too chatty for operators
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # opensearch-py logs every failed attempt with a traceback; the sink logs one line instead.
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
     try:
         return _command(args)
     except KeyboardInterrupt:

@@ -103,8 +103,9 @@ class Config:
     """All settings of one worker process.
 
     :ivar genesys: ``None`` for commands that do not talk to Genesys Cloud (``replay``).
-    :ivar state_dir: directory for the dead-letter store.
+    :ivar state_dir: directory for the outbox and the dead-letter store.
     :ivar shutdown_grace_s: how long a SIGTERM/SIGINT drain may take, in seconds.
+    :ivar outbox_max_bytes: disk the outbox may use; when full, intake waits (backpressure).
     :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
     """
 
@@ -113,6 +114,7 @@ class Config:
     stream: StreamSettings = StreamSettings()
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
+    outbox_max_bytes: int = 1024**3
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:

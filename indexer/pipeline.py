@@ -1,17 +1,16 @@
 """Finishing a transcript: validators, redaction, verification; then writing to sinks.
 
-The indexing task :func:`index_transcripts` is the consumer end of the flow. It reads
-unredacted documents, runs :meth:`Pipeline.finalize` on each (a failure sends the
-transcript to the dead-letter store, never to a sink), collects redacted documents into
-batches and writes each batch to every sink.
+:func:`finalize_transcripts` reads unredacted documents, runs :meth:`Pipeline.finalize`
+on each (a failure sends the transcript to the dead-letter store, never to a sink) and
+stores the result in the durable outbox; :func:`deliver_transcripts` writes outbox
+entries to every sink in batches and removes them once every sink has them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -19,12 +18,17 @@ import trio
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import RedactionFailed, SinkError
+from indexer.outbox import Outbox
 from indexer.redaction import RuleSet
 from indexer.serialization import unstructure
 from indexer.sinks import Sink
 from indexer.stats import Statistics
 
-__all__ = ["Pipeline", "ValidationFailed", "Validator", "index_transcripts"]
+__all__ = ["Pipeline", "ValidationFailed", "Validator", "deliver_transcripts", "finalize_transcripts"]
+
+#: Backoff between attempts to deliver a batch to a sink that gave up, in s.
+RETRY_INITIAL_S: Final = 1.0
+RETRY_MAX_S: Final = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -72,73 +76,78 @@ class Pipeline:
         return self.rules.redact(document)
 
 
-async def _write(
-    batch: list[TranscriptDocument], sinks: Sequence[Sink], dead_letters: DeadLetterStore, stats: Statistics
-) -> None:
-    rejected: dict[str, str] = {}
-    for sink in sinks:
-        try:
-            results = await sink.write(batch)
-        except SinkError as exc:
-            results = []
-            rejected.update({d.conversation_id: f"{sink.name}: {exc}" for d in batch})
-        for result in results:
-            if result.error is not None:
-                rejected[result.conversation_id] = f"{sink.name}: {result.error}"
-            stats.version_conflicts += result.conflict
-    for document in batch:
-        reason = rejected.get(document.conversation_id)
-        if reason is None:
-            stats.indexed += 1
-        else:
-            await dead_letters.add(
-                "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id
-            )
-
-
-async def index_transcripts(
+async def finalize_transcripts(
     documents: trio.MemoryReceiveChannel[TranscriptDocument],
     pipeline: Pipeline,
+    outbox: Outbox,
+    dead_letters: DeadLetterStore,
+) -> None:
+    """Finalize each document and store it in the outbox, until ``documents`` closes.
+
+    A document that fails validation or redaction goes to the dead-letter store, never to
+    the outbox. Resources: closes the outbox (no more documents) when it returns.
+    """
+    async with documents:
+        try:
+            async for document in documents:
+                try:
+                    finished = pipeline.finalize(document)
+                except (ValidationFailed, RedactionFailed) as exc:
+                    kind = "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
+                    log.warning("conversation %s not indexed: %s", document.conversation_id, kind)
+                    await dead_letters.add(
+                        kind, str(exc), unstructure(document), conversation_id=document.conversation_id
+                    )
+                    continue
+                await outbox.put(finished)
+        finally:
+            outbox.close()
+
+
+async def deliver_transcripts(
+    outbox: Outbox,
     sinks: Sequence[Sink],
     dead_letters: DeadLetterStore,
     stats: Statistics,
     *,
     batch_size: int = 1000,
-    flush_interval_s: float = 1.0,
 ) -> None:
-    """Finalize each document and write batches to every sink until ``documents`` closes.
+    """Write outbox entries to every sink in batches until the outbox is closed and empty.
 
-    A batch is written when it holds ``batch_size`` documents, or ``flush_interval_s``
-    after its first document arrived, or when the channel closes.
+    An entry leaves the outbox when every sink has it (a version conflict counts), or when
+    a sink rejects it permanently (then it is dead-lettered with the sink's reason). When
+    a sink gives up on a batch (an outage), the batch is retried after a backoff of
+    ``RETRY_INITIAL_S`` doubling to ``RETRY_MAX_S``; entries stay on disk meanwhile.
 
-    Cancellation: a batch being written is abandoned with the task; callers drain by
-    closing the channel rather than cancelling.
+    Cancellation: entries being written stay in the outbox and are delivered at the next start.
     """
-    batch: list[TranscriptDocument] = []
-    deadline = math.inf
-    async with documents:
-        while True:
-            closed = False
-            with trio.move_on_at(deadline):
-                try:
-                    document = await documents.receive()
-                except trio.EndOfChannel:
-                    closed = True
-                else:
-                    try:
-                        batch.append(pipeline.finalize(document))
-                    except (ValidationFailed, RedactionFailed) as exc:
-                        kind = (
-                            "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
-                        )
-                        log.warning("conversation %s not indexed: %s", document.conversation_id, kind)
-                        await dead_letters.add(
-                            kind, str(exc), unstructure(document), conversation_id=document.conversation_id
-                        )
-                    if len(batch) == 1:
-                        deadline = trio.current_time() + flush_interval_s
-            if batch and (closed or len(batch) >= batch_size or trio.current_time() >= deadline):
-                await _write(batch, sinks, dead_letters, stats)
-                batch, deadline = [], math.inf
-            if closed:
-                return
+    backoff = RETRY_INITIAL_S
+    while batch := await outbox.next_batch(batch_size):
+        rejected: dict[str, str] = {}
+        failed: str | None = None
+        for sink in sinks:
+            try:
+                results = await sink.write(batch)
+            except SinkError as exc:
+                failed = f"{sink.name}: {exc}"
+                break
+            for result in results:
+                if result.error is not None:
+                    rejected[result.conversation_id] = f"{sink.name}: {result.error}"
+                stats.version_conflicts += result.conflict
+        if failed is not None:
+            stats.sink_retries += 1
+            log.warning("sink unavailable, %d documents wait in the outbox: %s", len(batch), failed)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX_S)
+            continue
+        backoff = RETRY_INITIAL_S
+        for document in batch:
+            reason = rejected.get(document.conversation_id)
+            if reason is None:
+                stats.indexed += 1
+            else:
+                await dead_letters.add(
+                    "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id
+                )
+            await outbox.remove(document)

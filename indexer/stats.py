@@ -28,6 +28,7 @@ class Statistics:
     dead_letters: int = 0
     subscriptions: int = 0
     reconnects: int = 0
+    sink_retries: int = 0
 
     def summary(self) -> dict[str, object]:
         """Plain data for a log line or ``--json`` output (counts only, never content)."""
@@ -41,4 +42,5 @@ class Statistics:
             "version_conflicts": self.version_conflicts,
             "dead_letters": self.dead_letters,
             "reconnects": self.reconnects,
+            "sink_retries": self.sink_retries,
         }

@@ -2,9 +2,12 @@
 
 ::
 
-    source ──Envelope──► detect_completion ──TranscriptDocument──► index_transcripts ──► sinks
-                              │
-                              └──SubscriptionChange──► manage_subscriptions (live only)
+    source ──Envelope──► detect_completion ──TranscriptDocument──► finalize_transcripts
+                              │                                         │ (validate, redact)
+                              └──SubscriptionChange──►                  ▼
+                                 manage_subscriptions (live)     durable outbox (disk)
+                                                                        │
+                                                            deliver_transcripts ──► sinks
 
 Channels are bounded, so a slow sink slows the detector, which slows the reader
 (backpressure). Closing a channel is how a producer says "done". A drain (SIGTERM,
@@ -31,7 +34,8 @@ from indexer.document import TranscriptDocument
 from indexer.errors import ConfigError
 from indexer.genesys import GenesysClient
 from indexer.models import Envelope
-from indexer.pipeline import Pipeline, index_transcripts
+from indexer.outbox import Outbox
+from indexer.pipeline import Pipeline, deliver_transcripts, finalize_transcripts
 from indexer.plugins import Plugins
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
@@ -71,6 +75,10 @@ async def _run_flow(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     dead_letters = DeadLetterStore(Path(config.state_dir) / "dead-letters.ndjson", stats)
+    outbox = Outbox(Path(config.state_dir) / "outbox", max_bytes=config.outbox_max_bytes)
+    waiting = outbox.load()
+    if waiting:
+        log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
     pipeline = Pipeline(
         validators=tuple(plugins.validators(config)), rules=RuleSet(tuple(plugins.redaction_rules(config)))
     )
@@ -88,7 +96,8 @@ async def _run_flow(
                     nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_grace_s
                 )
 
-            nursery.start_soon(index_transcripts, document_recv, pipeline, sinks, dead_letters, stats)
+            nursery.start_soon(deliver_transcripts, outbox, sinks, dead_letters, stats)
+            nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters)
             nursery.start_soon(
                 lambda: detect_completion(
                     envelope_recv,

@@ -8,6 +8,7 @@ fresh index and must produce the same documents.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,3 +130,55 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
         assert replay_stats.indexed == CONVERSATIONS
         assert _sources(replay_index.url) == documents
+
+
+async def test_an_opensearch_outage_loses_nothing(tmp_path: Path) -> None:
+    """OpenSearch frozen mid-run (SIGSTOP) then resumed: transcripts wait in the outbox, all arrive."""
+    count = 12
+    corpus, _ = build_demo_corpus(count, seed=5, pii_share=0.0, offset=3000)
+    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=0.2))
+    arrivals = Arrivals(expected=3)
+    stats = Statistics()
+    node = OsmemServer.start(japanese=False)
+    try:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+            config = Config(
+                genesys=GenesysSettings(
+                    api_base_url=base_url,
+                    login_base_url=base_url,
+                    client_id="emulator-client",
+                    client_secret="emulator-secret",
+                    queues=tuple(sorted({c.queue for c in corpus})),
+                ),
+                completion=CompletionSettings(grace_period_s=0.5),
+                state_dir=str(tmp_path / "state"),
+                plugins={"opensearch": {"url": node.url, "timeout_s": 0.5, "retry_timeout_s": 1.0}},
+            )
+            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
+            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            with trio.fail_after(60):
+                await arrivals.done.wait()
+            node.process.send_signal(signal.SIGSTOP)
+            await trio.sleep(4)  # the outage: the worker keeps receiving and finishing conversations
+            outbox_during_outage = len(list((tmp_path / "state" / "outbox").glob("*.json")))
+            node.process.send_signal(signal.SIGCONT)
+            client = OpenSearch(hosts=[node.url])
+            with trio.fail_after(90):
+                while True:
+                    client.indices.refresh(index="transcripts")
+                    if client.count(index="transcripts")["count"] == count:
+                        break
+                    await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+        print(f"\noutage: {outbox_during_outage} transcripts waited in the outbox, stats {stats.summary()}")
+        assert stats.sink_retries >= 1, "the outage made the sink give up at least once"
+        assert outbox_during_outage >= 1
+        assert stats.dead_letters == 0
+        assert list((tmp_path / "state" / "outbox").glob("*.json")) == []
+        assert {hit["_id"] for hit in helpers.scan(client, index="transcripts")} == set(emulator.scenarios)
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+        node.close()
+        if node.process.stdout is not None:
+            node.process.stdout.close()

@@ -13,9 +13,9 @@ import trio
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import RedactionFailed
-from indexer.pipeline import Pipeline, ValidationFailed, index_transcripts
+from indexer.outbox import Outbox
+from indexer.pipeline import Pipeline, ValidationFailed, finalize_transcripts
 from indexer.redaction import Finding, RuleSet
-from indexer.sinks import WriteResult
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 from tests.factories import conversation, transcription, utterance
@@ -120,55 +120,20 @@ def test_validators_run_before_redaction() -> None:
         Pipeline(validators=(RejectAll(),), rules=RuleSet(())).finalize(_document("hello"))
 
 
-@attrs.define
-class MemorySink:
-    """A sink that keeps documents in memory (a test double for the sink protocol)."""
-
-    name: str = "memory"
-    documents: list[TranscriptDocument] = attrs.field(factory=list)
-    batches: int = 0
-
-    async def open(self) -> None:
-        return None
-
-    async def write(self, documents: list[TranscriptDocument]) -> list[WriteResult]:
-        self.batches += 1
-        self.documents.extend(documents)
-        return [WriteResult(d.conversation_id) for d in documents]
-
-    async def aclose(self) -> None:
-        return None
-
-
-async def test_failed_redaction_goes_to_dead_letters_not_the_sink(tmp_path: Path) -> None:
-    """Fail closed end to end: the sink never sees the transcript, the dead-letter store keeps it."""
+async def test_failed_redaction_goes_to_dead_letters_not_the_outbox(tmp_path: Path) -> None:
+    """Fail closed: the transcript never reaches the outbox or a sink; the dead-letter store keeps it."""
     stats = Statistics()
     dead = DeadLetterStore(tmp_path / "dead.ndjson", stats)
-    sink = MemorySink()
+    outbox = Outbox(tmp_path / "outbox")
     send, receive = trio.open_memory_channel[TranscriptDocument](10)
     pipeline = Pipeline(validators=(), rules=RuleSet((Exploding(),)))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(index_transcripts, receive, pipeline, [sink], dead, stats)
+        nursery.start_soon(finalize_transcripts, receive, pipeline, outbox, dead)
         await send.send(_document("hello"))
         await send.aclose()
-    assert sink.documents == []
+    assert outbox.usage().entries == 0
+    assert list((tmp_path / "outbox").glob("*")) == []
     (letter,) = dead.read()
     assert letter["kind"] == "redaction_failed"
     assert letter["conversation_id"] == "c1"
-    assert stats.indexed == 0 and stats.dead_letters == 1
-
-
-async def test_documents_are_batched(tmp_path: Path) -> None:
-    """Documents that arrive together are written in one batch."""
-    stats = Statistics()
-    sink = MemorySink()
-    send, receive = trio.open_memory_channel[TranscriptDocument](10)
-    pipeline = Pipeline(validators=(), rules=RuleSet(()))
-    async with trio.open_nursery() as nursery:
-        for i in range(5):
-            await send.send(attrs.evolve(_document("hi"), conversation_id=f"c{i}"))
-        nursery.start_soon(
-            index_transcripts, receive, pipeline, [sink], DeadLetterStore(tmp_path / "d", stats), stats
-        )
-        await send.aclose()
-    assert sink.batches == 1 and len(sink.documents) == 5 and stats.indexed == 5
+    assert stats.dead_letters == 1

@@ -74,3 +74,74 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, 
                 process.wait()
         assert emulator.stdout is not None
         emulator.stdout.close()
+
+
+def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
+    """Transcripts finished while OpenSearch is down survive SIGKILL and arrive after a restart."""
+    count = 8
+    corpus, _ = build_demo_corpus(count, seed=9, pii_share=0.0, offset=5000)
+    corpus_path = tmp_path / "corpus.ndjson"
+    dump_corpus(corpus, corpus_path)
+    node = OsmemServer.start(japanese=False)
+    emulator = subprocess.Popen(
+        # Start late enough for the worker to be subscribed: what is published before the
+        # socket opens is lost (no durability on the WebSocket; gap recovery is not built yet).
+        [
+            *COMMAND,
+            "emulate",
+            "--corpus",
+            str(corpus_path),
+            "--speed",
+            "50",
+            "--interval",
+            "6",
+            "--start-delay",
+            "6",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    workers: list[subprocess.Popen[str]] = []
+    outbox = tmp_path / "state" / "outbox"
+    try:
+        assert emulator.stdout is not None
+        ready = json.loads(emulator.stdout.readline())
+        env = worker_environment(ready, opensearch_url=node.url, state_dir=tmp_path / "state")
+        config = tmp_path / "indexer.toml"
+        config.write_text(
+            "[completion]\ngrace_period_s = 0.5\n[plugins.opensearch]\ntimeout_s = 0.5\nretry_timeout_s = 1.0\n"
+        )
+        node.process.send_signal(signal.SIGSTOP)
+        workers.append(subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, text=True))
+        deadline = time.monotonic() + 90
+        while len(list(outbox.glob("*.json"))) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(list(outbox.glob("*.json"))) == count, "every finished transcript waits in the outbox"
+        workers[0].kill()
+        workers[0].wait()
+        node.process.send_signal(signal.SIGCONT)
+        workers.append(subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, text=True))
+        client = OpenSearch(hosts=[node.url])
+        indexed = 0
+        deadline = time.monotonic() + 90
+        while indexed < count and time.monotonic() < deadline:
+            time.sleep(0.3)
+            if client.indices.exists_alias(name="transcripts"):
+                client.indices.refresh(index="transcripts")
+                indexed = client.count(index="transcripts")["count"]
+        print(f"\nafter SIGKILL and restart: {indexed} of {count} indexed")
+        assert indexed == count
+        while list(outbox.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(outbox.glob("*.json")) == []
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+        for process in [*workers, emulator]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert emulator.stdout is not None
+        emulator.stdout.close()
+        node.close()
+        if node.process.stdout is not None:
+            node.process.stdout.close()

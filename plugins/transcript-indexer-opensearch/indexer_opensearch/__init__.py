@@ -13,6 +13,9 @@ environment            TOML key                    meaning
 (none)                 ``verify_certs``            default ``true``
 (none)                 ``chunk_size``              documents per bulk request, default 1000
 (none)                 ``max_chunk_bytes``         bytes per bulk request, default 5 MiB
+(none)                 ``timeout_s``               per request, default 60 s
+(none)                 ``retry_timeout_s``         retrying one call, default 30 s; then
+                                                   the batch waits in the outbox
 =====================  ==========================  ====================================
 
 At start-up the sink installs the index template (``schemas/index-template.json``, its
@@ -53,8 +56,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ALIAS: Final = "transcripts"
 REQUEST_TIMEOUT_S: Final = 60
-RETRY_ATTEMPTS: Final = 10
-RETRY_TIMEOUT_S: Final = 300.0
+RETRY_ATTEMPTS: Final = 5
+RETRY_TIMEOUT_S: Final = 30.0
 
 
 def _transient(exc: Exception) -> bool:
@@ -75,8 +78,11 @@ class OpenSearchSink:
     ca_certs: str | None = None
     chunk_size: int = 1000
     max_chunk_bytes: int = 5 * 1024 * 1024
+    timeout_s: float = REQUEST_TIMEOUT_S
+    retry_timeout_s: float = RETRY_TIMEOUT_S
     name: str = "opensearch"
     _client: OpenSearch | None = None
+    _installed: bool = False
     _limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(2))
 
     @property
@@ -89,14 +95,14 @@ class OpenSearchSink:
                 http_auth=auth,
                 verify_certs=self.verify_certs,
                 ca_certs=self.ca_certs,
-                timeout=REQUEST_TIMEOUT_S,
+                timeout=self.timeout_s,
             )
         return self._client
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         def with_retries() -> Any:
             for attempt in stamina.retry_context(
-                on=_transient, attempts=RETRY_ATTEMPTS, timeout=RETRY_TIMEOUT_S
+                on=_transient, attempts=RETRY_ATTEMPTS, timeout=self.retry_timeout_s
             ):
                 with attempt:
                     return fn(*args)
@@ -120,8 +126,20 @@ class OpenSearchSink:
             log.info("created index %s-000001 behind alias %s", self.alias, self.alias)
 
     async def open(self) -> None:
-        """Install the index template and the write alias."""
-        await self._call(self._install)
+        """Install the index template and the write alias.
+
+        When OpenSearch cannot be reached, logs it and returns: the worker keeps running,
+        transcripts wait in the outbox, and the next write installs first.
+        """
+        try:
+            await self._ensure_installed()
+        except SinkError as exc:
+            log.warning("OpenSearch not ready at start-up, transcripts wait in the outbox: %s", exc)
+
+    async def _ensure_installed(self) -> None:
+        if not self._installed:
+            await self._call(self._install)
+            self._installed = True
 
     def _bulk(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
         actions = (
@@ -159,8 +177,17 @@ class OpenSearchSink:
         return results
 
     async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:
-        """Bulk-index ``documents`` in chunks of ``chunk_size`` / ``max_chunk_bytes``."""
-        results: list[WriteResult] = await self._call(self._bulk, documents)
+        """Bulk-index ``documents`` in chunks of ``chunk_size`` / ``max_chunk_bytes``.
+
+        After a failure the template and alias are installed again first, so a node that
+        came back empty never gets documents under a dynamic mapping.
+        """
+        await self._ensure_installed()
+        try:
+            results: list[WriteResult] = await self._call(self._bulk, documents)
+        except SinkError:
+            self._installed = False
+            raise
         return results
 
     async def aclose(self) -> None:
@@ -186,6 +213,8 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
         "ca_certs",
         "chunk_size",
         "max_chunk_bytes",
+        "timeout_s",
+        "retry_timeout_s",
     }
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -200,11 +229,11 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
             ca_certs=env.get("OPENSEARCH_CA_CERTS") or settings.get("ca_certs"),
             chunk_size=int(settings.get("chunk_size", 1000)),
             max_chunk_bytes=int(settings.get("max_chunk_bytes", 5 * 1024 * 1024)),
+            timeout_s=float(settings.get("timeout_s", REQUEST_TIMEOUT_S)),
+            retry_timeout_s=float(settings.get("retry_timeout_s", RETRY_TIMEOUT_S)),
         )
     except (TypeError, ValueError):
-        raise ConfigError(
-            "config file: plugins.opensearch.chunk_size and max_chunk_bytes must be integers"
-        ) from None
+        raise ConfigError("config file: plugins.opensearch sizes and timeouts must be numbers") from None
 
 
 @hookimpl

@@ -100,18 +100,34 @@ async def test_a_rejected_document_is_reported_not_raised(url: str) -> None:
     await sink.aclose()
 
 
-async def test_unreachable_opensearch_is_a_sink_error() -> None:
-    """A node that does not answer, after retries, raises SinkError naming OPENSEARCH_URL."""
+async def test_unreachable_opensearch_is_a_sink_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """open() tolerates a node that is down; a write raises SinkError naming OPENSEARCH_URL."""
     import indexer_opensearch
 
+    monkeypatch.setattr(indexer_opensearch, "RETRY_ATTEMPTS", 1)
     sink = OpenSearchSink(url="http://127.0.0.1:9")
-    original = indexer_opensearch.RETRY_ATTEMPTS
-    indexer_opensearch.RETRY_ATTEMPTS = 1
-    try:
-        with pytest.raises(SinkError, match="OPENSEARCH_URL"):
-            await sink.open()
-    finally:
-        indexer_opensearch.RETRY_ATTEMPTS = original
+    await sink.open()
+    with pytest.raises(SinkError, match="OPENSEARCH_URL"):
+        await sink.write([_document("c1", 1, "x")])
+
+
+def test_every_setting_reaches_the_sink() -> None:
+    """Each [plugins.opensearch] key is applied, including the client's timeouts."""
+    sink = sink_from_settings(
+        {"url": "http://x:9200", "alias": "a", "username": "u", "password": "p", "verify_certs": False,
+         "ca_certs": "/ca.pem", "chunk_size": 10, "max_chunk_bytes": 1000, "timeout_s": 0.5, "retry_timeout_s": 2},
+        {},
+    )  # fmt: skip
+    assert (sink.alias, sink.username, sink.password, sink.verify_certs, sink.ca_certs) == (
+        "a", "u", "p", False, "/ca.pem"
+    )  # fmt: skip
+    assert (sink.chunk_size, sink.max_chunk_bytes, sink.timeout_s, sink.retry_timeout_s) == (
+        10,
+        1000,
+        0.5,
+        2.0,
+    )
+    assert sink.client.transport.get_connection().timeout == 0.5
 
 
 def test_settings_from_environment_win() -> None:

@@ -1,0 +1,147 @@
+"""The durable outbox: finished, redacted transcripts waiting for every sink.
+
+A document is written here (atomically: temporary file, fsync, rename) *before* any
+sink sees it, and removed only when every sink has acknowledged it. After a crash or a
+sink outage, whatever is here is delivered at the next start. One file per conversation,
+``<state_dir>/outbox/<conversation id>.json``; a newer version of a conversation
+replaces the older entry, and an acknowledgement only removes the version it was for.
+
+The outbox is bounded by ``max_bytes``: :meth:`Outbox.put` waits while it is full, which
+slows the pipeline, the detector and the reader (backpressure), never drops anything.
+Entries hold redacted documents only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Final
+
+import attrs
+import trio
+
+from indexer.document import TranscriptDocument
+from indexer.serialization import structure, unstructure
+
+__all__ = ["DEFAULT_MAX_BYTES", "Outbox", "OutboxUsage"]
+
+DEFAULT_MAX_BYTES: Final = 1024**3
+
+
+@attrs.frozen
+class OutboxUsage:
+    """How full the outbox is: entries and bytes on disk."""
+
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+@attrs.define
+class _Entry:
+    document: TranscriptDocument
+    size: int
+
+
+class Outbox:
+    """Pending documents on disk, mirrored in memory in arrival order."""
+
+    def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._entries: dict[str, _Entry] = {}
+        self._bytes = 0
+        self._changed = trio.Event()
+        self._closed = False
+
+    # --- disk ---------------------------------------------------------------------------
+
+    def _path(self, conversation_id: str) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in conversation_id)
+        return self.directory / f"{safe}.json"
+
+    def _write(self, document: TranscriptDocument) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(unstructure(document), ensure_ascii=False).encode()
+        path = self._path(document.conversation_id)
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        directory_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+        return len(data)
+
+    def load(self) -> list[TranscriptDocument]:
+        """Read what a previous run left (call once, before the worker starts).
+
+        Unreadable entries are moved aside as ``*.corrupt``, never deleted.
+        """
+        if not self.directory.exists():
+            return []
+        documents = []
+        for path in sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                document = structure(json.loads(path.read_bytes()), TranscriptDocument, what=path.name)
+            except Exception:
+                path.rename(path.with_suffix(".corrupt"))
+                continue
+            size = path.stat().st_size
+            self._entries[document.conversation_id] = _Entry(document, size)
+            self._bytes += size
+            documents.append(document)
+        for leftover in self.directory.glob("*.tmp"):
+            leftover.unlink()
+        return documents
+
+    # --- queue --------------------------------------------------------------------------
+
+    def usage(self) -> OutboxUsage:
+        """Entries and bytes now held."""
+        return OutboxUsage(entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def put(self, document: TranscriptDocument) -> None:
+        """Store ``document`` durably; waits while the outbox is over ``max_bytes``."""
+        while self._bytes >= self.max_bytes and self._entries:
+            await self._changed.wait()
+        size = await trio.to_thread.run_sync(self._write, document)
+        previous = self._entries.pop(document.conversation_id, None)
+        self._bytes += size - (previous.size if previous else 0)
+        self._entries[document.conversation_id] = _Entry(document, size)
+        self._notify()
+
+    async def remove(self, document: TranscriptDocument) -> None:
+        """Drop the entry for ``document`` if it is still that version (all sinks have it)."""
+        entry = self._entries.get(document.conversation_id)
+        if entry is None or entry.document.version != document.version:
+            return
+        del self._entries[document.conversation_id]
+        self._bytes -= entry.size
+        path = self._path(document.conversation_id)
+        await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+        self._notify()
+
+    def close(self) -> None:
+        """No more :meth:`put` calls will come; :meth:`next_batch` returns empty once drained."""
+        self._closed = True
+        self._notify()
+
+    async def next_batch(self, size: int) -> list[TranscriptDocument]:
+        """Up to ``size`` pending documents, oldest first.
+
+        Waits until there is one; returns ``[]`` once the outbox is closed and empty.
+        """
+        while not self._entries and not self._closed:
+            await self._changed.wait()
+        return [entry.document for entry in self._entries.values()][:size]

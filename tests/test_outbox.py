@@ -1,0 +1,131 @@
+"""The durable outbox and delivery: nothing finished is lost to a crash or a sink outage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import trio
+import trio.testing
+
+from indexer.deadletter import DeadLetterStore
+from indexer.document import TranscriptDocument
+from indexer.errors import SinkError
+from indexer.outbox import Outbox
+from indexer.pipeline import deliver_transcripts
+from indexer.sinks import WriteResult
+from indexer.stats import Statistics
+from indexer.tracker import ConversationState
+from tests.factories import conversation, transcription, utterance
+
+
+def document(conversation_id: str, version: int = 1) -> TranscriptDocument:
+    state = ConversationState(conversation_id=conversation_id, first_event_at=0, last_event_at=0)
+    state.apply_transcription(transcription(utterance("u1", "hello", 1000)).event_body, 0)  # type: ignore[arg-type]
+    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
+    return attrs.evolve(state.to_document("ended", {}), version=version)
+
+
+@attrs.define
+class FlakySink:
+    """A sink that is down for its first ``outage`` writes, then keeps what it is given."""
+
+    outage: int = 0
+    reject: frozenset[str] = frozenset()
+    name: str = "flaky"
+    written: list[TranscriptDocument] = attrs.field(factory=list)
+    attempts: int = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+        self.attempts += 1
+        if self.attempts <= self.outage:
+            raise SinkError("connection refused")
+        self.written.extend(d for d in documents if d.conversation_id not in self.reject)
+        return [
+            WriteResult(
+                d.conversation_id,
+                error="400 mapper_parsing_exception" if d.conversation_id in self.reject else None,
+            )
+            for d in documents
+        ]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_entries_survive_a_restart(tmp_path: Path) -> None:
+    """What was put and not delivered is there for the next process, newest version only."""
+    outbox = Outbox(tmp_path)
+    await outbox.put(document("a", 1))
+    await outbox.put(document("b", 1))
+    await outbox.put(document("a", 2))
+    reopened = Outbox(tmp_path)
+    loaded = reopened.load()
+    assert sorted((d.conversation_id, d.version) for d in loaded) == [("a", 2), ("b", 1)]
+    assert reopened.usage().entries == 2 and reopened.usage().bytes > 0
+
+
+async def test_an_ack_only_removes_its_own_version(tmp_path: Path) -> None:
+    """A slow acknowledgement of version 1 does not remove a newer version 2."""
+    outbox = Outbox(tmp_path)
+    await outbox.put(document("a", 1))
+    await outbox.put(document("a", 2))
+    await outbox.remove(document("a", 1))
+    assert [d.version for d in Outbox(tmp_path).load()] == [2]
+    await outbox.remove(document("a", 2))
+    assert Outbox(tmp_path).load() == []
+
+
+async def test_a_full_outbox_holds_back_intake(tmp_path: Path) -> None:
+    """put() waits while the outbox is over its byte bound, and resumes when space frees."""
+    outbox = Outbox(tmp_path, max_bytes=1)
+    await outbox.put(document("a"))
+    done = trio.Event()
+
+    async def second() -> None:
+        await outbox.put(document("b"))
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()
+        await outbox.remove(document("a"))
+        await done.wait()
+    assert outbox.usage().entries == 1
+
+
+async def test_delivery_waits_out_a_sink_outage(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A sink that gives up is retried with backoff; every document arrives, the outbox empties."""
+    stats = Statistics()
+    outbox = Outbox(tmp_path / "outbox")
+    sink = FlakySink(outage=4)
+    for name in ("a", "b", "c"):
+        await outbox.put(document(name))
+    outbox.close()
+    start = trio.current_time()
+    await deliver_transcripts(outbox, [sink], DeadLetterStore(tmp_path / "dead", stats), stats)
+    assert sorted(d.conversation_id for d in sink.written) == ["a", "b", "c"]
+    assert stats.indexed == 3 and stats.sink_retries == 4
+    assert trio.current_time() - start >= 1 + 2 + 4 + 8
+    assert Outbox(tmp_path / "outbox").load() == []
+
+
+async def test_permanent_rejections_are_dead_lettered(tmp_path: Path) -> None:
+    """A document a sink rejects leaves the outbox for the dead-letter store with the reason."""
+    stats = Statistics()
+    dead = DeadLetterStore(tmp_path / "dead", stats)
+    outbox = Outbox(tmp_path / "outbox")
+    await outbox.put(document("good"))
+    await outbox.put(document("bad"))
+    outbox.close()
+    await deliver_transcripts(outbox, [FlakySink(reject=frozenset({"bad"}))], dead, stats)
+    (letter,) = dead.read()
+    assert letter["conversation_id"] == "bad" and letter["reason"] == "flaky: 400 mapper_parsing_exception"
+    assert stats.indexed == 1 and outbox.usage().entries == 0

@@ -109,7 +109,8 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
         env = worker_environment(ready, opensearch_url=node.url, state_dir=tmp_path / "state")
         config = tmp_path / "indexer.toml"
         config.write_text(
-            "[completion]\ngrace_period_s = 0.5\n[plugins.opensearch]\ntimeout_s = 0.5\nretry_timeout_s = 1.0\n"
+            "[completion]\ngrace_period_s = 0.5\n"
+            "[plugins.opensearch]\ntimeout_s = 0.5\nretry_timeout_s = 1.0\n"
         )
         node.process.send_signal(signal.SIGSTOP)
         workers.append(subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, text=True))

@@ -115,7 +115,8 @@ def test_every_setting_reaches_the_sink() -> None:
     """Each [plugins.opensearch] key is applied, including the client's timeouts."""
     sink = sink_from_settings(
         {"url": "http://x:9200", "alias": "a", "username": "u", "password": "p", "verify_certs": False,
-         "ca_certs": "/ca.pem", "chunk_size": 10, "max_chunk_bytes": 1000, "timeout_s": 0.5, "retry_timeout_s": 2},
+         "ca_certs": "/ca.pem", "chunk_size": 10, "max_chunk_bytes": 1000, "timeout_s": 0.5,
+         "retry_timeout_s": 2},
         {},
     )  # fmt: skip
     assert (sink.alias, sink.username, sink.password, sink.verify_certs, sink.ca_certs) == (

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import attrs
@@ -24,6 +25,7 @@ import trio
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
+from indexer.journal import Journal
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.serialization import dump_envelope
 from indexer.stats import Statistics
@@ -53,6 +55,7 @@ class _Detector:
     dead_letters: DeadLetterStore
     stats: Statistics
     queue_names: dict[str, str]
+    journal: Journal | None = None
     open: dict[str, ConversationState] = attrs.field(factory=dict)
     finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
@@ -66,7 +69,7 @@ class _Detector:
             candidates.append((state.ended_since + self.settings.grace_period_s, "ended"))
         return min(candidates)
 
-    async def handle(self, envelope: Envelope) -> None:
+    async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body
         if isinstance(body, ConversationEvent):
             conversation_id = body.id
@@ -92,6 +95,8 @@ class _Detector:
             )
             if self.subscriptions is not None:
                 await self.subscriptions.send(SubscriptionChange("add", conversation_id))
+        if self.journal is not None and record:
+            self.journal.record(conversation_id, dump_envelope(envelope))
         if isinstance(body, ConversationEvent):
             state.apply_conversation(body, now)
         else:
@@ -114,6 +119,8 @@ class _Detector:
     async def finalize(self, state: ConversationState, reason: str) -> None:
         del self.open[state.conversation_id]
         self.finalized[state.conversation_id] = None
+        if self.journal is not None:
+            self.journal.finalized(state.conversation_id)
         while len(self.finalized) > FINALIZED_MEMORY:
             self.finalized.popitem(last=False)
         self.stats.completed[reason] += 1
@@ -138,6 +145,8 @@ async def detect_completion(
     subscriptions: trio.MemorySendChannel[SubscriptionChange] | None = None,
     queue_names: dict[str, str] | None = None,
     end_reason: str = "stream_end",
+    journal: Journal | None = None,
+    restored: Sequence[Envelope] = (),
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -146,6 +155,9 @@ async def detect_completion(
     :param queue_names: queue id → name for documents.
     :param end_reason: completion reason for conversations still open when ``envelopes``
         closes and whose end signals had not all arrived.
+    :param journal: where accepted input is recorded; with a journal, conversations still
+        open at the end are left in it for the next run instead of being closed.
+    :param restored: input of conversations left open by the previous run, applied first.
 
     Resources: closes ``completed`` and ``subscriptions`` when it returns, which is when
     ``envelopes`` is closed and every open conversation has been sent.
@@ -157,9 +169,17 @@ async def detect_completion(
         dead_letters=dead_letters,
         stats=stats,
         queue_names=queue_names or {},
+        journal=journal,
     )
-    async with completed, envelopes:
+    async with completed, envelopes, trio.open_nursery() as nursery:
+        if journal is not None:
+            nursery.start_soon(journal.run)
         try:
+            for envelope in restored:
+                await detector.handle(envelope, record=False)  # already in the journal
+            if restored:
+                log.info("resumed %d open conversations from the journal", len(detector.open))
+                stats.restored += len(detector.open)
             while True:
                 deadline = detector.timers[0][0] if detector.timers else float("inf")
                 with trio.move_on_at(deadline):
@@ -173,7 +193,13 @@ async def detect_completion(
                 await subscriptions.aclose()  # nothing to unsubscribe once the stream is over
             detector.subscriptions = None
             for state in list(detector.open.values()):
-                await detector.finalize(state, "ended" if state.ended() else end_reason)
+                if state.ended():
+                    await detector.finalize(state, "ended")
+                elif journal is None:
+                    await detector.finalize(state, end_reason)
+            if journal is not None and detector.open:
+                log.info("%d open conversations kept in the journal for the next start", len(detector.open))
         finally:
             if subscriptions is not None:
                 await subscriptions.aclose()
+            nursery.cancel_scope.cancel()  # the journal's last flush runs shielded

@@ -29,6 +29,7 @@ class Statistics:
     subscriptions: int = 0
     reconnects: int = 0
     sink_retries: int = 0
+    restored: int = 0
 
     def summary(self) -> dict[str, object]:
         """Plain data for a log line or ``--json`` output (counts only, never content)."""
@@ -43,4 +44,5 @@ class Statistics:
             "dead_letters": self.dead_letters,
             "reconnects": self.reconnects,
             "sink_retries": self.sink_retries,
+            "restored": self.restored,
         }

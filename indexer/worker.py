@@ -31,14 +31,16 @@ from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import Config
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, MalformedMessage
 from indexer.genesys import GenesysClient
+from indexer.journal import Journal
 from indexer.models import Envelope
 from indexer.outbox import Outbox
 from indexer.pipeline import Pipeline, deliver_transcripts, finalize_transcripts
 from indexer.plugins import Plugins
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
+from indexer.serialization import parse_envelope
 from indexer.sinks import Sink
 from indexer.stats import Statistics
 from indexer.stream import manage_subscriptions, open_channel, read_notifications
@@ -82,6 +84,8 @@ async def _run_flow(
     pipeline = Pipeline(
         validators=tuple(plugins.validators(config)), rules=RuleSet(tuple(plugins.redaction_rules(config)))
     )
+    journal = Journal(Path(config.state_dir) / "journal.ndjson") if live else None
+    restored = _restore(journal) if journal is not None else []
     sinks = await _open_sinks(config, plugins)
     try:
         async with trio.open_nursery() as nursery:
@@ -108,6 +112,8 @@ async def _run_flow(
                     subscriptions=change_send if live else None,
                     queue_names=queue_names,
                     end_reason="shutdown" if live else "stream_end",
+                    journal=journal,
+                    restored=restored,
                 )
             )
 
@@ -124,6 +130,16 @@ async def _run_flow(
             with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
                 await sink.aclose()
         log.info("worker stopped: %s", stats.summary())
+
+
+def _restore(journal: Journal) -> list[Envelope]:
+    restored = []
+    for frame in journal.load():
+        try:
+            restored.append(parse_envelope(frame))
+        except MalformedMessage:  # the journal only holds frames that parsed; skip damage
+            continue
+    return restored
 
 
 async def _drain_on_signal(drain: Callable[[], None], source_scope: trio.CancelScope) -> None:

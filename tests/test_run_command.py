@@ -146,3 +146,77 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
         node.close()
         if node.process.stdout is not None:
             node.process.stdout.close()
+
+
+def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Utterances received before a SIGKILL are in the documents indexed after the restart."""
+    count = 6
+    corpus, _ = build_demo_corpus(count, seed=3, pii_share=0.0, offset=6000)
+    corpus_path = tmp_path / "corpus.ndjson"
+    dump_corpus(corpus, corpus_path)
+    emulator = subprocess.Popen(
+        [
+            *COMMAND,
+            "emulate",
+            "--corpus",
+            str(corpus_path),
+            "--speed",
+            "20",
+            "--interval",
+            "20",
+            "--start-delay",
+            "5",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    workers: list[subprocess.Popen[str]] = []
+    journal = tmp_path / "state" / "journal.ndjson"
+    try:
+        assert emulator.stdout is not None
+        ready = json.loads(emulator.stdout.readline())
+        with osmem.clone() as index:
+            env = worker_environment(ready, opensearch_url=index.url, state_dir=tmp_path / "state")
+            config = tmp_path / "indexer.toml"
+            config.write_text("[completion]\ngrace_period_s = 0.5\n")
+            workers.append(subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, text=True))
+
+            def utterances_in_journal() -> set[str]:
+                if not journal.exists():
+                    return set()
+                found = set()
+                for line in journal.read_text().splitlines():
+                    frame = json.loads(json.loads(line).get("f") or "{}")
+                    for result in frame.get("eventBody", {}).get("transcripts", []):
+                        found.add(result["utteranceId"])
+                return found
+
+            deadline = time.monotonic() + 60
+            while len(utterances_in_journal()) < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            workers[0].kill()
+            workers[0].wait()
+            before_kill = utterances_in_journal()
+            assert before_kill, "the worker received utterances before it was killed"
+            workers.append(subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, text=True))
+            client = OpenSearch(hosts=[index.url])
+            indexed: list[dict[str, object]] = []
+            deadline = time.monotonic() + 90
+            while len(indexed) < count and time.monotonic() < deadline:
+                time.sleep(0.5)
+                if client.indices.exists_alias(name="transcripts"):
+                    client.indices.refresh(index="transcripts")
+                    indexed = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
+            in_index = {u["utterance_id"] for d in indexed for u in d["utterances"]}  # type: ignore[attr-defined]
+            print(
+                f"\njournal: {len(before_kill)} utterances received before SIGKILL, all in the index after restart"
+            )
+            assert len(indexed) == count
+            assert before_kill <= in_index
+    finally:
+        for process in [*workers, emulator]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert emulator.stdout is not None
+        emulator.stdout.close()

@@ -1,0 +1,113 @@
+"""The journal: open conversations survive a restart.
+
+Every envelope the detector accepts is appended to ``<state_dir>/journal.ndjson``
+(``{"c": conversation id, "f": frame}``), and a finalized conversation gets a marker
+(``{"c": id, "done": true}``). At start-up the frames of conversations without a marker
+are replayed into the detector, so a restart resumes them instead of losing what was
+received. Appends are buffered and written with one fsync every ``sync_interval_s``
+(group commit): a crash loses at most that much of the newest input. When the file grows
+past ``compact_bytes`` it is rewritten with only the open conversations' frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Final
+
+import trio
+
+__all__ = ["Journal"]
+
+SYNC_INTERVAL_S: Final = 0.2
+COMPACT_BYTES: Final = 64 * 1024 * 1024
+
+
+class Journal:
+    """Append-only record of the input of open conversations."""
+
+    def __init__(
+        self, path: Path, *, sync_interval_s: float = SYNC_INTERVAL_S, compact_bytes: int = COMPACT_BYTES
+    ) -> None:
+        self.path = path
+        self.sync_interval_s = sync_interval_s
+        self.compact_bytes = compact_bytes
+        self._pending: list[str] = []
+        self._open: set[str] = set()
+
+    def load(self) -> list[str]:
+        """Frames of the conversations left open by the previous run, in arrival order.
+
+        A torn last line (a crash mid-write) is ignored.
+        """
+        if not self.path.exists():
+            return []
+        records = []
+        done: set[str] = set()
+        with self.path.open(encoding="utf-8") as file:
+            for line in file:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("done"):
+                    done.add(record["c"])
+                else:
+                    records.append(record)
+        frames = [r["f"] for r in records if r["c"] not in done]
+        self._open = {r["c"] for r in records if r["c"] not in done}
+        return frames
+
+    def record(self, conversation_id: str, frame: str) -> None:
+        """Queue one accepted frame of an open conversation for the next write."""
+        self._open.add(conversation_id)
+        self._pending.append(json.dumps({"c": conversation_id, "f": frame}, ensure_ascii=False) + "\n")
+
+    def finalized(self, conversation_id: str) -> None:
+        """Queue the marker that ``conversation_id`` no longer needs its frames."""
+        self._open.discard(conversation_id)
+        self._pending.append(json.dumps({"c": conversation_id, "done": True}) + "\n")
+
+    def _append(self, lines: list[str]) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as file:
+            file.writelines(lines)
+            file.flush()
+            os.fsync(file.fileno())
+            return file.tell()
+
+    def _compact(self, open_ids: set[str]) -> None:
+        temporary = self.path.with_suffix(".compacting")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with self.path.open(encoding="utf-8") as source, os.fdopen(fd, "w", encoding="utf-8") as target:
+            for line in source:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record["c"] in open_ids and not record.get("done"):
+                    target.write(line)
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(temporary, self.path)
+
+    async def flush(self) -> None:
+        """Write and fsync what is queued; compact when the file is too large."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        size = await trio.to_thread.run_sync(self._append, lines)
+        if size > self.compact_bytes:
+            await trio.to_thread.run_sync(self._compact, set(self._open))
+
+    async def run(self) -> None:
+        """Flush every ``sync_interval_s`` until cancelled, then flush once more (shielded)."""
+        try:
+            while True:
+                await trio.sleep(self.sync_interval_s)
+                await self.flush()
+        finally:
+            with trio.move_on_after(5, shield=True):
+                await self.flush()

@@ -1,0 +1,105 @@
+"""The journal: open conversations survive a restart, finished ones are forgotten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from indexer.completion import SubscriptionChange, detect_completion
+from indexer.config import CompletionSettings
+from indexer.deadletter import DeadLetterStore
+from indexer.document import TranscriptDocument
+from indexer.journal import Journal
+from indexer.models import Envelope
+from indexer.serialization import parse_envelope
+from indexer.stats import Statistics
+from tests.factories import conversation, transcription, utterance
+
+SETTINGS = CompletionSettings(grace_period_s=1.0, max_idle_s=600.0, max_age_s=3600.0)
+
+
+async def test_load_returns_only_open_conversations(tmp_path: Path) -> None:
+    """Frames of finalized conversations are skipped; a torn last line is ignored."""
+    journal = Journal(tmp_path / "journal.ndjson")
+    journal.record("open", '{"f": 1}')
+    journal.record("done", '{"f": 2}')
+    journal.record("open", '{"f": 3}')
+    journal.finalized("done")
+    await journal.flush()
+    with (tmp_path / "journal.ndjson").open("a") as file:
+        file.write('{"c": "open", "f": "torn')
+    assert Journal(tmp_path / "journal.ndjson").load() == ['{"f": 1}', '{"f": 3}']
+
+
+async def test_compaction_keeps_only_open_frames(tmp_path: Path) -> None:
+    """Past its size limit the file is rewritten with the open conversations only."""
+    journal = Journal(tmp_path / "journal.ndjson", compact_bytes=200)
+    for i in range(10):
+        journal.record(f"c{i}", "x" * 30)
+        if i != 7:
+            journal.finalized(f"c{i}")
+    await journal.flush()
+    lines = [json.loads(line) for line in (tmp_path / "journal.ndjson").read_text().splitlines()]
+    assert lines == [{"c": "c7", "f": "x" * 30}]
+
+
+async def _run_detector(
+    journal: Journal, envelopes: list[Envelope], restored: list[Envelope], tmp_path: Path
+) -> list[TranscriptDocument]:
+    stats = Statistics()
+    send, receive = trio.open_memory_channel[Envelope](100)
+    docs_send, docs = trio.open_memory_channel[TranscriptDocument](100)
+    changes_send, _changes = trio.open_memory_channel[SubscriptionChange](100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: detect_completion(
+                receive,
+                docs_send,
+                settings=SETTINGS,
+                dead_letters=DeadLetterStore(tmp_path / "dead", stats),
+                stats=stats,
+                subscriptions=changes_send,
+                end_reason="shutdown",
+                journal=journal,
+                restored=restored,
+            )
+        )
+        for envelope in envelopes:
+            await send.send(envelope)
+        await trio.sleep(5)
+        await send.aclose()
+    return [d async for d in docs]
+
+
+async def test_a_restart_resumes_open_conversations(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Drained mid-call, the conversation stays in the journal; the next run completes it whole."""
+    path = tmp_path / "journal.ndjson"
+    first = await _run_detector(
+        Journal(path),
+        [conversation(ended=False), transcription(utterance("u1", "before the restart", 1000))],
+        [],
+        tmp_path,
+    )
+    assert first == [], "an open conversation is not indexed at a drain when a journal keeps it"
+    journal = Journal(path)
+    restored = [parse_envelope(frame) for frame in journal.load()]
+    assert len(restored) == 2
+    second = await _run_detector(
+        journal,
+        [
+            transcription(utterance("u2", "after the restart", 5000)),
+            conversation(ended=True),
+            transcription(status="SESSION_ENDED"),
+        ],
+        restored,
+        tmp_path,
+    )
+    (document,) = second
+    assert document.completion_reason == "ended"
+    assert [u.text for u in document.utterances] == ["before the restart", "after the restart"]
+    assert Journal(path).load() == [], "a finished conversation is forgotten by the journal"

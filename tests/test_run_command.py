@@ -166,7 +166,7 @@ def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path:
             "20",
             "--start-delay",
             "5",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

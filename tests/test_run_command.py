@@ -209,7 +209,7 @@ def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path:
                     indexed = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
             in_index = {u["utterance_id"] for d in indexed for u in d["utterances"]}  # type: ignore[attr-defined]
             print(
-                f"\njournal: {len(before_kill)} utterances received before SIGKILL, all in the index after restart"
+                f"\njournal: {len(before_kill)} utterances received before SIGKILL, all indexed after restart"
             )
             assert len(indexed) == count
             assert before_kill <= in_index

@@ -3,6 +3,9 @@
 A conversation is **complete** (reason ``ended``) when every participant has ended and
 every transcription session it had reached ``SESSION_ENDED``, and then a grace period
 (``completion.grace_period_s``) has passed for trailing messages (reference §5.4). A
+closed conversation is kept for ``reopen_window_s``: an utterance that arrives in that
+time re-opens it, and its next document carries a higher version. Later messages for it
+are counted, and late utterances kept in the dead-letter store. A
 conversation whose end never arrives is closed with reason ``idle`` (no event for
 ``max_idle_s``) or ``max_age`` (``max_age_s`` after its first event). When the stream
 ends, every open conversation is closed: ``ended`` if its end signals had arrived, else
@@ -57,6 +60,8 @@ class _Detector:
     queue_names: dict[str, str]
     journal: Journal | None = None
     open: dict[str, ConversationState] = attrs.field(factory=dict)
+    #: Closed within ``reopen_window_s``: id → (state, trio time closed), oldest first.
+    recent: OrderedDict[str, tuple[ConversationState, float]] = attrs.field(factory=OrderedDict)
     finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
 
@@ -69,6 +74,12 @@ class _Detector:
             candidates.append((state.ended_since + self.settings.grace_period_s, "ended"))
         return min(candidates)
 
+    def next_deadline(self) -> float:
+        deadlines = [self.timers[0][0]] if self.timers else []
+        if self.recent:
+            deadlines.append(next(iter(self.recent.values()))[1] + self.settings.reopen_window_s)
+        return min(deadlines, default=float("inf"))
+
     async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body
         if isinstance(body, ConversationEvent):
@@ -78,9 +89,14 @@ class _Detector:
         else:
             return
         now = trio.current_time()
-        if conversation_id in self.finalized:
+        if conversation_id in self.finalized and not self._reopen(conversation_id, body):
             self.stats.late_messages += 1
-            if isinstance(body, TranscriptionMessage) and body.transcripts:
+            # Inside the re-open window the state shows nothing new was lost; after it, keep.
+            if (
+                isinstance(body, TranscriptionMessage)
+                and body.transcripts
+                and conversation_id not in self.recent
+            ):
                 await self.dead_letters.add(
                     "late_message",
                     "utterances arrived after the conversation was finalized",
@@ -105,6 +121,22 @@ class _Detector:
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
 
+    def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
+        """Re-open a recently closed conversation for a message with new utterances."""
+        entry = self.recent.get(conversation_id)
+        if (
+            entry is None
+            or not isinstance(body, TranscriptionMessage)
+            or not entry[0].has_new_utterances(body)
+        ):
+            return False
+        del self.recent[conversation_id]
+        del self.finalized[conversation_id]
+        self.open[conversation_id] = entry[0]
+        self.stats.reopened += 1
+        log.info("conversation %s re-opened by a late utterance", conversation_id)
+        return True
+
     async def close_due(self) -> None:
         now = trio.current_time()
         while self.timers and self.timers[0][0] <= now:
@@ -115,14 +147,18 @@ class _Detector:
             deadline, reason = self.deadline_of(state)
             if deadline <= now:
                 await self.finalize(state, reason)
+        while self.recent:
+            conversation_id, (_, closed_at) = next(iter(self.recent.items()))
+            if closed_at + self.settings.reopen_window_s > now:
+                break
+            await self.forget(conversation_id)
 
     async def finalize(self, state: ConversationState, reason: str) -> None:
         del self.open[state.conversation_id]
         self.finalized[state.conversation_id] = None
-        if self.journal is not None:
-            self.journal.finalized(state.conversation_id)
         while len(self.finalized) > FINALIZED_MEMORY:
             self.finalized.popitem(last=False)
+        self.recent[state.conversation_id] = (state, trio.current_time())
         self.stats.completed[reason] += 1
         log.info(
             "conversation %s closed (%s, %d utterances)",
@@ -130,9 +166,17 @@ class _Detector:
             reason,
             state.utterance_count(),
         )
-        await self.completed.send(state.to_document(reason, self.queue_names))
+        document = state.to_document(reason, self.queue_names)
+        state.indexed_version = document.version
+        await self.completed.send(document)
+
+    async def forget(self, conversation_id: str) -> None:
+        """End the re-open window: drop the state, its journal frames and its subscription."""
+        del self.recent[conversation_id]
+        if self.journal is not None:
+            self.journal.finalized(conversation_id)
         if self.subscriptions is not None:
-            await self.subscriptions.send(SubscriptionChange("remove", state.conversation_id))
+            await self.subscriptions.send(SubscriptionChange("remove", conversation_id))
 
 
 async def detect_completion(
@@ -171,6 +215,8 @@ async def detect_completion(
         queue_names=queue_names or {},
         journal=journal,
     )
+    if journal is not None:
+        detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))
     async with completed, envelopes, trio.open_nursery() as nursery:
         if journal is not None:
             nursery.start_soon(journal.run)
@@ -181,8 +227,7 @@ async def detect_completion(
                 log.info("resumed %d open conversations from the journal", len(detector.open))
                 stats.restored += len(detector.open)
             while True:
-                deadline = detector.timers[0][0] if detector.timers else float("inf")
-                with trio.move_on_at(deadline):
+                with trio.move_on_at(detector.next_deadline()):
                     try:
                         envelope = await envelopes.receive()
                     except trio.EndOfChannel:
@@ -197,6 +242,8 @@ async def detect_completion(
                     await detector.finalize(state, "ended")
                 elif journal is None:
                     await detector.finalize(state, end_reason)
+            for conversation_id in list(detector.recent):
+                await detector.forget(conversation_id)
             if journal is not None and detector.open:
                 log.info("%d open conversations kept in the journal for the next start", len(detector.open))
         finally:

@@ -75,11 +75,14 @@ class CompletionSettings:
     :ivar max_idle_s: close a conversation with no event for this long. The default is
         just over the 5-minute transcription keep-alive interval (reference §4.2).
     :ivar max_age_s: close a conversation this long after its first event.
+    :ivar reopen_window_s: how long a closed conversation is kept; a late utterance in
+        that time re-opens it and its document is replaced by a higher version.
     """
 
     grace_period_s: float = 5.0
     max_idle_s: float = 330.0
     max_age_s: float = 4 * 3600.0
+    reopen_window_s: float = 120.0
 
 
 @attrs.frozen

@@ -6,7 +6,8 @@ Every envelope the detector accepts is appended to ``<state_dir>/journal.ndjson`
 are replayed into the detector, so a restart resumes them instead of losing what was
 received. Appends are buffered and written with one fsync every ``sync_interval_s``
 (group commit): a crash loses at most that much of the newest input. When the file grows
-past ``compact_bytes`` it is rewritten with only the open conversations' frames.
+past ``compact_bytes`` it is rewritten with only the open conversations' frames and the
+newest ``KEEP_FINALIZED`` markers, which tell the next run which conversations are done.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ __all__ = ["Journal"]
 
 SYNC_INTERVAL_S: Final = 0.2
 COMPACT_BYTES: Final = 64 * 1024 * 1024
+#: Finalized conversation ids kept through compaction, to recognise late messages.
+KEEP_FINALIZED: Final = 10_000
 
 
 class Journal:
@@ -35,6 +38,8 @@ class Journal:
         self.compact_bytes = compact_bytes
         self._pending: list[str] = []
         self._open: set[str] = set()
+        #: Conversations finalized by earlier runs, oldest first (filled by :meth:`load`).
+        self.finalized_ids: list[str] = []
 
     def load(self) -> list[str]:
         """Frames of the conversations left open by the previous run, in arrival order.
@@ -45,6 +50,7 @@ class Journal:
             return []
         records = []
         done: set[str] = set()
+        done_order: dict[str, None] = {}
         with self.path.open(encoding="utf-8") as file:
             for line in file:
                 try:
@@ -53,10 +59,12 @@ class Journal:
                     continue
                 if record.get("done"):
                     done.add(record["c"])
+                    done_order[record["c"]] = None
                 else:
                     records.append(record)
         frames = [r["f"] for r in records if r["c"] not in done]
         self._open = {r["c"] for r in records if r["c"] not in done}
+        self.finalized_ids = list(done_order)
         return frames
 
     def record(self, conversation_id: str, frame: str) -> None:
@@ -81,14 +89,19 @@ class Journal:
     def _compact(self, open_ids: set[str]) -> None:
         temporary = self.path.with_suffix(".compacting")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        markers: dict[str, str] = {}
         with self.path.open(encoding="utf-8") as source, os.fdopen(fd, "w", encoding="utf-8") as target:
             for line in source:
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if record["c"] in open_ids and not record.get("done"):
+                if record.get("done"):
+                    markers.pop(record["c"], None)
+                    markers[record["c"]] = line
+                elif record["c"] in open_ids:
                     target.write(line)
+            target.writelines(list(markers.values())[-KEEP_FINALIZED:])
             target.flush()
             os.fsync(target.fileno())
         os.replace(temporary, self.path)

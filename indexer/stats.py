@@ -30,6 +30,7 @@ class Statistics:
     reconnects: int = 0
     sink_retries: int = 0
     restored: int = 0
+    reopened: int = 0
 
     def summary(self) -> dict[str, object]:
         """Plain data for a log line or ``--json`` output (counts only, never content)."""
@@ -45,4 +46,5 @@ class Statistics:
             "reconnects": self.reconnects,
             "sink_retries": self.sink_retries,
             "restored": self.restored,
+            "reopened": self.reopened,
         }

@@ -64,6 +64,8 @@ class ConversationState:
     :ivar last_event_at: trio clock time of the latest event, in s.
     :ivar ended_since: trio clock time at which :meth:`ended` first held, or ``None``.
     :ivar version_ms: the newest event time seen, epoch ms (the document's version).
+    :ivar indexed_version: the version of the last document made from this state; a
+        re-opened conversation's next document is always higher.
     """
 
     conversation_id: str
@@ -75,6 +77,7 @@ class ConversationState:
     language: str | None = None
     ended_since: float | None = None
     duplicates: int = 0
+    indexed_version: int = 0
 
     def apply_conversation(self, event: ConversationEvent, now: float) -> None:
         """Merge a conversation snapshot (queue conversation topic)."""
@@ -149,6 +152,12 @@ class ConversationState:
         else:
             self.ended_since = None
 
+    def has_new_utterances(self, message: TranscriptionMessage) -> bool:
+        """Whether ``message`` carries an utterance this state does not hold yet."""
+        session = self.sessions.get(message.communication_id)
+        known = session.utterances if session else {}
+        return any(r.utterance_id not in known for r in message.transcripts if r.alternatives)
+
     def utterance_count(self) -> int:
         """Distinct utterances received so far."""
         return sum(len(s.utterances) for s in self.sessions.values())
@@ -188,7 +197,7 @@ class ConversationState:
         ).direction
         return TranscriptDocument(
             conversation_id=self.conversation_id,
-            version=max(self.version_ms, 1),
+            version=max(self.version_ms, self.indexed_version + 1, 1),
             started_at=started_at,
             ended_at=ended_at,
             duration_ms=_ms(ended_at) - _ms(started_at) if started_at and ended_at else None,

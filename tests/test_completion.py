@@ -68,6 +68,7 @@ async def test_complete_after_end_signals_and_grace(
         assert trio.current_time() - start >= SETTINGS.grace_period_s
         assert document.completion_reason == "ended" and document.complete
         assert [u.text for u in document.utterances] == ["hello", "trailing words"]
+        await trio.sleep(SETTINGS.reopen_window_s)  # the topic is dropped when the re-open window ends
         await h.send.aclose()
     changes = [c async for c in h.changes]
     assert changes == [
@@ -126,10 +127,33 @@ async def test_stream_end_flushes_open_conversations(state_dir: Path) -> None:
     assert reasons == {"open-one": "shutdown", "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11": "ended"}
 
 
+async def test_a_late_utterance_reopens_and_replaces_the_document(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Inside the re-open window a late utterance gives a new, higher version of the whole transcript."""
+    h = Harness(state_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=True))
+        await h.send.send(transcription(utterance("u1", "hello", 1000)))
+        await h.send.send(transcription(status="SESSION_ENDED"))
+        first = await h.docs.receive()
+        await trio.sleep(30)
+        await h.send.send(transcription(utterance("u1", "hello", 1000)))  # a duplicate re-opens nothing
+        await h.send.send(transcription(utterance("u2", "one more thing", 4000), second=5))
+        second = await h.docs.receive()
+        await h.send.aclose()
+    assert [u.text for u in second.utterances] == ["hello", "one more thing"]
+    assert second.version > first.version
+    assert second.completion_reason == "ended"
+    assert h.stats.reopened == 1 and h.stats.late_messages == 1
+    assert h.dead_letters.read() == []
+
+
 async def test_late_utterances_are_dead_lettered(
     state_dir: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Utterances for a finalized conversation are counted and kept, not lost or re-indexed."""
+    """After the re-open window, utterances for a finished conversation are counted and kept."""
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
@@ -137,6 +161,7 @@ async def test_late_utterances_are_dead_lettered(
         await h.send.send(transcription(utterance("u1", "hello", 1000)))
         await h.send.send(transcription(status="SESSION_ENDED"))
         await h.docs.receive()
+        await trio.sleep(SETTINGS.reopen_window_s + 1)
         await h.send.send(transcription(utterance("u9", "too late", 9000)))
         await h.send.send(conversation(ended=True))
         await h.send.aclose()

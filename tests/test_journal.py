@@ -35,7 +35,7 @@ async def test_load_returns_only_open_conversations(tmp_path: Path) -> None:
 
 
 async def test_compaction_keeps_only_open_frames(tmp_path: Path) -> None:
-    """Past its size limit the file is rewritten with the open conversations only."""
+    """Past its size limit the file keeps the open conversations' frames and the done markers."""
     journal = Journal(tmp_path / "journal.ndjson", compact_bytes=200)
     for i in range(10):
         journal.record(f"c{i}", "x" * 30)
@@ -43,7 +43,8 @@ async def test_compaction_keeps_only_open_frames(tmp_path: Path) -> None:
             journal.finalized(f"c{i}")
     await journal.flush()
     lines = [json.loads(line) for line in (tmp_path / "journal.ndjson").read_text().splitlines()]
-    assert lines == [{"c": "c7", "f": "x" * 30}]
+    assert [line for line in lines if "f" in line] == [{"c": "c7", "f": "x" * 30}]
+    assert Journal(tmp_path / "journal.ndjson").load() == ["x" * 30]
 
 
 async def _run_detector(
@@ -72,6 +73,18 @@ async def _run_detector(
         await trio.sleep(5)
         await send.aclose()
     return [d async for d in docs]
+
+
+async def test_finalized_ids_survive_compaction(tmp_path: Path) -> None:
+    """The next run learns which conversations are done, even after compaction."""
+    journal = Journal(tmp_path / "journal.ndjson", compact_bytes=100)
+    for i in range(5):
+        journal.record(f"c{i}", "frame")
+        journal.finalized(f"c{i}")
+    await journal.flush()
+    reloaded = Journal(tmp_path / "journal.ndjson")
+    assert reloaded.load() == []
+    assert reloaded.finalized_ids == ["c0", "c1", "c2", "c3", "c4"]
 
 
 async def test_a_restart_resumes_open_conversations(

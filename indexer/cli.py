@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
         "--start-delay", type=float, default=1.0, help="real s before the first conversation"
     )
     emulate.add_argument("--seed", type=int, default=1)
+    emulate.add_argument(
+        "--duplicate-rate", type=float, default=0.0, help="fault: share of messages sent twice"
+    )
+    emulate.add_argument("--reorder-rate", type=float, default=0.0, help="fault: share of messages reordered")
+    emulate.add_argument(
+        "--late-utterance-rate",
+        type=float,
+        default=0.0,
+        help="fault: share of calls with an utterance after the end",
+    )
 
     demo = commands.add_parser("demo", help="the main job end to end on real conversations, on this machine")
     demo.add_argument("--conversations", type=int, default=500)
@@ -122,6 +132,9 @@ def _command(args: argparse.Namespace) -> int:
             start_interval_s=args.interval,
             start_delay_s=args.start_delay,
             seed=args.seed,
+            duplicate_rate=args.duplicate_rate,
+            reorder_rate=args.reorder_rate,
+            late_utterance_rate=args.late_utterance_rate,
         )
         trio.run(functools.partial(serve_emulator, args.corpus, settings, host=args.host, port=args.port))
         return 0

@@ -150,3 +150,59 @@ def test_scenario_groups_delays_and_ends_transcripts() -> None:
     assert delivered == [u.utterance_id for u in scenario.utterances]
     for _, envelope in scenario.events:  # every frame the emulator sends parses back unchanged
         assert parse_envelope(dump_envelope(envelope)) == envelope
+
+
+async def test_rate_limit_fault_is_waited_out_by_the_client() -> None:
+    """POST /_emulator/faults rate_limit_count: 429 with Retry-After, which the client honours."""
+    from indexer.config import GenesysSettings
+    from indexer.genesys import GenesysClient
+
+    async with emulator_after_the_call() as (emulator, http):
+        await http.post("/_emulator/faults", json={"rate_limit_count": 2, "retry_after_s": 1})
+        client = GenesysClient(http, GenesysSettings(emulator.base_url, emulator.base_url, "emulator-client",
+                                                     "emulator-secret", ("Billing",)))  # fmt: skip
+        start = trio.current_time()
+        assert await client.resolve_queues(["Billing"])
+        assert trio.current_time() - start >= 2
+        assert emulator.faults.rate_limit_count == 0
+
+
+async def test_token_expiry_fault_makes_the_client_renew() -> None:
+    """Revoked tokens answer 401; the client fetches a new token and the call succeeds."""
+    from indexer.config import GenesysSettings
+    from indexer.genesys import GenesysClient
+
+    async with emulator_after_the_call() as (emulator, http):
+        client = GenesysClient(http, GenesysSettings(emulator.base_url, emulator.base_url, "emulator-client",
+                                                     "emulator-secret", ("Billing",)))  # fmt: skip
+        channel = await client.create_channel()
+        await http.post("/_emulator/faults", json={"expire_tokens": True})
+        assert await client.channel_exists(channel.id)
+        assert client.token_renewals == 2
+
+
+async def test_a_21st_channel_evicts_the_oldest() -> None:
+    """20 channels per client: creating a 21st removes the oldest one without a socket (§3.8)."""
+    async with emulator_after_the_call() as (_, http):
+        ids = [(await http.post("/api/v2/notifications/channels")).json()["id"] for _ in range(21)]
+        assert (await http.head(f"/api/v2/notifications/channels/{ids[0]}")).status_code == 404
+        assert (await http.head(f"/api/v2/notifications/channels/{ids[1]}")).status_code == 200
+        assert (await http.head(f"/api/v2/notifications/channels/{ids[20]}")).status_code == 200
+
+
+def test_late_utterance_fault_moves_the_last_message_after_session_ended() -> None:
+    """With the fault, the last transcript message is due after SESSION_ENDED."""
+    scenario = build_scenario(
+        CORPUS[0],
+        start_ms=1_700_000_000_000,
+        rng=random.Random(1),
+        organization_id="org",
+        late_utterance=True,
+    )
+    statuses = [
+        (due, envelope.event_body.status.status, bool(envelope.event_body.transcripts))
+        for due, envelope in scenario.events
+        if isinstance(envelope.event_body, TranscriptionMessage) and envelope.event_body.status is not None
+    ]
+    ended_due = next(due for due, status, _ in statuses if status == "SESSION_ENDED")
+    assert any(due > ended_due and has_transcripts for due, _, has_transcripts in statuses)

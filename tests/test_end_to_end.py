@@ -44,7 +44,7 @@ class Arrivals:
     seen: set[str] = attrs.field(factory=set)
     name: str = "arrivals"
 
-    @hookimpl
+    @hookimpl(trylast=True)  # last in the sink list: a batch reaches it after OpenSearch
     def transcript_indexer_sinks(self, config: Config) -> list[Arrivals]:
         return [self]
 
@@ -185,3 +185,50 @@ async def test_an_opensearch_outage_loses_nothing(tmp_path: Path) -> None:
         node.close()
         if node.process.stdout is not None:
             node.process.stdout.close()
+
+
+async def test_duplicated_reordered_and_late_messages_lose_nothing(
+    osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """Emulator faults on: every utterance indexed once, in spoken order, each conversation once."""
+    count = 12
+    corpus, _ = build_demo_corpus(count, seed=21, pii_share=0.0, offset=4000)
+    settings = EmulatorSettings(
+        speed=50,
+        start_interval_s=8,
+        start_delay_s=0.2,
+        duplicate_rate=0.3,
+        reorder_rate=0.3,
+        late_utterance_rate=0.5,
+    )
+    emulator = Emulator(corpus, settings)
+    arrivals = Arrivals(expected=count)
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+            config = Config(
+                genesys=GenesysSettings(
+                    api_base_url=base_url,
+                    login_base_url=base_url,
+                    client_id="emulator-client",
+                    client_secret="emulator-secret",
+                    queues=tuple(sorted({c.queue for c in corpus})),
+                ),
+                completion=CompletionSettings(grace_period_s=0.5),
+                state_dir=str(tmp_path / "state"),
+                plugins={"opensearch": {"url": index.url}},
+            )
+            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
+            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            with trio.fail_after(60):
+                await arrivals.done.wait()
+            nursery.cancel_scope.cancel()
+        documents = _sources(index.url)
+    print(f"\nfaults: {stats.duplicate_utterances} duplicate utterances absorbed, stats {stats.summary()}")
+    assert stats.duplicate_utterances > 0
+    assert len(documents) == count
+    for scenario in emulator.scenarios.values():
+        indexed = [u["utterance_id"] for u in documents[scenario.conversation_id]["utterances"]]
+        assert indexed == [u.utterance_id for u in scenario.utterances]
+    assert stats.dead_letters == 0

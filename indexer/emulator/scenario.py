@@ -221,9 +221,18 @@ def _dt(ms: int) -> datetime:
 
 
 def build_scenario(
-    conversation: CorpusConversation, *, start_ms: int, rng: random.Random, organization_id: str
+    conversation: CorpusConversation,
+    *,
+    start_ms: int,
+    rng: random.Random,
+    organization_id: str,
+    late_utterance: bool = False,
 ) -> Scenario:
-    """Lay out one conversation starting at ``start_ms`` (epoch ms, simulated clock)."""
+    """Lay out one conversation starting at ``start_ms`` (epoch ms, simulated clock).
+
+    :param late_utterance: deliver the last transcript message 3 s after ``SESSION_ENDED``
+        (a fault the worker must absorb).
+    """
     conversation_id, customer_call, agent_call, acd_call = (_uuid(rng) for _ in range(4))
     customer_pid, acd_pid, agent_pid = (_uuid(rng) for _ in range(3))
     agent_user = str(uuid.UUID(int=rng.randrange(AGENTS) + 1, version=4))
@@ -363,11 +372,16 @@ def build_scenario(
             _result(u, session_start_ms, conversation)
         )
     last_delivery = hangup_ms
+    deliveries = []
     for index, results in sorted(groups.items()):
         due = session_start_ms + (index + 1) * int(GROUP_WINDOW_S * 1000) + int(LATENCY_S * 1000)
-        events.append(message(due, tuple(results), "SESSION_ONGOING"))
+        deliveries.append((due, tuple(results)))
         last_delivery = max(last_delivery, due)
-    events.append(message(max(last_delivery, hangup_ms + int(LATENCY_S * 1000)) + 500, (), "SESSION_ENDED"))
+    ended_at = max(last_delivery, hangup_ms + int(LATENCY_S * 1000)) + 500
+    if late_utterance and deliveries:
+        deliveries[-1] = (ended_at + 3000, deliveries[-1][1])
+    events.extend(message(due, results, "SESSION_ONGOING") for due, results in deliveries)
+    events.append(message(ended_at, (), "SESSION_ENDED"))
     events.sort(key=lambda item: item[0])
     return Scenario(
         conversation_id=conversation_id,

@@ -53,6 +53,7 @@ __all__ = ["Emulator", "EmulatorSettings"]
 log = logging.getLogger(__name__)
 
 TOPIC_LIMIT: Final = 1000
+CHANNEL_LIMIT: Final = 20
 CHANNEL_LIFETIME_MS: Final = 24 * 3600 * 1000
 SOCKET_BUFFER: Final = 100_000
 
@@ -66,6 +67,10 @@ class EmulatorSettings:
     :ivar start_interval_s: simulated seconds between the starts of two conversations.
     :ivar start_delay_s: real seconds before the first conversation starts.
     :ivar token_ttl_s: ``expires_in`` of issued tokens, in seconds.
+    :ivar duplicate_rate: share of transcription messages sent twice (fault).
+    :ivar reorder_rate: share of transcription messages held back behind the next one (fault).
+    :ivar late_utterance_rate: share of conversations whose last utterance comes after
+        ``SESSION_ENDED`` (fault).
     """
 
     speed: float = 1.0
@@ -74,8 +79,25 @@ class EmulatorSettings:
     start_delay_s: float = 1.0
     seed: int = 1
     token_ttl_s: int = 86399
+    duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
+    late_utterance_rate: float = 0.0
     client_id: str = "emulator-client"
     client_secret: str = attrs.field(default="emulator-secret", repr=False)
+
+
+@attrs.define
+class Faults:
+    """Faults switched on at run time with ``POST /_emulator/faults`` (JSON, same names).
+
+    :ivar heartbeats: ``False`` stops heartbeats (the socket goes silent when idle).
+    :ivar rate_limit_count: answer this many next Platform API calls with 429.
+    :ivar retry_after_s: the ``Retry-After`` of those answers, in s.
+    """
+
+    heartbeats: bool = True
+    rate_limit_count: int = 0
+    retry_after_s: int = 1
 
 
 @attrs.define
@@ -117,6 +139,9 @@ class Emulator:
         self.signing_key = secrets.token_bytes(16)
         self.published = 0
         self.pings = 0
+        self.faults = Faults()
+        self._held: tuple[str, str] | None = None
+        self._nursery: trio.Nursery | None = None
 
     # --- clock and status ---------------------------------------------------------------
 
@@ -173,6 +198,11 @@ class Emulator:
         token = self._token_of(request)
         if token is None:
             return None, _error(401, "bad.credentials", "Invalid login credentials.")
+        if self.faults.rate_limit_count > 0:
+            self.faults.rate_limit_count -= 1
+            response = _error(429, "too.many.requests", "Rate limit exceeded")
+            response.headers["Retry-After"] = str(self.faults.retry_after_s)
+            return None, response
         return token, None
 
     # --- notifications ------------------------------------------------------------------
@@ -183,6 +213,10 @@ class Emulator:
             return denied
         assert token is not None
         channel_id = f"streaming-0-{secrets.token_hex(13)}"
+        owned = [c for c in self.channels.values() if c.token == token]
+        if len(owned) >= CHANNEL_LIMIT:  # the 21st replaces the oldest, unconnected ones first (§3.8)
+            victim = min(owned, key=lambda c: (c.connection is not None, c.created_ms))
+            self.expire_channel(victim.id)
         self.channels[channel_id] = _Channel(id=channel_id, token=token, created_ms=self.now_ms())
         ws_base = self.base_url.replace("http://", "ws://", 1)
         return JSONResponse(
@@ -258,7 +292,8 @@ class Emulator:
         async def heartbeats() -> None:
             while True:
                 await trio.sleep(self.settings.heartbeat_interval_s)
-                send.send_nowait(heartbeat)
+                if self.faults.heartbeats:
+                    send.send_nowait(heartbeat)
 
         async def reader() -> None:
             while True:
@@ -309,6 +344,46 @@ class Emulator:
         for channel in self.channels.values():
             if channel.connection is not None:
                 channel.connection.cancel.cancel()
+
+    def expire_channel(self, channel_id: str) -> None:
+        """The channel is gone: HEAD answers 404 and its socket is closed."""
+        channel = self.channels.pop(channel_id, None)
+        if channel is not None and channel.connection is not None:
+            channel.connection.cancel.cancel()
+
+    def expire_tokens(self) -> None:
+        """Every issued token is revoked: API calls answer 401 until a new token is fetched."""
+        self.tokens.clear()
+
+    async def socket_closing(self, close_after_s: float) -> None:
+        """Announce maintenance on every socket, then close them ``close_after_s`` later (§3.7)."""
+        self.broadcast(
+            json.dumps({"topicName": "v2.system.socket_closing", "eventBody": {"message": "maintenance"}})
+        )
+        await trio.sleep(close_after_s)
+        self.drop_connections()
+
+    async def faults_route(self, request: Request) -> Response:
+        """``POST /_emulator/faults``: fire or switch faults (see :class:`Faults`)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "bad.request", "expected a JSON object")
+        if "heartbeats" in body:
+            self.faults.heartbeats = bool(body["heartbeats"])
+        if "rate_limit_count" in body:
+            self.faults.rate_limit_count = int(body["rate_limit_count"])
+            self.faults.retry_after_s = int(body.get("retry_after_s", 1))
+        if body.get("drop"):
+            self.drop_connections()
+        if body.get("expire_channels"):
+            for channel_id in list(self.channels):
+                self.expire_channel(channel_id)
+        if body.get("expire_tokens"):
+            self.expire_tokens()
+        if "socket_closing_after_s" in body and self._nursery is not None:
+            self._nursery.start_soon(self.socket_closing, float(body["socket_closing_after_s"]))
+        return JSONResponse(attrs.asdict(self.faults))
 
     # --- routing, conversations, analytics, transcripts --------------------------------
 
@@ -476,6 +551,7 @@ class Emulator:
                     methods=["GET"],
                 ),
                 Route("/_emulator/status", self.status_route, methods=["GET"]),
+                Route("/_emulator/faults", self.faults_route, methods=["POST"]),
                 WebSocketRoute("/channels/{channel_id}", self.websocket),
             ]
         )
@@ -488,7 +564,18 @@ class Emulator:
         events.sort()
         for due_ms, _, text, topic in events:
             await trio.sleep_until(self._real_time_of(due_ms))
+            transcription = topic.endswith(".transcription")
+            if transcription and self._held is None and self.rng.random() < self.settings.reorder_rate:
+                self._held = (text, topic)  # sent after the next message (reordering fault)
+                continue
             self.publish(text, topic)
+            if transcription and self.rng.random() < self.settings.duplicate_rate:
+                self.publish(text, topic)
+            if self._held is not None:
+                self.publish(*self._held)
+                self._held = None
+        if self._held is not None:
+            self.publish(*self._held)
 
     async def run(
         self,
@@ -504,6 +591,7 @@ class Emulator:
         config.errorlog = logging.getLogger("indexer.emulator.hypercorn")
         config.graceful_timeout = 1
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             app: Any = self.app()  # Starlette's ASGI callable is typed looser than hypercorn's annotation
             binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
             self.base_url = binds[0]
@@ -513,7 +601,11 @@ class Emulator:
             for index, conversation in enumerate(self.conversations):
                 start_ms = first_start + int(index * self.settings.start_interval_s * 1000)
                 scenario = build_scenario(
-                    conversation, start_ms=start_ms, rng=self.rng, organization_id=self.organization_id
+                    conversation,
+                    start_ms=start_ms,
+                    rng=self.rng,
+                    organization_id=self.organization_id,
+                    late_utterance=self.rng.random() < self.settings.late_utterance_rate,
                 )
                 self.scenarios[scenario.conversation_id] = scenario
             nursery.start_soon(self._play)

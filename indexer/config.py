@@ -26,6 +26,7 @@ __all__ = [
     "CompletionSettings",
     "Config",
     "GenesysSettings",
+    "RecoverySettings",
     "StreamSettings",
     "load_config",
 ]
@@ -86,6 +87,22 @@ class CompletionSettings:
 
 
 @attrs.frozen
+class RecoverySettings:
+    """Gap recovery from the REST API (all in seconds); see :mod:`indexer.recovery`.
+
+    :ivar enabled: recover at all (needs analytics and recording/STA permissions).
+    :ivar lookback_s: at start-up, recover conversations that started this long before.
+    :ivar post_call_wait_s: how long to keep asking for a post-call transcript.
+    :ivar post_call_retry_s: how often to ask while it is not ready.
+    """
+
+    enabled: bool = True
+    lookback_s: float = 3600.0
+    post_call_wait_s: float = 300.0
+    post_call_retry_s: float = 10.0
+
+
+@attrs.frozen
 class StreamSettings:
     """The notification WebSocket (all in seconds).
 
@@ -115,6 +132,7 @@ class Config:
     genesys: GenesysSettings | None = None
     completion: CompletionSettings = CompletionSettings()
     stream: StreamSettings = StreamSettings()
+    recovery: RecoverySettings = RecoverySettings()
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3

@@ -96,6 +96,8 @@ class TranscriptDocument:
     :ivar version: external version for OpenSearch: the newest event time seen for the
         conversation, in epoch ms, so a later update always has a higher version.
     :ivar complete: ``True`` only when ``completion_reason`` is ``ended``.
+    :ivar source: where the utterances come from: ``live`` (notification stream) or
+        ``post_call`` (the post-call transcript, after a gap in the stream).
     """
 
     conversation_id: str
@@ -112,3 +114,4 @@ class TranscriptDocument:
     complete: bool
     completion_reason: str
     redaction: RedactionSummary | None = None
+    source: str = "live"

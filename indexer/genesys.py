@@ -232,6 +232,75 @@ class GenesysClient:
             resolved[found.id] = found.name
         return resolved
 
+    async def get_json(self, path: str) -> Any | None:
+        """``GET`` a Platform API path: the JSON body, or ``None`` on 404."""
+        response = await self.request("GET", path)
+        return None if response.status_code == 404 else response.json()
+
+    async def conversation(self, conversation_id: str) -> Any | None:
+        """``GET /api/v2/conversations/{id}`` (reference §6.3), ``None`` if unknown."""
+        return await self.get_json(f"/api/v2/conversations/{conversation_id}")
+
+    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any | None:
+        """The post-call transcript JSON of one communication (reference §6.1-6.2).
+
+        ``GET …/transcripturl`` gives a pre-signed URL, fetched without the bearer token.
+        ``None`` while there is none (404: not ready yet, or no transcription).
+        """
+        found = await self.get_json(
+            f"/api/v2/speechandtextanalytics/conversations/{conversation_id}"
+            f"/communications/{communication_id}/transcripturl"
+        )
+        if not found or "url" not in found:
+            return None
+        async for attempt in stamina.retry_context(
+            on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S
+        ):
+            with attempt:
+                response = await self._http.get(found["url"])
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _Retryable(response)
+        if response.status_code != 200:
+            return None
+        return response.json()
+
+    async def ended_conversations(self, start: str, end: str, queue_ids: Iterable[str]) -> list[Any]:
+        """Conversations on ``queue_ids`` that started in ``start/end`` and have ended (§6.4).
+
+        ``POST /api/v2/analytics/conversations/details/query``, every page.
+
+        :param start: ISO-8601 interval start; ``end`` its end.
+        """
+        found: list[Any] = []
+        page = 1
+        while True:
+            body = {
+                "interval": f"{start}/{end}",
+                "order": "asc",
+                "orderBy": "conversationStart",
+                "paging": {"pageSize": 100, "pageNumber": page},
+                "segmentFilters": [
+                    {
+                        "type": "or",
+                        "predicates": [
+                            {"type": "dimension", "dimension": "queueId", "operator": "matches", "value": q}
+                            for q in queue_ids
+                        ],
+                    }
+                ],
+                "conversationFilters": [
+                    {"type": "and", "predicates": [{"type": "dimension", "dimension": "conversationEnd",
+                                                    "operator": "exists"}]}
+                ],
+            }  # fmt: skip
+            response = await self.request("POST", "/api/v2/analytics/conversations/details/query", json=body)
+            result = response.json()
+            conversations = result.get("conversations") or []
+            found.extend(conversations)
+            if len(conversations) < 100 or len(found) >= int(result.get("totalHits", 0)):
+                return found
+            page += 1
+
 
 def _error_code(response: httpx.Response) -> str:
     """The ``error`` / ``code`` field of an error body, for messages (no other content)."""

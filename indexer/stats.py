@@ -16,10 +16,13 @@ class Statistics:
     :ivar messages: received notifications by topic kind (``transcription``, ``conversation``,
         ``metadata``, ``system``, ``malformed``).
     :ivar completed: conversations closed, by completion reason.
+    :ivar recovered: gap recovery: ``reconciled`` (post-call transcript used), ``missed``
+        (conversation rebuilt that the stream never showed), ``failed``.
     """
 
     messages: Counter[str] = attrs.field(factory=Counter)
     completed: Counter[str] = attrs.field(factory=Counter)
+    recovered: Counter[str] = attrs.field(factory=Counter)
     utterances: int = 0
     duplicate_utterances: int = 0
     late_messages: int = 0
@@ -37,6 +40,7 @@ class Statistics:
         return {
             "messages": dict(self.messages),
             "completed": dict(self.completed),
+            "recovered": dict(self.recovered),
             "utterances": self.utterances,
             "duplicate_utterances": self.duplicate_utterances,
             "late_messages": self.late_messages,

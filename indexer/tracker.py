@@ -54,6 +54,7 @@ class ParticipantState:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     ended: bool = False
+    call_ids: list[str] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -78,6 +79,7 @@ class ConversationState:
     ended_since: float | None = None
     duplicates: int = 0
     indexed_version: int = 0
+    gap_affected: bool = False
 
     def apply_conversation(self, event: ConversationEvent, now: float) -> None:
         """Merge a conversation snapshot (queue conversation topic)."""
@@ -95,6 +97,7 @@ class ConversationState:
                 or next((c.connected_time for c in p.calls if c.connected_time), None)
             )
             state.direction = state.direction or next((c.direction for c in p.calls if c.direction), None)
+            state.call_ids.extend(c.id for c in p.calls if c.id not in state.call_ids)
             calls_ended = bool(p.calls) and all(
                 (c.state or "").lower() in _ENDED_CALL_STATES for c in p.calls
             )
@@ -157,6 +160,17 @@ class ConversationState:
         session = self.sessions.get(message.communication_id)
         known = session.utterances if session else {}
         return any(r.utterance_id not in known for r in message.transcripts if r.alternatives)
+
+    def communication_ids(self) -> tuple[str, ...]:
+        """Communications that may have a transcript: sessions seen, then customer and agent calls."""
+        calls = [
+            c
+            for purpose in ("customer", "agent")
+            for p in self.participants.values()
+            if p.purpose == purpose
+            for c in p.call_ids
+        ]
+        return tuple(dict.fromkeys([*self.sessions, *calls]))
 
     def utterance_count(self) -> int:
         """Distinct utterances received so far."""

@@ -1,0 +1,245 @@
+"""Gap recovery: transcripts the live stream could not deliver, from the REST API.
+
+The WebSocket has no durability: what Genesys publishes while the socket is down, or
+before it first opens, is gone (reference §3.8, §8 items 1 and 5). After every such
+period the reader puts a :class:`Gap` into the stream; the detector then
+
+- asks for conversations it has never seen (:class:`FindMissed`): the analytics query
+  (``POST /api/v2/analytics/conversations/details/query``) lists the ended conversations
+  of the followed queues that started in the gap, and each is rebuilt from
+  ``GET /api/v2/conversations/{id}`` and its post-call transcript;
+- sends every conversation whose live transcript may have holes (open during a gap, or
+  closed by a timer before all its sessions ended) here instead of to redaction
+  (:class:`Reconcile`): its utterances are replaced by the post-call transcript.
+
+The post-call transcript (``transcripturl``, reference §6.1-6.2) is authoritative but not
+ready at hang-up; it is asked for again every ``post_call_retry_s`` for up to
+``post_call_wait_s``. Documents rebuilt from it carry ``source: "post_call"``; when none
+comes, the live document goes on unchanged (``source: "live"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+import trio
+
+from indexer.config import RecoverySettings
+from indexer.document import DocUtterance, DocWord, TranscriptDocument
+from indexer.errors import GenesysError, MalformedMessage
+from indexer.genesys import GenesysClient
+from indexer.models import ConversationEvent
+from indexer.redaction import join_text
+from indexer.serialization import format_time, structure
+from indexer.stats import Statistics
+from indexer.tracker import ConversationState
+
+__all__ = [
+    "FindMissed",
+    "Gap",
+    "Reconcile",
+    "RecoveryRequest",
+    "recover_transcripts",
+    "utterances_from_post_call",
+]
+
+log = logging.getLogger(__name__)
+
+#: Post-call requests handled at once.
+CONCURRENCY: Final = 8
+_SPEAKERS = {"internal": "agent", "external": "customer"}
+
+
+@attrs.frozen
+class Gap:
+    """A period without a live socket, in epoch ms."""
+
+    start_ms: int
+    end_ms: int
+
+
+@attrs.frozen
+class FindMissed:
+    """Find ended conversations that started in ``gap`` and are not in ``known``."""
+
+    gap: Gap
+    known: frozenset[str]
+
+
+@attrs.frozen
+class Reconcile:
+    """Replace the utterances of ``document`` by the post-call transcript when there is one.
+
+    :ivar communication_ids: communications to ask ``transcripturl`` for, likeliest first.
+    """
+
+    document: TranscriptDocument
+    communication_ids: tuple[str, ...]
+
+
+RecoveryRequest = FindMissed | Reconcile
+
+
+def _ms_to_time(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+def utterances_from_post_call(transcript: Any) -> list[DocUtterance]:
+    """The utterances of a post-call transcript JSON (reference §6.2), in spoken order.
+
+    Utterance ids are ``<communicationId>:<transcriptId>:<phraseIndex>`` (phrases have no
+    ``utteranceId``); ``offset_ms`` counts from ``conversationStartTime``.
+    """
+    start = int(transcript.get("conversationStartTime") or 0)
+    communication_id = str(transcript.get("communicationId", ""))
+    utterances = []
+    for part in transcript.get("transcripts") or []:
+        for phrase in part.get("phrases") or []:
+            raw = str(phrase.get("text") or "")
+            text = str(phrase.get("decoratedText") or raw)
+            if not text.strip():
+                continue
+            begin = int(phrase.get("startTimeMs") or start)
+            duration = phrase.get("duration") or {}
+            words = phrase.get("words") or [{"word": w} for w in raw.split()]
+            utterance_id = f"{communication_id}:{part.get('transcriptId', '')}:{phrase.get('phraseIndex', 0)}"
+            utterances.append(
+                DocUtterance(
+                    utterance_id=utterance_id,
+                    communication_id=communication_id,
+                    speaker=_SPEAKERS.get(str(phrase.get("participantPurpose", "")).lower(), "unknown"),
+                    text=text,
+                    offset_ms=begin - start if start else 0,
+                    duration_ms=int(duration.get("milliseconds") or 0) if isinstance(duration, dict) else 0,
+                    confidence=phrase.get("confidence"),
+                    spoken_at=_ms_to_time(begin),
+                    words=tuple(
+                        DocWord(word=str(w.get("word", "")), offset_ms=None, duration_ms=None,
+                                confidence=w.get("confidence"))
+                        for w in words
+                    ),
+                )
+            )  # fmt: skip
+    return sorted(utterances, key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
+
+
+def _with_post_call(document: TranscriptDocument, transcripts: Sequence[Any]) -> TranscriptDocument:
+    utterances = [u for t in transcripts for u in utterances_from_post_call(t)]
+    utterances.sort(key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
+    language = document.language or next(
+        (p.get("language") for t in transcripts for p in t.get("transcripts") or [] if p.get("language")),
+        None,
+    )
+    return attrs.evolve(
+        document,
+        utterances=tuple(utterances),
+        text=join_text(utterances),
+        source="post_call",
+        language=language,
+    )
+
+
+@attrs.define
+class _Recovery:
+    client: GenesysClient
+    documents: trio.MemorySendChannel[TranscriptDocument]
+    settings: RecoverySettings
+    stats: Statistics
+    queue_names: dict[str, str]
+    stopping: trio.Event = attrs.field(factory=trio.Event)
+    limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(CONCURRENCY))
+
+    async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
+        """Every post-call transcript found, waiting while none is ready (until stopping)."""
+        deadline = trio.current_time() + self.settings.post_call_wait_s
+        while True:
+            found = []
+            for communication_id in dict.fromkeys(communication_ids):
+                transcript = await self.client.post_call_transcript(conversation_id, communication_id)
+                if transcript is not None:
+                    found.append(transcript)
+            if found or trio.current_time() >= deadline or self.stopping.is_set():
+                return found
+            with trio.move_on_after(self.settings.post_call_retry_s):
+                await self.stopping.wait()
+
+    async def reconcile(self, request: Reconcile) -> None:
+        document = request.document
+        try:
+            async with self.limiter:
+                transcripts = await self.post_call(document.conversation_id, request.communication_ids)
+        except GenesysError as exc:
+            log.warning("post-call transcript of %s unavailable (%s)", document.conversation_id, exc.status)
+            transcripts = []
+        if transcripts:
+            document = _with_post_call(document, transcripts)
+            self.stats.recovered["reconciled"] += 1
+        await self.documents.send(document)
+
+    async def find_missed(self, request: FindMissed) -> None:
+        start = format_time(datetime.fromtimestamp(request.gap.start_ms / 1000, UTC))
+        end = format_time(datetime.fromtimestamp(request.gap.end_ms / 1000, UTC))
+        try:
+            found = await self.client.ended_conversations(start, end, list(self.queue_names))
+        except GenesysError as exc:
+            log.warning("gap recovery query failed (%s); the gap stays unrecovered", exc.status)
+            return
+        missed = [c for c in found if c.get("conversationId") not in request.known]
+        seconds = (request.gap.end_ms - request.gap.start_ms) // 1000
+        log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
+        async with trio.open_nursery() as nursery:
+            for summary in missed:
+                nursery.start_soon(self.rebuild, summary)
+
+    async def rebuild(self, summary: Any) -> None:
+        conversation_id = str(summary["conversationId"])
+        sessions = [
+            s.get("sessionId")
+            for p in sorted(summary.get("participants") or [], key=lambda p: p.get("purpose") != "customer")
+            if p.get("purpose") in ("customer", "agent")
+            for s in p.get("sessions") or []
+            if s.get("sessionId") and s.get("mediaType", "voice") == "voice"
+        ]
+        try:
+            async with self.limiter:
+                conversation = await self.client.conversation(conversation_id)
+                transcripts = await self.post_call(conversation_id, sessions)
+            event = structure(conversation or {"id": conversation_id}, ConversationEvent, what="conversation")
+        except (GenesysError, MalformedMessage) as exc:
+            log.warning("conversation %s could not be recovered: %s", conversation_id, exc)
+            self.stats.recovered["failed"] += 1
+            return
+        state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)
+        state.apply_conversation(event, 0.0)
+        document = state.to_document("ended", self.queue_names)
+        await self.documents.send(_with_post_call(document, transcripts))
+        self.stats.recovered["missed"] += 1
+
+
+async def recover_transcripts(
+    client: GenesysClient,
+    requests: trio.MemoryReceiveChannel[RecoveryRequest],
+    documents: trio.MemorySendChannel[TranscriptDocument],
+    *,
+    settings: RecoverySettings,
+    stats: Statistics,
+    queue_names: dict[str, str],
+) -> None:
+    """Serve recovery requests until ``requests`` closes; see the module docstring.
+
+    Resources: when ``requests`` closes, waits for post-call transcripts stop, every
+    request still in hand sends what it has, and ``documents`` is closed.
+    """
+    recovery = _Recovery(client, documents, settings, stats, queue_names)
+    async with documents, trio.open_nursery() as nursery:
+        async with requests:
+            async for request in requests:
+                if isinstance(request, Reconcile):
+                    nursery.start_soon(recovery.reconcile, request)
+                else:
+                    nursery.start_soon(recovery.find_missed, request)
+        recovery.stopping.set()

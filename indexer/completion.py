@@ -30,6 +30,7 @@ from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.journal import Journal
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
+from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.serialization import dump_envelope
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
@@ -59,11 +60,14 @@ class _Detector:
     stats: Statistics
     queue_names: dict[str, str]
     journal: Journal | None = None
+    recovery: trio.MemorySendChannel[RecoveryRequest] | None = None
     open: dict[str, ConversationState] = attrs.field(factory=dict)
     #: Closed within ``reopen_window_s``: id → (state, trio time closed), oldest first.
     recent: OrderedDict[str, tuple[ConversationState, float]] = attrs.field(factory=OrderedDict)
     finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
+    #: End of the latest gap, epoch ms: a conversation that started before it missed input.
+    gap_end_ms: int = 0
 
     def deadline_of(self, state: ConversationState) -> tuple[float, str]:
         candidates = [
@@ -79,6 +83,15 @@ class _Detector:
         if self.recent:
             deadlines.append(next(iter(self.recent.values()))[1] + self.settings.reopen_window_s)
         return min(deadlines, default=float("inf"))
+
+    async def gap(self, gap: Gap) -> None:
+        """The stream missed what Genesys sent during ``gap``: mark open conversations, find missed ones."""
+        for state in self.open.values():
+            state.gap_affected = True
+        self.gap_end_ms = max(self.gap_end_ms, gap.end_ms)
+        if self.recovery is not None:
+            known = frozenset([*self.open, *self.finalized])
+            await self.recovery.send(FindMissed(gap=gap, known=known))
 
     async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body
@@ -119,6 +132,8 @@ class _Detector:
             duplicates_before = state.duplicates
             self.stats.utterances += state.apply_transcription(body, now)
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
+        if not state.gap_affected and state.started_before(self.gap_end_ms):
+            state.gap_affected = True  # first seen after a gap it overlapped: its start is missing
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
 
     def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
@@ -168,7 +183,13 @@ class _Detector:
         )
         document = state.to_document(reason, self.queue_names)
         state.indexed_version = document.version
-        await self.completed.send(document)
+        holes = state.gap_affected or not state.sessions_ended()
+        if self.recovery is not None and holes:
+            await self.recovery.send(
+                Reconcile(document=document, communication_ids=state.communication_ids())
+            )
+        else:
+            await self.completed.send(document)
 
     async def forget(self, conversation_id: str) -> None:
         """End the re-open window: drop the state, its journal frames and its subscription."""
@@ -180,7 +201,7 @@ class _Detector:
 
 
 async def detect_completion(
-    envelopes: trio.MemoryReceiveChannel[Envelope],
+    envelopes: trio.MemoryReceiveChannel[Envelope | Gap],
     completed: trio.MemorySendChannel[TranscriptDocument],
     *,
     settings: CompletionSettings,
@@ -191,6 +212,7 @@ async def detect_completion(
     end_reason: str = "stream_end",
     journal: Journal | None = None,
     restored: Sequence[Envelope] = (),
+    recovery: trio.MemorySendChannel[RecoveryRequest] | None = None,
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -202,6 +224,9 @@ async def detect_completion(
     :param journal: where accepted input is recorded; with a journal, conversations still
         open at the end are left in it for the next run instead of being closed.
     :param restored: input of conversations left open by the previous run, applied first.
+    :param recovery: where conversations with holes in their live transcript, and
+        requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
+        (closed on return); ``None`` sends everything to ``completed`` as it is.
 
     Resources: closes ``completed`` and ``subscriptions`` when it returns, which is when
     ``envelopes`` is closed and every open conversation has been sent.
@@ -214,6 +239,7 @@ async def detect_completion(
         stats=stats,
         queue_names=queue_names or {},
         journal=journal,
+        recovery=recovery,
     )
     if journal is not None:
         detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))
@@ -229,10 +255,13 @@ async def detect_completion(
             while True:
                 with trio.move_on_at(detector.next_deadline()):
                     try:
-                        envelope = await envelopes.receive()
+                        item = await envelopes.receive()
                     except trio.EndOfChannel:
                         break
-                    await detector.handle(envelope)
+                    if isinstance(item, Gap):
+                        await detector.gap(item)
+                    else:
+                        await detector.handle(item)
                 await detector.close_due()
             if subscriptions is not None:
                 await subscriptions.aclose()  # nothing to unsubscribe once the stream is over
@@ -249,4 +278,6 @@ async def detect_completion(
         finally:
             if subscriptions is not None:
                 await subscriptions.aclose()
+            if recovery is not None:
+                await recovery.aclose()
             nursery.cancel_scope.cancel()  # the journal's last flush runs shielded

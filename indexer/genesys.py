@@ -15,8 +15,10 @@ endpoint and status, never a token or secret.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
+import time
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -71,6 +73,24 @@ class GenesysClient:
         self._token_renew_at = 0.0
         self._token_lock = trio.Lock()
         self.token_renewals = 0
+        self._clock_offset_ms = 0
+
+    def _observe_clock(self, response: httpx.Response) -> None:
+        date = response.headers.get("date")
+        if date:
+            try:
+                server = email.utils.parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                return
+            self._clock_offset_ms = int(server.timestamp() * 1000) - int(time.time() * 1000)
+
+    def server_now_ms(self) -> int:
+        """The service's clock, epoch ms, from the ``Date`` header of the latest response.
+
+        Gaps are measured on this clock so that local clock skew cannot hide a
+        conversation from recovery (second precision: callers pad by a few seconds).
+        """
+        return int(time.time() * 1000) + self._clock_offset_ms
 
     # --- OAuth (reference §2) -----------------------------------------------------------
 
@@ -132,6 +152,7 @@ class GenesysClient:
                     response = await self._http.request(
                         method, url, json=json, params=params, headers={"Authorization": f"Bearer {token}"}
                     )
+                    self._observe_clock(response)
                     if response.status_code == 429 or response.status_code >= 500:
                         log.warning("%s %s: %d, retrying", method, path, response.status_code)
                         raise _Retryable(response)

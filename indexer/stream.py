@@ -33,6 +33,7 @@ from indexer.errors import GenesysError, StreamClosed
 from indexer.frames import accept_frame
 from indexer.genesys import GenesysClient
 from indexer.models import Channel, Envelope
+from indexer.recovery import Gap
 from indexer.stats import Statistics
 from indexer.topics import SOCKET_CLOSING, transcription_topic
 
@@ -45,6 +46,8 @@ TOPIC_LIMIT: Final = 1000
 RECONNECT_BACKOFF_MAX_S: Final = 30.0
 #: A socket that stayed open this long (s) resets the reconnect backoff.
 HEALTHY_SOCKET_S: Final = 60.0
+#: Gaps are widened by this much on each side (the service clock is known to the second).
+GAP_PADDING_MS: Final = 5000
 CONNECT_TIMEOUT_S: Final = 30.0
 PING: Final = json.dumps({"message": "ping"})
 
@@ -90,7 +93,7 @@ async def _repair(client: GenesysClient, state: ChannelState) -> None:
 
 async def _pump(
     ws: WebSocketConnection,
-    envelopes: trio.MemorySendChannel[Envelope],
+    envelopes: trio.MemorySendChannel[Envelope | Gap],
     settings: StreamSettings,
     stats: Statistics,
     dead_letters: DeadLetterStore,
@@ -135,22 +138,26 @@ async def _pump(
 async def read_notifications(
     client: GenesysClient,
     state: ChannelState,
-    envelopes: trio.MemorySendChannel[Envelope],
+    envelopes: trio.MemorySendChannel[Envelope | Gap],
     *,
     settings: StreamSettings,
     stats: Statistics,
     dead_letters: DeadLetterStore,
+    lookback_s: float | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Read the channel's WebSocket forever, reconnecting as described in the module docstring.
 
-    Reports started once the first socket is open. Cancellation: returns by cancellation
+    After the first socket opens, and after every reconnect, a :class:`~indexer.recovery.Gap`
+    goes downstream: from ``lookback_s`` before the start (``None``: no look-back), then
+    from each drop. Reports started once the first socket is open. Cancellation: returns by cancellation
     only; closes ``envelopes`` on the way out, which tells the detector the stream ended.
     """
     capture = await trio.open_file(settings.capture_path, "a") if settings.capture_path else None
     started = False
     failures = 0
     connected_at: float | None = None  # when the current socket opened
+    gap_since_ms = client.server_now_ms() - int(lookback_s * 1000) if lookback_s is not None else None
     async with envelopes:
         try:
             while True:
@@ -163,6 +170,10 @@ async def read_notifications(
                             started = True
                         connected_at = trio.current_time()
                         log.info("notification socket open on channel %s", state.channel.id)
+                        if gap_since_ms is not None:
+                            end_ms = client.server_now_ms() + GAP_PADDING_MS
+                            await envelopes.send(Gap(start_ms=gap_since_ms - GAP_PADDING_MS, end_ms=end_ms))
+                            gap_since_ms = None
                         await _pump(ws, envelopes, settings, stats, dead_letters, capture)
                 except (StreamClosed, ConnectionClosed, HandshakeError, OSError) as exc:
                     # Back off harder while sockets keep failing; a socket that stayed up resets it.
@@ -171,6 +182,8 @@ async def read_notifications(
                     )
                     failures = 1 if healthy else failures + 1
                     connected_at = None
+                    if gap_since_ms is None and lookback_s is not None:
+                        gap_since_ms = client.server_now_ms()
                     stats.reconnects += 1
                     log.warning("notification socket closed (%s); reconnecting", type(exc).__name__)
                     delay = min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** min(failures - 1, 6))

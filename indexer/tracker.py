@@ -161,6 +161,12 @@ class ConversationState:
         known = session.utterances if session else {}
         return any(r.utterance_id not in known for r in message.transcripts if r.alternatives)
 
+    def started_before(self, epoch_ms: int) -> bool:
+        """Whether anything known about the conversation began before ``epoch_ms``."""
+        starts = [_ms(p.started_at) for p in self.participants.values() if p.started_at]
+        starts += [s.session_start_ms for s in self.sessions.values() if s.session_start_ms]
+        return bool(starts) and min(starts) < epoch_ms
+
     def communication_ids(self) -> tuple[str, ...]:
         """Communications that may have a transcript: sessions seen, then customer and agent calls."""
         calls = [

@@ -38,6 +38,7 @@ from indexer.models import Envelope
 from indexer.outbox import Outbox
 from indexer.pipeline import Pipeline, deliver_transcripts, finalize_transcripts
 from indexer.plugins import Plugins
+from indexer.recovery import Gap, RecoveryRequest, recover_transcripts
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
 from indexer.serialization import parse_envelope
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 ENVELOPE_BUFFER: Final = 256
 DOCUMENT_BUFFER: Final = 64
 SUBSCRIPTION_BUFFER: Final = 256
+RECOVERY_BUFFER: Final = 256
 CLEANUP_TIMEOUT_S: Final = 10.0
 
 
@@ -74,6 +76,7 @@ async def _run_flow(
     queue_names: dict[str, str],
     live: bool,
     drain_on_signals: bool,
+    recover: Callable[..., Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     dead_letters = DeadLetterStore(Path(config.state_dir) / "dead-letters.ndjson", stats)
@@ -89,7 +92,7 @@ async def _run_flow(
     sinks = await _open_sinks(config, plugins)
     try:
         async with trio.open_nursery() as nursery:
-            envelope_send, envelope_recv = trio.open_memory_channel[Envelope](ENVELOPE_BUFFER)
+            envelope_send, envelope_recv = trio.open_memory_channel[Envelope | Gap](ENVELOPE_BUFFER)
             document_send, document_recv = trio.open_memory_channel[TranscriptDocument](DOCUMENT_BUFFER)
             change_send, change_recv = trio.open_memory_channel[SubscriptionChange](SUBSCRIPTION_BUFFER)
             source_scope = trio.CancelScope()
@@ -102,6 +105,10 @@ async def _run_flow(
 
             nursery.start_soon(deliver_transcripts, outbox, sinks, dead_letters, stats)
             nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters)
+            recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
+            if recover is not None:
+                recovery_send, recovery_recv = trio.open_memory_channel[RecoveryRequest](RECOVERY_BUFFER)
+                nursery.start_soon(recover, recovery_recv, document_send.clone())
             nursery.start_soon(
                 lambda: detect_completion(
                     envelope_recv,
@@ -114,6 +121,7 @@ async def _run_flow(
                     end_reason="shutdown" if live else "stream_end",
                     journal=journal,
                     restored=restored,
+                    recovery=recovery_send,
                 )
             )
 
@@ -181,7 +189,7 @@ async def run_worker(
         state = await open_channel(client, tuple(queue_conversations_topic(q) for q in queue_names))
 
         async def source(
-            envelopes: trio.MemorySendChannel[Envelope],
+            envelopes: trio.MemorySendChannel[Envelope | Gap],
             changes: trio.MemoryReceiveChannel[SubscriptionChange],
             dead_letters: DeadLetterStore,
             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -196,6 +204,7 @@ async def run_worker(
                         settings=config.stream,
                         stats=stats,
                         dead_letters=dead_letters,
+                        lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
                         task_status=task_status,
                     )
                 )
@@ -209,6 +218,18 @@ async def run_worker(
             queue_names=queue_names,
             live=True,
             drain_on_signals=drain_on_signals,
+            recover=(
+                lambda requests, documents: recover_transcripts(
+                    client,
+                    requests,
+                    documents,
+                    settings=config.recovery,
+                    stats=stats,
+                    queue_names=queue_names,
+                )
+            )
+            if config.recovery.enabled
+            else None,
             task_status=task_status,
         )
     return stats
@@ -225,7 +246,7 @@ async def run_replay(
     stats = stats or Statistics()
 
     async def source(
-        envelopes: trio.MemorySendChannel[Envelope],
+        envelopes: trio.MemorySendChannel[Envelope | Gap],
         changes: trio.MemoryReceiveChannel[SubscriptionChange],
         dead_letters: DeadLetterStore,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

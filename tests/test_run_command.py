@@ -19,6 +19,7 @@ from osmem_server import OsmemServer
 
 from indexer.demo import build_demo_corpus, find_leaks, worker_environment
 from indexer.emulator import dump_corpus
+from indexer.emulator.scenario import asr_text
 
 pytestmark = pytest.mark.e2e
 
@@ -148,8 +149,12 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
             node.process.stdout.close()
 
 
-def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path: Path) -> None:
-    """Utterances received before a SIGKILL are in the documents indexed after the restart."""
+def test_sigkill_mid_call_resumes_and_recovers_the_gap(osmem: OsmemServer, tmp_path: Path) -> None:
+    """After a SIGKILL mid-call and a restart, every conversation is indexed whole.
+
+    What arrived before the kill is resumed from the journal; what Genesys sent while the
+    worker was down comes from the post-call transcript (gap recovery).
+    """
     count = 6
     corpus, _ = build_demo_corpus(count, seed=3, pii_share=0.0, offset=6000)
     corpus_path = tmp_path / "corpus.ndjson"
@@ -188,7 +193,7 @@ def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path:
                 for line in journal.read_text().splitlines():
                     frame = json.loads(json.loads(line).get("f") or "{}")
                     for result in frame.get("eventBody", {}).get("transcripts", []):
-                        found.add(result["utteranceId"])
+                        found.add(result["alternatives"][0]["decoratedTranscript"])
                 return found
 
             deadline = time.monotonic() + 60
@@ -207,12 +212,17 @@ def test_sigkill_mid_call_resumes_from_the_journal(osmem: OsmemServer, tmp_path:
                 if client.indices.exists_alias(name="transcripts"):
                     client.indices.refresh(index="transcripts")
                     indexed = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
-            in_index = {u["utterance_id"] for d in indexed for u in d["utterances"]}  # type: ignore[attr-defined]
+            in_index = {u["text"] for d in indexed for u in d["utterances"]}  # type: ignore[attr-defined]
             print(
                 f"\njournal: {len(before_kill)} utterances received before SIGKILL, all indexed after restart"
             )
             assert len(indexed) == count
             assert before_kill <= in_index
+            spoken = sorted(tuple(t.text for t in c.turns if asr_text(t.text)) for c in corpus)
+            assert sorted(tuple(u["text"] for u in d["utterances"]) for d in indexed) == spoken  # type: ignore[attr-defined]
+            assert any(d["source"] == "post_call" for d in indexed), (
+                "the gap was recovered from post-call transcripts"
+            )
     finally:
         for process in [*workers, emulator]:
             if process.poll() is None:

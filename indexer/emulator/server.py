@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -30,6 +31,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -516,10 +518,10 @@ class Emulator:
 
     # --- running ------------------------------------------------------------------------
 
-    def app(self) -> Starlette:
-        """The ASGI application."""
+    def app(self) -> Any:
+        """The ASGI application; every response's ``Date`` header is the simulated clock."""
         api = "/api/v2"
-        return Starlette(
+        starlette = Starlette(
             routes=[
                 Route("/oauth/token", self.oauth_token, methods=["POST"]),
                 Route(f"{api}/notifications/channels", self.create_channel, methods=["POST"]),
@@ -556,6 +558,20 @@ class Emulator:
             ]
         )
 
+        async def with_simulated_date(scope: Any, receive: Any, send: Any) -> None:
+            async def send_with_date(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    date = email.utils.format_datetime(
+                        datetime.fromtimestamp(self.now_ms() / 1000, UTC), usegmt=True
+                    ).encode()
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                    message = {**message, "headers": [*headers, (b"date", date)]}
+                await send(message)
+
+            await starlette(scope, receive, send_with_date)
+
+        return with_simulated_date
+
     async def _play(self) -> None:
         events: list[tuple[int, int, str, str]] = []
         for scenario in self.scenarios.values():
@@ -590,6 +606,7 @@ class Emulator:
         config.accesslog = None
         config.errorlog = logging.getLogger("indexer.emulator.hypercorn")
         config.graceful_timeout = 1
+        config.include_date_header = False  # the app sends the simulated clock instead
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             app: Any = self.app()  # Starlette's ASGI callable is typed looser than hypercorn's annotation

@@ -76,6 +76,10 @@ class _Detector:
         ]
         if state.ended_since is not None:
             candidates.append((state.ended_since + self.settings.grace_period_s, "ended"))
+        elif state.gap_affected and state.participants_ended():
+            # Its live transcript is known to have holes and will be replaced by the
+            # post-call one, so the sessions' ends need not be waited for.
+            candidates.append((state.last_event_at + self.settings.grace_period_s, "ended"))
         return min(candidates)
 
     def next_deadline(self) -> float:
@@ -90,8 +94,11 @@ class _Detector:
             state.gap_affected = True
         self.gap_end_ms = max(self.gap_end_ms, gap.end_ms)
         if self.recovery is not None:
-            known = frozenset([*self.open, *self.finalized])
-            await self.recovery.send(FindMissed(gap=gap, known=known))
+            # Open conversations may have ended unseen during the gap; recovery rebuilds those.
+            # The state left here idles out later and is written again with a version no
+            # higher than the rebuilt document's, which the sink keeps (a 409).
+            request = FindMissed(gap=gap, known=frozenset(self.finalized), open=frozenset(self.open))
+            await self.recovery.send(request)
 
     async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body

@@ -4,10 +4,11 @@ The WebSocket has no durability: what Genesys publishes while the socket is down
 before it first opens, is gone (reference §3.8, §8 items 1 and 5). After every such
 period the reader puts a :class:`Gap` into the stream; the detector then
 
-- asks for conversations it has never seen (:class:`FindMissed`): the analytics query
+- asks for conversations that ended unseen (:class:`FindMissed`): the analytics query
   (``POST /api/v2/analytics/conversations/details/query``) lists the ended conversations
-  of the followed queues that started in the gap, and each is rebuilt from
-  ``GET /api/v2/conversations/{id}`` and its post-call transcript;
+  of the followed queues that started in the gap, ``GET /api/v2/analytics/conversations/
+  {id}/details`` tells which conversations open at the gap have ended, and each is rebuilt
+  from ``GET /api/v2/conversations/{id}`` and its post-call transcript;
 - sends every conversation whose live transcript may have holes (open during a gap, or
   closed by a timer before all its sessions ended) here instead of to redaction
   (:class:`Reconcile`): its utterances are replaced by the post-call transcript.
@@ -64,10 +65,16 @@ class Gap:
 
 @attrs.frozen
 class FindMissed:
-    """Find ended conversations that started in ``gap`` and are not in ``known``."""
+    """Find what ended unseen during ``gap``.
+
+    :ivar known: finished conversations, not to rebuild.
+    :ivar open: conversations open when the gap began: any that ended meanwhile is rebuilt
+        (the analytics query selects by start, so it cannot find them).
+    """
 
     gap: Gap
     known: frozenset[str]
+    open: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -178,6 +185,9 @@ class _Recovery:
         if transcripts:
             document = _with_post_call(document, transcripts)
             self.stats.recovered["reconciled"] += 1
+        else:
+            document = attrs.evolve(document, complete=False)  # the live transcript has holes
+            self.stats.recovered["unavailable"] += 1
         await self.documents.send(document)
 
     async def find_missed(self, request: FindMissed) -> None:
@@ -188,7 +198,16 @@ class _Recovery:
         except GenesysError as exc:
             log.warning("gap recovery query failed (%s); the gap stays unrecovered", exc.status)
             return
-        missed = [c for c in found if c.get("conversationId") not in request.known]
+        missed = [c for c in found if c.get("conversationId") not in request.known | request.open]
+        for conversation_id in request.open:
+            try:
+                details = await self.client.get_json(
+                    f"/api/v2/analytics/conversations/{conversation_id}/details"
+                )
+            except GenesysError:
+                continue
+            if details and details.get("conversationEnd"):
+                missed.append(details)
         seconds = (request.gap.end_ms - request.gap.start_ms) // 1000
         log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
         async with trio.open_nursery() as nursery:

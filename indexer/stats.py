@@ -17,7 +17,8 @@ class Statistics:
         ``metadata``, ``system``, ``malformed``).
     :ivar completed: conversations closed, by completion reason.
     :ivar recovered: gap recovery: ``reconciled`` (post-call transcript used), ``missed``
-        (conversation rebuilt that the stream never showed), ``failed``.
+        (conversation rebuilt that the stream never showed), ``unavailable`` (no post-call
+        transcript came; the live one is indexed with ``complete: false``), ``failed``.
     """
 
     messages: Counter[str] = attrs.field(factory=Counter)

@@ -76,9 +76,13 @@ class _Detector:
         ]
         if state.ended_since is not None:
             candidates.append((state.ended_since + self.settings.grace_period_s, "ended"))
-        elif state.gap_affected and state.participants_ended():
-            # Its live transcript is known to have holes and will be replaced by the
-            # post-call one, so the sessions' ends need not be waited for.
+        elif (
+            self.recovery is not None
+            and state.participants_ended()
+            and (state.gap_affected or not state.sessions)
+        ):
+            # Its live transcript has holes (or none came) and the post-call one will be
+            # asked for, so the sessions' ends need not be waited for.
             candidates.append((state.last_event_at + self.settings.grace_period_s, "ended"))
         return min(candidates)
 
@@ -190,8 +194,7 @@ class _Detector:
         )
         document = state.to_document(reason, self.queue_names)
         state.indexed_version = document.version
-        holes = state.gap_affected or not state.sessions_ended()
-        if self.recovery is not None and holes:
+        if self.recovery is not None and state.has_holes():
             await self.recovery.send(
                 Reconcile(document=document, communication_ids=state.communication_ids())
             )

@@ -19,6 +19,8 @@ from indexer.redaction import join_text
 __all__ = ["ConversationState", "SessionState", "speaker_of"]
 
 _ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
+#: A status-only message this close to the session start (ms) is the session's opening one.
+SESSION_START_MS = 10_000
 _SPEAKERS = {"INTERNAL": "agent", "EXTERNAL": "customer"}
 
 
@@ -33,11 +35,16 @@ def _ms(value: datetime | None) -> int:
 
 @attrs.define
 class SessionState:
-    """One transcription session (one ``communicationId``)."""
+    """One transcription session (one ``communicationId``).
+
+    :ivar saw_start: the status-only ``SESSION_ONGOING`` message that opens every session
+        (reference §4.2) arrived; without it the worker joined late and may lack utterances.
+    """
 
     communication_id: str
     session_start_ms: int | None = None
     ended: bool = False
+    saw_start: bool = False
     utterances: dict[str, TranscriptResult] = attrs.field(factory=dict)
 
 
@@ -132,8 +139,11 @@ class ConversationState:
                     continue
             session.utterances[result.utterance_id] = result
             self.language = self.language or result.dialect
-        if message.status is not None and message.status.status == "SESSION_ENDED":
+        status = message.status
+        if status is not None and status.status == "SESSION_ENDED":
             session.ended = True
+        elif not message.transcripts and status is not None and (status.offset_ms or 0) <= SESSION_START_MS:
+            session.saw_start = True
         self._update_ended(now)
         return added
 
@@ -160,6 +170,18 @@ class ConversationState:
         session = self.sessions.get(message.communication_id)
         known = session.utterances if session else {}
         return any(r.utterance_id not in known for r in message.transcripts if r.alternatives)
+
+    def has_holes(self) -> bool:
+        """Whether the live transcript may lack utterances.
+
+        True after a gap, without any transcription session, when a session was joined
+        after its start, or when a session never ended.
+        """
+        return (
+            self.gap_affected
+            or not self.sessions
+            or any(not s.saw_start or not s.ended for s in self.sessions.values())
+        )
 
     def started_before(self, epoch_ms: int) -> bool:
         """Whether anything known about the conversation began before ``epoch_ms``."""

@@ -98,3 +98,27 @@ def test_speaker_mapping() -> None:
         "unknown",
         "unknown",
     ]
+
+
+def test_holes_when_a_session_was_joined_late() -> None:
+    """Without the session's opening status-only message the live transcript may lack utterances."""
+    joined_in_time = _state()
+    _apply(
+        joined_in_time,
+        conversation(ended=True),
+        transcription(second=0),  # the opening keep-alive (reference §4.2)
+        transcription(utterance("u1", "hello", 1000)),
+        transcription(status="SESSION_ENDED"),
+    )
+    assert not joined_in_time.has_holes()
+    joined_late = _state()
+    _apply(
+        joined_late,
+        conversation(ended=True),
+        transcription(utterance("u7", "the seventh thing said", 60_000), second=70),
+        transcription(status="SESSION_ENDED"),
+    )
+    assert joined_late.has_holes()
+    no_session = _state()
+    _apply(no_session, conversation(ended=True))
+    assert no_session.has_holes()

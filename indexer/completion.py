@@ -130,6 +130,10 @@ class _Detector:
             return
         state = self.open.get(conversation_id)
         if state is None:
+            if len(self.open) >= self.settings.max_open_conversations:
+                quietest = min(self.open.values(), key=lambda s: s.last_event_at)
+                log.warning("%d conversations open: closing the quietest early", len(self.open))
+                await self.finalize(quietest, "capacity")
             state = self.open[conversation_id] = ConversationState(
                 conversation_id=conversation_id, first_event_at=now, last_event_at=now
             )
@@ -140,6 +144,15 @@ class _Detector:
         if isinstance(body, ConversationEvent):
             state.apply_conversation(body, now)
         else:
+            if state.utterance_count() >= self.settings.max_utterances and state.has_new_utterances(body):
+                self.stats.limited_utterances += len(body.transcripts)
+                await self.dead_letters.add(
+                    "utterance_limit",
+                    f"{self.settings.max_utterances} utterances kept (completion.max_utterances)",
+                    dump_envelope(envelope),
+                    conversation_id=conversation_id,
+                )
+                body = attrs.evolve(body, transcripts=())  # its status still counts
             duplicates_before = state.duplicates
             self.stats.utterances += state.apply_transcription(body, now)
             self.stats.duplicate_utterances += state.duplicates - duplicates_before

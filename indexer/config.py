@@ -78,12 +78,17 @@ class CompletionSettings:
     :ivar max_age_s: close a conversation this long after its first event.
     :ivar reopen_window_s: how long a closed conversation is kept; a late utterance in
         that time re-opens it and its document is replaced by a higher version.
+    :ivar max_open_conversations: at this many open conversations, a new one first closes
+        the least recently active (reason ``capacity``, ``complete: false``).
+    :ivar max_utterances: utterances kept per conversation; more are dead-lettered.
     """
 
     grace_period_s: float = 5.0
     max_idle_s: float = 330.0
     max_age_s: float = 4 * 3600.0
     reopen_window_s: float = 120.0
+    max_open_conversations: int = 20_000
+    max_utterances: int = 10_000
 
 
 @attrs.frozen

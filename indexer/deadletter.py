@@ -7,7 +7,7 @@ whose redaction failed). Each line::
     {"time": "2025-03-19T22:04:48.128Z", "kind": "malformed_message",
      "reason": "missing topicName", "conversation_id": null, "payload": ...}
 
-Kinds: ``malformed_message``, ``late_message``, ``validation_failed``,
+Kinds: ``malformed_message``, ``late_message``, ``utterance_limit``, ``validation_failed``,
 ``redaction_failed``, ``sink_rejected``.
 """
 

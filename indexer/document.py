@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 #: Why a conversation was closed. Only ``ended`` means the transcript is known complete.
-COMPLETION_REASONS: Final = ("ended", "idle", "max_age", "stream_end", "shutdown")
+COMPLETION_REASONS: Final = ("ended", "idle", "max_age", "capacity", "stream_end", "shutdown")
 
 
 @attrs.frozen

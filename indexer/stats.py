@@ -27,6 +27,7 @@ class Statistics:
     utterances: int = 0
     duplicate_utterances: int = 0
     late_messages: int = 0
+    limited_utterances: int = 0
     indexed: int = 0
     version_conflicts: int = 0
     dead_letters: int = 0
@@ -45,6 +46,7 @@ class Statistics:
             "utterances": self.utterances,
             "duplicate_utterances": self.duplicate_utterances,
             "late_messages": self.late_messages,
+            "limited_utterances": self.limited_utterances,
             "indexed": self.indexed,
             "version_conflicts": self.version_conflicts,
             "dead_letters": self.dead_letters,

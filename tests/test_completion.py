@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import trio
 import trio.testing
 
@@ -170,3 +171,40 @@ async def test_late_utterances_are_dead_lettered(
     (letter,) = h.dead_letters.read()
     assert letter["kind"] == "late_message"
     assert "too late" in letter["payload"]
+
+
+async def test_open_conversation_cap_closes_the_quietest(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """At max_open_conversations a new conversation closes the least recently active one."""
+    h = Harness(state_dir, attrs.evolve(SETTINGS, max_open_conversations=2))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=False, conversation_id="first"))
+        await trio.sleep(1)
+        await h.send.send(conversation(ended=False, conversation_id="second"))
+        await trio.sleep(1)
+        await h.send.send(conversation(ended=False, conversation_id="third"))
+        closed = await h.docs.receive()
+        nursery.cancel_scope.cancel()
+    assert (closed.conversation_id, closed.completion_reason, closed.complete) == ("first", "capacity", False)
+
+
+async def test_utterances_beyond_the_cap_are_dead_lettered(state_dir: Path) -> None:
+    """Past max_utterances, new utterances are kept in the dead-letter store, not in memory.
+
+    Real clock: dead letters are written in a thread, during which an autojump clock would
+    leap to the idle deadline.
+    """
+    h = Harness(state_dir, attrs.evolve(SETTINGS, max_utterances=2, grace_period_s=0.05))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=True))
+        for i in range(4):
+            await h.send.send(transcription(utterance(f"u{i}", f"utterance {i}", 1000 * (i + 1))))
+        await h.send.send(transcription(status="SESSION_ENDED"))
+        document = await h.docs.receive()
+        nursery.cancel_scope.cancel()
+    assert [u.text for u in document.utterances] == ["utterance 0", "utterance 1"]
+    assert h.stats.limited_utterances == 2
+    assert [letter["kind"] for letter in h.dead_letters.read()] == ["utterance_limit", "utterance_limit"]

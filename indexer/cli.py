@@ -6,6 +6,7 @@
     transcript-indexer replay FILE [--config FILE]
     transcript-indexer emulate --corpus FILE [--speed X] [--host H] [--port N]
     transcript-indexer demo [--conversations N]
+    transcript-indexer status [--config FILE] [--json]
     transcript-indexer plugins list
 
 Exit codes: 0 success, 1 runtime failure, 2 a setting or input is missing or invalid
@@ -81,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=100.0)
     demo.add_argument("--state-dir", type=Path, default=Path("state/demo"))
 
+    status = commands.add_parser("status", help="what the worker using this state directory is doing")
+    status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
     plugins = commands.add_parser("plugins", help="inspect loaded plugins")
     plugins.add_argument("action", choices=["list"])
     return parser
@@ -142,6 +147,15 @@ def _command(args: argparse.Namespace) -> int:
         from indexer.demo import run_demo
 
         return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
+    if args.command == "status":
+        import json
+        import time
+
+        from indexer.status import format_status, read_status
+
+        data = read_status(Path(_load(args.config, need_genesys=False).state_dir) / "status.json")
+        print(json.dumps(data) if args.json else format_status(data, time.time()))
+        return 0
     if args.command == "plugins":
         for name, origin in _plugins().loaded():
             print(f"{name}\t{origin}")

@@ -159,6 +159,7 @@ class _Detector:
         if not state.gap_affected and state.started_before(self.gap_end_ms):
             state.gap_affected = True  # first seen after a gap it overlapped: its start is missing
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
+        self.stats.open_conversations = len(self.open)
 
     def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
         """Re-open a recently closed conversation for a message with new utterances."""
@@ -194,6 +195,7 @@ class _Detector:
 
     async def finalize(self, state: ConversationState, reason: str) -> None:
         del self.open[state.conversation_id]
+        self.stats.open_conversations = len(self.open)
         self.finalized[state.conversation_id] = None
         while len(self.finalized) > FINALIZED_MEMORY:
             self.finalized.popitem(last=False)

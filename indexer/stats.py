@@ -33,6 +33,8 @@ class Statistics:
     dead_letters: int = 0
     subscriptions: int = 0
     reconnects: int = 0
+    open_conversations: int = 0
+    channel_id: str | None = None
     sink_retries: int = 0
     restored: int = 0
     reopened: int = 0

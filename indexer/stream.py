@@ -169,6 +169,7 @@ async def read_notifications(
                             task_status.started()
                             started = True
                         connected_at = trio.current_time()
+                        stats.channel_id = state.channel.id
                         log.info("notification socket open on channel %s", state.channel.id)
                         if gap_since_ms is not None:
                             end_ms = client.server_now_ms() + GAP_PADDING_MS

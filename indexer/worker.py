@@ -44,6 +44,7 @@ from indexer.replay import read_replay
 from indexer.serialization import parse_envelope
 from indexer.sinks import Sink
 from indexer.stats import Statistics
+from indexer.status import write_status_forever
 from indexer.stream import manage_subscriptions, open_channel, read_notifications
 from indexer.topics import queue_conversations_topic
 
@@ -103,7 +104,18 @@ async def _run_flow(
                     nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_grace_s
                 )
 
-            nursery.start_soon(deliver_transcripts, outbox, sinks, dead_letters, stats)
+            status_scope = trio.CancelScope()
+
+            async def report_status() -> None:
+                with status_scope:
+                    await write_status_forever(Path(config.state_dir) / "status.json", stats, outbox)
+
+            async def deliver() -> None:
+                await deliver_transcripts(outbox, sinks, dead_letters, stats)
+                status_scope.cancel()  # delivery is the last task of the flow to finish
+
+            nursery.start_soon(report_status)
+            nursery.start_soon(deliver)
             nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters)
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:

@@ -82,3 +82,22 @@ def test_emulate_prints_its_ready_line(tmp_path: Path) -> None:
         process.wait(timeout=10)
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_status_reads_the_state_directory(tmp_path: Path) -> None:
+    """``status`` says when there is no worker, and prints what the last one reported."""
+    env = {"INDEXER_STATE_DIR": str(tmp_path)}
+    assert "no status" in _run("status", env=env).stdout
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {"time": 0, "pid": 42, "open_conversations": 3, "outbox": {"entries": 2, "bytes": 900},
+             "indexed": 7, "dead_letters": 1, "channel": "streaming-0-x", "topics": 5, "stopped": True}
+        )
+    )  # fmt: skip
+    result = _run("status", env=env)
+    assert result.returncode == 0
+    assert "worker not running (pid 42" in result.stdout
+    assert "open conversations   3" in result.stdout
+    assert "outbox               2 transcripts, 900 bytes" in result.stdout
+    assert "streaming-0-x (5 topics)" in result.stdout
+    assert json.loads(_run("status", "--json", env=env).stdout)["indexed"] == 7

@@ -71,7 +71,9 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
     """Every conversation indexed once, complete, in order, right speakers, no PII; replay agrees."""
     corpus, injected = build_demo_corpus(CONVERSATIONS, seed=11, pii_share=1.0)
     assert len({p.entity_type for p in injected}) >= 4, "the corpus should exercise most entity types"
-    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=0.2))
+    # Calls start once the worker is subscribed, so every transcript comes from the live
+    # stream (a session joined late would be replaced by its post-call transcript).
+    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
     capture = tmp_path / "capture.ndjson"
     arrivals = Arrivals(expected=CONVERSATIONS)
     stats = Statistics()
@@ -110,6 +112,7 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
             document = documents[scenario.conversation_id]
             jsonschema.validate(document, schema)
             assert document["complete"] is True and document["completion_reason"] == "ended"
+            assert document["source"] == "live"
             assert document["queues"] == [{"id": scenario.queue_id, "name": scenario.queue_name}]
             assert document["direction"] == scenario.direction
             utterances = document["utterances"]
@@ -130,6 +133,10 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
         assert replay_stats.indexed == CONVERSATIONS
         assert _sources(replay_index.url) == documents
+        status = json.loads((tmp_path / "replay-state" / "status.json").read_text())
+        assert status["stopped"] is True
+        assert (status["indexed"], status["open_conversations"]) == (CONVERSATIONS, 0)
+        assert status["outbox"]["entries"] == 0
 
 
 async def test_an_opensearch_outage_loses_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""What a running worker reports about itself, for ``transcript-indexer status``.
+
+The worker rewrites ``<state_dir>/status.json`` (atomically) every ``STATUS_INTERVAL_S``:
+counters, open conversations, outbox depth, the channel and its topic count. Counts
+only, never content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from indexer.outbox import Outbox
+from indexer.stats import Statistics
+
+__all__ = ["STATUS_INTERVAL_S", "format_status", "read_status", "write_status_forever"]
+
+STATUS_INTERVAL_S: Final = 2.0
+#: A status file older than this (s) means the worker is not running.
+STALE_AFTER_S: Final = 30.0
+
+
+def _snapshot(stats: Statistics, outbox: Outbox) -> dict[str, Any]:
+    usage = outbox.usage()
+    return {
+        "time": time.time(),
+        "pid": os.getpid(),
+        "open_conversations": stats.open_conversations,
+        "outbox": {"entries": usage.entries, "bytes": usage.bytes, "max_bytes": usage.max_bytes},
+        "channel": stats.channel_id,
+        "topics": stats.subscriptions,
+        **stats.summary(),
+    }
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+async def write_status_forever(path: Path, stats: Statistics, outbox: Outbox) -> None:
+    """Rewrite the status file every ``STATUS_INTERVAL_S`` until cancelled, then once more."""
+    try:
+        while True:
+            await trio.to_thread.run_sync(_write, path, _snapshot(stats, outbox))
+            await trio.sleep(STATUS_INTERVAL_S)
+    finally:
+        with trio.move_on_after(2, shield=True):
+            await trio.to_thread.run_sync(_write, path, {**_snapshot(stats, outbox), "stopped": True})
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The last status written, or ``None`` when there is none."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data
+
+
+def format_status(data: dict[str, Any] | None, now: float) -> str:
+    """Lines for a person at a terminal."""
+    if data is None:
+        return "no status: the worker has not run with this state directory"
+    age = now - float(data.get("time", 0))
+    running = not data.get("stopped") and age < STALE_AFTER_S
+    head = f"worker {'running' if running else 'not running'} (pid {data.get('pid')}, status {age:.0f} s old)"
+    outbox = data.get("outbox", {})
+    lines = [
+        head,
+        f"open conversations   {data.get('open_conversations', 0)}",
+        f"outbox               {outbox.get('entries', 0)} transcripts, {outbox.get('bytes', 0)} bytes",
+        f"indexed              {data.get('indexed', 0)}",
+        f"dead letters         {data.get('dead_letters', 0)}",
+        f"channel              {data.get('channel') or '-'} ({data.get('topics', 0)} topics)",
+        f"reconnects           {data.get('reconnects', 0)}",
+        f"completed            {data.get('completed', {})}",
+        f"recovered            {data.get('recovered', {})}",
+    ]
+    return "\n".join(lines)

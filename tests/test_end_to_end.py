@@ -203,7 +203,7 @@ async def test_duplicated_reordered_and_late_messages_lose_nothing(
     settings = EmulatorSettings(
         speed=50,
         start_interval_s=8,
-        start_delay_s=0.2,
+        start_delay_s=1.5,
         duplicate_rate=0.3,
         reorder_rate=0.3,
         late_utterance_rate=0.5,

@@ -14,13 +14,13 @@ Kinds: ``malformed_message``, ``late_message``, ``utterance_limit``, ``validatio
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from indexer.files import append_synced
 from indexer.serialization import format_time
 from indexer.stats import Statistics
 
@@ -33,14 +33,6 @@ class DeadLetterStore:
     def __init__(self, path: Path, stats: Statistics) -> None:
         self.path = path
         self.stats = stats
-
-    def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as file:
-            file.write(line)
-            file.flush()
-            os.fsync(file.fileno())
 
     async def add(self, kind: str, reason: str, payload: Any, *, conversation_id: str | None = None) -> None:
         """Keep one dead letter; the file write runs in a worker thread.
@@ -57,7 +49,7 @@ class DeadLetterStore:
             "payload": payload,
         }
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        await trio.to_thread.run_sync(self._append, line)
+        await trio.to_thread.run_sync(append_synced, self.path, line)
         self.stats.dead_letters += 1
 
     def read(self) -> list[dict[str, Any]]:

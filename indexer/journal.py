@@ -19,6 +19,8 @@ from typing import Final
 
 import trio
 
+from indexer.files import append_synced
+
 __all__ = ["Journal"]
 
 SYNC_INTERVAL_S: Final = 0.2
@@ -77,15 +79,6 @@ class Journal:
         self._open.discard(conversation_id)
         self._pending.append(json.dumps({"c": conversation_id, "done": True}) + "\n")
 
-    def _append(self, lines: list[str]) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as file:
-            file.writelines(lines)
-            file.flush()
-            os.fsync(file.fileno())
-            return file.tell()
-
     def _compact(self, open_ids: set[str]) -> None:
         temporary = self.path.with_suffix(".compacting")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -111,7 +104,7 @@ class Journal:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
-        size = await trio.to_thread.run_sync(self._append, lines)
+        size = await trio.to_thread.run_sync(append_synced, self.path, "".join(lines))
         if size > self.compact_bytes:
             await trio.to_thread.run_sync(self._compact, set(self._open))
 

@@ -14,7 +14,6 @@ Entries hold redacted documents only.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +21,7 @@ import attrs
 import trio
 
 from indexer.document import TranscriptDocument
+from indexer.files import replace_synced
 from indexer.serialization import structure, unstructure
 
 __all__ = ["DEFAULT_MAX_BYTES", "Outbox", "OutboxUsage"]
@@ -62,21 +62,8 @@ class Outbox:
         return self.directory / f"{safe}.json"
 
     def _write(self, document: TranscriptDocument) -> int:
-        self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(unstructure(document), ensure_ascii=False).encode()
-        path = self._path(document.conversation_id)
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        directory_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        replace_synced(self._path(document.conversation_id), data)
         return len(data)
 
     def load(self) -> list[TranscriptDocument]:
@@ -97,7 +84,7 @@ class Outbox:
             self._entries[document.conversation_id] = _Entry(document, size)
             self._bytes += size
             documents.append(document)
-        for leftover in self.directory.glob("*.tmp"):
+        for leftover in self.directory.glob("*.json.tmp"):
             leftover.unlink()
         return documents
 

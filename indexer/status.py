@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import trio
 
+from indexer.files import replace_synced
 from indexer.outbox import Outbox
 from indexer.stats import Statistics
 
@@ -39,10 +40,7 @@ def _snapshot(stats: Statistics, outbox: Outbox) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(temporary, path)
+    replace_synced(path, json.dumps(data, indent=1).encode())
 
 
 async def write_status_forever(path: Path, stats: Statistics, outbox: Outbox) -> None:

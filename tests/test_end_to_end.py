@@ -9,62 +9,26 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
 import jsonschema
 import pytest
 import trio
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
 
-from indexer import hookimpl
-from indexer.config import CompletionSettings, Config, GenesysSettings, StreamSettings
+from indexer.config import Config
 from indexer.demo import build_demo_corpus, find_leaks
-from indexer.document import TranscriptDocument
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.schemas import load_schema
-from indexer.sinks import WriteResult
 from indexer.stats import Statistics
-from indexer.worker import run_replay, run_worker
+from indexer.worker import run_replay
+from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 
 pytestmark = pytest.mark.e2e
 
 CONVERSATIONS = 16
-
-
-@attrs.define
-class Arrivals:
-    """A sink plugin that tells the test when every conversation has been written."""
-
-    expected: int
-    done: trio.Event = attrs.field(factory=trio.Event)
-    seen: set[str] = attrs.field(factory=set)
-    name: str = "arrivals"
-
-    @hookimpl(trylast=True)  # last in the sink list: a batch reaches it after OpenSearch
-    def transcript_indexer_sinks(self, config: Config) -> list[Arrivals]:
-        return [self]
-
-    async def open(self) -> None:
-        return None
-
-    async def write(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
-        self.seen.update(d.conversation_id for d in documents)
-        if len(self.seen) >= self.expected:
-            self.done.set()
-        return [WriteResult(d.conversation_id) for d in documents]
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _sources(url: str) -> dict[str, dict[str, object]]:
-    client = OpenSearch(hosts=[url])
-    client.indices.refresh(index="transcripts")
-    return {hit["_id"]: hit["_source"] for hit in helpers.scan(client, index="transcripts")}
 
 
 async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: Path) -> None:
@@ -80,26 +44,15 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
     with osmem.clone() as live_index, osmem.clone() as replay_index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            config = Config(
-                genesys=GenesysSettings(
-                    api_base_url=base_url,
-                    login_base_url=base_url,
-                    client_id="emulator-client",
-                    client_secret="emulator-secret",
-                    queues=tuple(sorted({c.queue for c in corpus})),
-                ),
-                completion=CompletionSettings(grace_period_s=1.0),
-                stream=StreamSettings(capture_path=str(capture)),
-                state_dir=str(tmp_path / "state"),
-                plugins={"opensearch": {"url": live_index.url}},
+            config = live_config(
+                base_url, corpus, {"url": live_index.url}, tmp_path, grace_period_s=1.0, capture=capture
             )
-            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
-            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(120):
                 await arrivals.done.wait()
             nursery.cancel_scope.cancel()
 
-        documents = _sources(live_index.url)
+        documents = indexed_sources(live_index.url)
         print(
             f"\nend to end: {len(corpus)} conversations in, {len(documents)} indexed, stats {stats.summary()}"
         )
@@ -132,7 +85,7 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         assert any(f["topicName"] == "channel.metadata" for f in frames) or len(frames) > CONVERSATIONS
         replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
         assert replay_stats.indexed == CONVERSATIONS
-        assert _sources(replay_index.url) == documents
+        assert indexed_sources(replay_index.url) == documents
         status = json.loads((tmp_path / "replay-state" / "status.json").read_text())
         assert status["stopped"] is True
         assert (status["indexed"], status["open_conversations"]) == (CONVERSATIONS, 0)
@@ -152,20 +105,14 @@ async def test_an_opensearch_outage_loses_nothing(tmp_path: Path) -> None:
     try:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            config = Config(
-                genesys=GenesysSettings(
-                    api_base_url=base_url,
-                    login_base_url=base_url,
-                    client_id="emulator-client",
-                    client_secret="emulator-secret",
-                    queues=tuple(sorted({c.queue for c in corpus})),
-                ),
-                completion=CompletionSettings(grace_period_s=0.5),
-                state_dir=str(tmp_path / "state"),
-                plugins={"opensearch": {"url": node.url, "timeout_s": 0.5, "retry_timeout_s": 1.0}},
+            config = live_config(
+                base_url,
+                corpus,
+                {"url": node.url, "timeout_s": 0.5, "retry_timeout_s": 1.0},
+                tmp_path,
+                grace_period_s=0.5,
             )
-            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
-            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(60):
                 await arrivals.done.wait()
             node.process.send_signal(signal.SIGSTOP)
@@ -214,24 +161,12 @@ async def test_duplicated_reordered_and_late_messages_lose_nothing(
     with osmem.clone() as index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            config = Config(
-                genesys=GenesysSettings(
-                    api_base_url=base_url,
-                    login_base_url=base_url,
-                    client_id="emulator-client",
-                    client_secret="emulator-secret",
-                    queues=tuple(sorted({c.queue for c in corpus})),
-                ),
-                completion=CompletionSettings(grace_period_s=0.5),
-                state_dir=str(tmp_path / "state"),
-                plugins={"opensearch": {"url": index.url}},
-            )
-            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
-            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path, grace_period_s=0.5)
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(60):
                 await arrivals.done.wait()
             nursery.cancel_scope.cancel()
-        documents = _sources(index.url)
+        documents = indexed_sources(index.url)
     print(f"\nfaults: {stats.duplicate_utterances} duplicate utterances absorbed, stats {stats.summary()}")
     assert stats.duplicate_utterances > 0
     assert len(documents) == count

@@ -9,15 +9,12 @@ import pytest
 import trio
 from osmem_server import OsmemServer
 
-from indexer.config import CompletionSettings, Config, GenesysSettings, RecoverySettings
 from indexer.demo import build_demo_corpus
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
-from indexer.plugins import Plugins, get_plugin_manager
 from indexer.recovery import utterances_from_post_call
 from indexer.stats import Statistics
-from indexer.worker import run_worker
-from tests.test_end_to_end import Arrivals, _sources
+from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 
 # Cancelling the worker at the end of a test can interrupt recovery's HTTP requests, leaving
 # their sockets to the garbage collector (see tests/test_stream.py for the fd measurement).
@@ -37,16 +34,6 @@ def test_post_call_transcript_becomes_utterances() -> None:
     assert all(u.communication_id == scenario.communication_id for u in utterances)
 
 
-def _config(base_url: str, queues: tuple[str, ...], url: str, tmp_path: Path) -> Config:
-    return Config(
-        genesys=GenesysSettings(base_url, base_url, "emulator-client", "emulator-secret", queues),
-        completion=CompletionSettings(grace_period_s=0.5),
-        recovery=RecoverySettings(post_call_retry_s=0.2, post_call_wait_s=30),
-        state_dir=str(tmp_path / "state"),
-        plugins={"opensearch": {"url": url}},
-    )
-
-
 async def test_conversations_before_the_worker_started_are_recovered(
     osmem: OsmemServer, tmp_path: Path
 ) -> None:
@@ -63,13 +50,12 @@ async def test_conversations_before_the_worker_started_are_recovered(
                 while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
                     await trio.sleep(0.05)
             await trio.sleep(0.2)
-            config = _config(base_url, tuple(sorted({c.queue for c in corpus})), index.url, tmp_path)
-            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
-            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(60):
                 await arrivals.done.wait()
             nursery.cancel_scope.cancel()
-        documents = _sources(index.url)
+        documents = indexed_sources(index.url)
     print(f"\nrecovered at start-up: {stats.recovered['missed']} of {count}")
     assert stats.recovered["missed"] == count
     for scenario in emulator.scenarios.values():
@@ -89,9 +75,8 @@ async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemSer
     with osmem.clone() as index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            config = _config(base_url, tuple(sorted({c.queue for c in corpus})), index.url, tmp_path)
-            plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
-            nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
             for fault in ("drop", "expire", "drop"):
                 await trio.sleep(1.2)
                 if fault == "drop":
@@ -102,7 +87,7 @@ async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemSer
             with trio.fail_after(90):
                 await arrivals.done.wait()
             nursery.cancel_scope.cancel()
-        documents = _sources(index.url)
+        documents = indexed_sources(index.url)
     print(f"\nfaults: {stats.reconnects} reconnects, recovered {dict(stats.recovered)}")
     assert stats.reconnects >= 3
     for scenario in emulator.scenarios.values():

@@ -1,0 +1,85 @@
+"""Running the worker against the emulator inside a test."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from opensearchpy import OpenSearch, helpers
+
+from indexer import hookimpl
+from indexer.config import CompletionSettings, Config, GenesysSettings, RecoverySettings, StreamSettings
+from indexer.document import TranscriptDocument
+from indexer.emulator import CorpusConversation
+from indexer.plugins import Plugins, get_plugin_manager
+from indexer.sinks import WriteResult
+from indexer.stats import Statistics
+from indexer.worker import run_worker
+
+
+@attrs.define
+class Arrivals:
+    """A sink plugin that tells the test when ``expected`` conversations have been written."""
+
+    expected: int
+    done: trio.Event = attrs.field(factory=trio.Event)
+    seen: set[str] = attrs.field(factory=set)
+    name: str = "arrivals"
+
+    @hookimpl(trylast=True)  # last in the sink list: a batch reaches it after OpenSearch
+    def transcript_indexer_sinks(self, config: Config) -> list[Arrivals]:
+        return [self]
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+        self.seen.update(d.conversation_id for d in documents)
+        if len(self.seen) >= self.expected:
+            self.done.set()
+        return [WriteResult(d.conversation_id) for d in documents]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def indexed_sources(url: str) -> dict[str, dict[str, Any]]:
+    """Every document in the ``transcripts`` alias, by ``_id``."""
+    client = OpenSearch(hosts=[url])
+    client.indices.refresh(index="transcripts")
+    return {hit["_id"]: hit["_source"] for hit in helpers.scan(client, index="transcripts")}
+
+
+def live_config(
+    base_url: str,
+    corpus: Sequence[CorpusConversation],
+    opensearch: dict[str, Any],
+    tmp_path: Path,
+    *,
+    grace_period_s: float = 0.5,
+    capture: Path | None = None,
+) -> Config:
+    """Settings for a worker following every queue of ``corpus`` on the emulator at ``base_url``."""
+    return Config(
+        genesys=GenesysSettings(
+            api_base_url=base_url,
+            login_base_url=base_url,
+            client_id="emulator-client",
+            client_secret="emulator-secret",
+            queues=tuple(sorted({c.queue for c in corpus})),
+        ),
+        completion=CompletionSettings(grace_period_s=grace_period_s),
+        stream=StreamSettings(capture_path=str(capture) if capture else None),
+        recovery=RecoverySettings(post_call_retry_s=0.2, post_call_wait_s=30),
+        state_dir=str(tmp_path / "state"),
+        plugins={"opensearch": opensearch},
+    )
+
+
+def start_worker(nursery: trio.Nursery, config: Config, *, stats: Statistics, arrivals: Arrivals) -> None:
+    """Run the live worker in ``nursery`` with the installed plugins and ``arrivals``."""
+    plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
+    nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -51,23 +52,25 @@ class Journal:
         if not self.path.exists():
             return []
         records = []
-        done: set[str] = set()
-        done_order: dict[str, None] = {}
+        done: dict[str, None] = {}  # ordered: oldest marker first
+        for _, record in self._records():
+            if record.get("done"):
+                done[record["c"]] = None
+            else:
+                records.append(record)
+        frames = [r["f"] for r in records if r["c"] not in done]
+        self._open = {r["c"] for r in records if r["c"] not in done}
+        self.finalized_ids = list(done)
+        return frames
+
+    def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each line of the file with its record; a torn or damaged line is skipped."""
         with self.path.open(encoding="utf-8") as file:
             for line in file:
                 try:
-                    record = json.loads(line)
+                    yield line, json.loads(line)
                 except ValueError:
                     continue
-                if record.get("done"):
-                    done.add(record["c"])
-                    done_order[record["c"]] = None
-                else:
-                    records.append(record)
-        frames = [r["f"] for r in records if r["c"] not in done]
-        self._open = {r["c"] for r in records if r["c"] not in done}
-        self.finalized_ids = list(done_order)
-        return frames
 
     def record(self, conversation_id: str, frame: str) -> None:
         """Queue one accepted frame of an open conversation for the next write."""
@@ -83,12 +86,8 @@ class Journal:
         temporary = self.path.with_suffix(".compacting")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         markers: dict[str, str] = {}
-        with self.path.open(encoding="utf-8") as source, os.fdopen(fd, "w", encoding="utf-8") as target:
-            for line in source:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
+        with os.fdopen(fd, "w", encoding="utf-8") as target:
+            for line, record in self._records():
                 if record.get("done"):
                     markers.pop(record["c"], None)
                     markers[record["c"]] = line

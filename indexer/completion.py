@@ -8,8 +8,9 @@ time re-opens it, and its next document carries a higher version. Later messages
 are counted, and late utterances kept in the dead-letter store. A
 conversation whose end never arrives is closed with reason ``idle`` (no event for
 ``max_idle_s``) or ``max_age`` (``max_age_s`` after its first event). When the stream
-ends, every open conversation is closed: ``ended`` if its end signals had arrived, else
-the ``end_reason`` given (``stream_end`` for a replay, ``shutdown`` for a drain).
+ends, every conversation whose end signals had arrived is closed as ``ended``; the others
+stay in the journal when there is one (a drain of the live worker), else are closed with
+``end_reason`` (``stream_end`` for a replay).
 
 Timers use the trio clock, so tests drive them with ``autojump_clock``.
 """

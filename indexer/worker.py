@@ -130,8 +130,7 @@ async def _run_flow(
                     stats=stats,
                     subscriptions=change_send if live else None,
                     queue_names=queue_names,
-                    end_reason="shutdown" if live else "stream_end",
-                    journal=journal,
+                    journal=journal,  # live: open conversations stay in it at a drain
                     restored=restored,
                     recovery=recovery_send,
                 )

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         "--start-delay", type=float, default=1.0, help="real s before the first conversation"
     )
     emulate.add_argument("--seed", type=int, default=1)
+    emulate.add_argument("--token-ttl", type=int, default=86399, help="expires_in of tokens, real s")
+    emulate.add_argument("--channel-ttl", type=float, default=86400.0, help="channel lifetime, real s")
     emulate.add_argument(
         "--duplicate-rate", type=float, default=0.0, help="fault: share of messages sent twice"
     )
@@ -137,6 +139,8 @@ def _command(args: argparse.Namespace) -> int:
             start_interval_s=args.interval,
             start_delay_s=args.start_delay,
             seed=args.seed,
+            token_ttl_s=args.token_ttl,
+            channel_ttl_s=args.channel_ttl,
             duplicate_rate=args.duplicate_rate,
             reorder_rate=args.reorder_rate,
             late_utterance_rate=args.late_utterance_rate,

@@ -53,6 +53,9 @@ REGIONS: Final[Mapping[str, str]] = {
     "ap_northeast_3": "apne3.pure.cloud",
 }
 
+#: Channels a pool may hold: half of the 20 per client (reference §3.8), for handovers.
+MAX_CHANNELS: Final = 10
+
 
 @attrs.frozen
 class GenesysSettings:
@@ -116,11 +119,18 @@ class StreamSettings:
     :ivar ping_interval_s: send ``{"message":"ping"}`` this often.
     :ivar capture_path: append every received frame to this NDJSON file, for ``replay``.
         The frames hold unredacted transcripts: protect the file like the source data.
+    :ivar max_channels: channels the pool may hold, 1,000 topics each (reference §3.8).
+        At most 10: a client has 20 channels, and each may need a second one during a
+        handover.
+    :ivar channel_max_age_s: replace a channel this long after creating it (channels live
+        24 h, reference §3.8), and always before its token is renewed.
     """
 
     heartbeat_timeout_s: float = 90.0
     ping_interval_s: float = 30.0
     capture_path: str | None = None
+    max_channels: int = 10
+    channel_max_age_s: float = 23 * 3600.0
 
 
 @attrs.frozen
@@ -234,5 +244,7 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         base = structure(data, Config, what="config")
     except MalformedMessage as exc:
         raise ConfigError(f"config file: {exc.reason}") from None
+    if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
+        raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
     genesys = _genesys(genesys_table, env) if need_genesys else None
     return attrs.evolve(base, genesys=genesys, plugins=plugins)

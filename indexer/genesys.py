@@ -130,6 +130,11 @@ class GenesysClient:
                 log.info("access token obtained, valid for %d s", self._token.expires_in)
             return self._token.access_token
 
+    @property
+    def token_renew_at(self) -> float:
+        """When (trio time) the current token will be renewed; channels it created go then."""
+        return self._token_renew_at
+
     # --- Platform API -------------------------------------------------------------------
 
     async def request(

@@ -34,7 +34,9 @@ class Statistics:
     subscriptions: int = 0
     reconnects: int = 0
     open_conversations: int = 0
-    channel_id: str | None = None
+    channels: int = 0
+    waiting_for_room: int = 0
+    handovers: int = 0
     sink_retries: int = 0
     restored: int = 0
     reopened: int = 0
@@ -53,6 +55,7 @@ class Statistics:
             "version_conflicts": self.version_conflicts,
             "dead_letters": self.dead_letters,
             "reconnects": self.reconnects,
+            "handovers": self.handovers,
             "sink_retries": self.sink_retries,
             "restored": self.restored,
             "reopened": self.reopened,

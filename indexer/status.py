@@ -1,7 +1,7 @@
 """What a running worker reports about itself, for ``transcript-indexer status``.
 
 The worker rewrites ``<state_dir>/status.json`` (atomically) every ``STATUS_INTERVAL_S``:
-counters, open conversations, outbox depth, the channel and its topic count. Counts
+counters, open conversations, outbox depth, channels and topics. Counts
 only, never content.
 """
 
@@ -33,8 +33,9 @@ def _snapshot(stats: Statistics, outbox: Outbox) -> dict[str, Any]:
         "pid": os.getpid(),
         "open_conversations": stats.open_conversations,
         "outbox": {"entries": usage.entries, "bytes": usage.bytes, "max_bytes": usage.max_bytes},
-        "channel": stats.channel_id,
+        "channels": stats.channels,
         "topics": stats.subscriptions,
+        "waiting_for_room": stats.waiting_for_room,
         **stats.summary(),
     }
 
@@ -77,8 +78,9 @@ def format_status(data: dict[str, Any] | None, now: float) -> str:
         f"outbox               {outbox.get('entries', 0)} transcripts, {outbox.get('bytes', 0)} bytes",
         f"indexed              {data.get('indexed', 0)}",
         f"dead letters         {data.get('dead_letters', 0)}",
-        f"channel              {data.get('channel') or '-'} ({data.get('topics', 0)} topics)",
-        f"reconnects           {data.get('reconnects', 0)}",
+        f"channels             {data.get('channels', 0)} ({data.get('topics', 0)} topics, "
+        f"{data.get('waiting_for_room', 0)} conversations waiting for room)",
+        f"reconnects           {data.get('reconnects', 0)}, handovers {data.get('handovers', 0)}",
         f"completed            {data.get('completed', {})}",
         f"recovered            {data.get('recovered', {})}",
     ]

@@ -1,18 +1,34 @@
-"""The notification stream: WebSocket reader and subscription manager (reference §3).
+"""The notification stream: a pool of channels, their WebSockets and subscriptions (reference §3).
 
-:func:`read_notifications` is the producer of the flow. It connects to the channel's
-``connectUri`` (no auth on the socket, reference §3.4), sends ``{"message":"ping"}``
-every ``ping_interval_s``, treats ``heartbeat_timeout_s`` without any frame as a dead
-socket, and parses every frame. Conversation and transcription envelopes go downstream;
-a frame that cannot be parsed is counted and dead-lettered. When the socket drops or
-``v2.system.socket_closing`` arrives it reconnects: to the same channel if
-``HEAD …/channels/{id}`` says it still exists, else to a new channel, and in both cases
-it repairs the subscriptions (``GET`` diffed against the desired set, then ``PUT``).
+:func:`follow_channels` is the producer of the flow. One channel holds at most 1,000
+topics (reference §3.8), so the queue conversation topics and one
+``v2.conversations.{id}.transcription`` per followed conversation are spread over a
+:class:`ChannelPool` of up to ``stream.max_channels`` channels. On each channel it keeps
+one WebSocket open (no auth on the socket, §3.4):
 
-:func:`manage_subscriptions` adds ``v2.conversations.{id}.transcription`` when a
-conversation appears and removes it when the conversation is finished, batching
-requests that arrive together. All subscription calls on a channel are serialized by
-one lock (reference §3.3: concurrent read-modify-write loses topics).
+- it sends ``{"message":"ping"}`` every ``ping_interval_s`` and treats
+  ``heartbeat_timeout_s`` without any frame as a dead socket (§3.6);
+- **make-before-break handover**: on ``v2.system.socket_closing`` (§3.7), before the
+  token that created the channel is renewed (channels are bound to their token, §3.9)
+  and ``channel_max_age_s`` after creation or shortly before the channel's ``expires``
+  (24 h, §3.8), it creates a new channel, connects to it, subscribes it to the same
+  topics, and only then closes the old socket. The old socket is read until then, so
+  nothing published meanwhile is missed; the tracker drops the overlap's duplicates;
+- **reconnect** after a lost socket: jittered exponential backoff, ``HEAD`` the channel
+  and create a new one if it is gone, connect, then repair the subscriptions (``GET``
+  diffed against the desired set, then ``PUT``) (§3.10).
+
+Every period without a live socket on a channel goes downstream as a
+:class:`~indexer.recovery.Gap` for recovery to fill from the REST API, and so does the
+look-back before the first sockets opened.
+
+Conversations are followed when they appear and dropped when finished, in batches. A
+conversation's topic goes to the first channel with room; a new channel is opened when all
+are full. When ``max_channels`` channels are full, a conversation waits for room (logged
+and counted as ``waiting_for_room``): its live transcript then misses its start, so it is
+completed from the post-call transcript (:mod:`indexer.recovery`). All subscription calls
+on one channel are serialized by the channel's lock (§3.3: concurrent read-modify-write
+loses topics).
 """
 
 from __future__ import annotations
@@ -20,16 +36,18 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterable
 from typing import Final
 
 import attrs
+import httpx
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, connect_websocket_url
 
 from indexer.completion import SubscriptionChange
 from indexer.config import StreamSettings
 from indexer.deadletter import DeadLetterStore
-from indexer.errors import GenesysError, StreamClosed
+from indexer.errors import AuthenticationError, ConfigError, GenesysError
 from indexer.frames import accept_frame
 from indexer.genesys import GenesysClient
 from indexer.models import Channel, Envelope
@@ -37,108 +55,374 @@ from indexer.recovery import Gap
 from indexer.stats import Statistics
 from indexer.topics import SOCKET_CLOSING, transcription_topic
 
-__all__ = ["ChannelState", "manage_subscriptions", "open_channel", "read_notifications"]
+__all__ = ["TOPIC_LIMIT", "ChannelPool", "PooledChannel", "follow_channels", "open_pool"]
 
 log = logging.getLogger(__name__)
 
-#: Topics one channel may hold (reference §3.8); more needs a pool of channels.
+#: Topics one channel may hold (reference §3.8).
 TOPIC_LIMIT: Final = 1000
 RECONNECT_BACKOFF_MAX_S: Final = 30.0
 #: A socket that stayed open this long (s) resets the reconnect backoff.
 HEALTHY_SOCKET_S: Final = 60.0
+#: Hand over this long (s) before the channel's ``expires``.
+EXPIRY_MARGIN_S: Final = 600.0
+#: A channel is kept at least this long (s), whatever its token or expiry say.
+MIN_CHANNEL_LIFE_S: Final = 1.0
+#: A handover that failed is tried again this much later (s); the old socket stays meanwhile.
+HANDOVER_RETRY_S: Final = 5.0
 #: Gaps are widened by this much on each side (the service clock is known to the second).
 GAP_PADDING_MS: Final = 5000
 CONNECT_TIMEOUT_S: Final = 30.0
+CLOSE_TIMEOUT_S: Final = 5.0
 PING: Final = json.dumps({"message": "ping"})
+_SOCKET_ERRORS: Final = (HandshakeError, ConnectionClosed, OSError, trio.TooSlowError)
+#: REST failures that outlasted the client's retries: tried again later, never fatal.
+#: (:class:`~indexer.errors.AuthenticationError` is caught before these and stops the worker.)
+_API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 
 
-@attrs.define
-class ChannelState:
-    """The channel in use and the topics it must hold; shared by the reader and the manager.
+@attrs.define(eq=False)
+class PooledChannel:
+    """One channel of the pool and the topics it must hold.
 
-    :ivar fixed_topics: topics held for the whole run (queue conversation topics).
-    :ivar conversations: conversations whose transcription topic is wanted.
+    :ivar topics: the desired topics, in subscription order (an ordered set).
+    :ivar handover_at: trio time at which the channel is replaced by a new one.
     """
 
     channel: Channel
-    fixed_topics: tuple[str, ...]
-    conversations: set[str] = attrs.field(factory=set)
+    topics: dict[str, None]
+    handover_at: float
     lock: trio.Lock = attrs.field(factory=trio.Lock)
 
-    def desired(self) -> list[str]:
-        """Every topic the channel should hold."""
-        return [*self.fixed_topics, *(transcription_topic(c) for c in sorted(self.conversations))]
+    def room(self) -> int:
+        """Topics the channel can still take."""
+        return TOPIC_LIMIT - len(self.topics)
 
 
-async def open_channel(client: GenesysClient, fixed_topics: tuple[str, ...]) -> ChannelState:
-    """Create a channel and subscribe it to ``fixed_topics`` (reference §3.1 steps 2-3)."""
-    channel = await client.create_channel()
-    await client.replace_subscriptions(channel.id, fixed_topics)
-    log.info("notification channel %s created with %d topics", channel.id, len(fixed_topics))
-    return ChannelState(channel=channel, fixed_topics=fixed_topics)
+@attrs.define
+class ChannelPool:
+    """The channels in use and where each followed conversation's topic is.
 
-
-async def _repair(client: GenesysClient, state: ChannelState) -> None:
-    """Make the channel hold exactly the desired topics; renew the channel if it is gone."""
-    async with state.lock:
-        if not await client.channel_exists(state.channel.id):
-            state.channel = await client.create_channel()
-            log.info("notification channel replaced by %s", state.channel.id)
-        desired = state.desired()
-        current = {t.id for t in await client.get_subscriptions(state.channel.id)}
-        if current != set(desired):
-            await client.replace_subscriptions(state.channel.id, desired)
-            log.info("subscriptions repaired: %d topics", len(desired))
-
-
-async def _pump(
-    ws: WebSocketConnection,
-    envelopes: trio.MemorySendChannel[Envelope | Gap],
-    settings: StreamSettings,
-    stats: Statistics,
-    dead_letters: DeadLetterStore,
-    capture: trio.abc.AsyncResource | None,
-) -> None:
-    """Read frames until the socket closes, goes silent or announces ``socket_closing``.
-
-    :raises StreamClosed: in each of those cases, after the ping task has stopped.
+    :ivar placed: conversation id → the channel holding its transcription topic.
+    :ivar waiting: conversations to follow once a channel has room, oldest first.
     """
 
-    async def ping() -> None:
-        while True:
-            await trio.sleep(settings.ping_interval_s)
-            try:
-                await ws.send_message(PING)
-            except ConnectionClosed:
-                return
+    channels: list[PooledChannel]
+    max_channels: int
+    placed: dict[str, PooledChannel] = attrs.field(factory=dict)
+    waiting: dict[str, None] = attrs.field(factory=dict)
 
-    async def receive() -> str:
-        while True:
-            with trio.move_on_after(settings.heartbeat_timeout_s) as silence:
+    def topic_count(self) -> int:
+        """Topics held over all channels."""
+        return sum(len(c.topics) for c in self.channels)
+
+
+def _handover_at(client: GenesysClient, channel: Channel, settings: StreamSettings) -> float:
+    """When a channel created just now must be replaced (trio time); see the module docstring."""
+    now = trio.current_time()
+    due = min(now + settings.channel_max_age_s, client.token_renew_at)
+    if channel.expires is not None:
+        left_s = (channel.expires.timestamp() * 1000 - client.server_now_ms()) / 1000
+        due = min(due, now + left_s - EXPIRY_MARGIN_S)
+    return max(due, now + MIN_CHANNEL_LIFE_S)
+
+
+async def _create(client: GenesysClient, topics: dict[str, None], settings: StreamSettings) -> PooledChannel:
+    channel = await client.create_channel()
+    return PooledChannel(channel=channel, topics=topics, handover_at=_handover_at(client, channel, settings))
+
+
+async def open_pool(
+    client: GenesysClient, fixed_topics: Iterable[str], settings: StreamSettings
+) -> ChannelPool:
+    """Create the channels that hold ``fixed_topics`` (at least one); nothing is connected yet.
+
+    :raises ConfigError: the fixed topics need more than ``stream.max_channels`` channels.
+    """
+    fixed = list(dict.fromkeys(fixed_topics))
+    chunks = [fixed[i : i + TOPIC_LIMIT] for i in range(0, len(fixed), TOPIC_LIMIT)] or [[]]
+    if len(chunks) > settings.max_channels:
+        raise ConfigError(
+            f"GENESYS_QUEUES: {len(fixed)} queue topics need {len(chunks)} channels, "
+            f"more than stream.max_channels ({settings.max_channels})"
+        )
+    channels = [await _create(client, dict.fromkeys(chunk), settings) for chunk in chunks]
+    log.info("%d notification channels for %d queue topics", len(channels), len(fixed))
+    return ChannelPool(channels=channels, max_channels=settings.max_channels)
+
+
+@attrs.define(eq=False)
+class _Socket:
+    """One open WebSocket and what its reader saw.
+
+    :ivar wake: set when the socket is lost or announced ``socket_closing``.
+    :ivar lost_at_ms: service time at which the socket was lost (``None`` while open).
+    :ivar retired: closed by us after a handover (not a loss).
+    """
+
+    ws: WebSocketConnection
+    opened_at: float
+    wake: trio.Event = attrs.field(factory=trio.Event)
+    lost_at_ms: int | None = None
+    retired: bool = False
+
+
+@attrs.define
+class _Follower:
+    """Reads every channel of the pool and keeps its subscriptions right."""
+
+    client: GenesysClient
+    pool: ChannelPool
+    envelopes: trio.MemorySendChannel[Envelope | Gap]
+    settings: StreamSettings
+    stats: Statistics
+    dead_letters: DeadLetterStore
+    capture: trio.abc.AsyncResource | None
+
+    def _count(self) -> None:
+        self.stats.channels = len(self.pool.channels)
+        self.stats.subscriptions = self.pool.topic_count()
+        self.stats.waiting_for_room = len(self.pool.waiting)
+
+    async def _gap(self, start_ms: int) -> None:
+        end_ms = self.client.server_now_ms() + GAP_PADDING_MS
+        await self.envelopes.send(Gap(start_ms=start_ms - GAP_PADDING_MS, end_ms=end_ms))
+
+    # --- one socket ---------------------------------------------------------------------
+
+    async def _read(self, socket: _Socket, entry: PooledChannel) -> None:
+        """Read frames until the socket closes or goes silent; ping meanwhile."""
+        ws = socket.ws
+
+        async def ping() -> None:
+            while True:
+                await trio.sleep(self.settings.ping_interval_s)
                 try:
-                    frame = await ws.get_message()
+                    await ws.send_message(PING)
                 except ConnectionClosed:
-                    return "the socket closed"
-            if silence.cancelled_caught:
-                return f"no message for {settings.heartbeat_timeout_s} s"
-            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-            if capture is not None:
-                await capture.write(text + "\n")  # type: ignore[attr-defined]
-            envelope = await accept_frame(text, envelopes, stats=stats, dead_letters=dead_letters)
-            if envelope is not None and envelope.topic_name == SOCKET_CLOSING:
-                return "the service announced socket_closing"
+                    return
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ping)
-        reason = await receive()
-        nursery.cancel_scope.cancel()
-    raise StreamClosed(reason)
+        async def receive() -> str:
+            while True:
+                with trio.move_on_after(self.settings.heartbeat_timeout_s) as silence:
+                    try:
+                        frame = await ws.get_message()
+                    except ConnectionClosed:
+                        return "the socket closed"
+                if silence.cancelled_caught:
+                    return f"no message for {self.settings.heartbeat_timeout_s} s"
+                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                if self.capture is not None:
+                    await self.capture.write(text + "\n")  # type: ignore[attr-defined]
+                envelope = await accept_frame(
+                    text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
+                )
+                if envelope is not None and envelope.topic_name == SOCKET_CLOSING and not socket.retired:
+                    log.info("channel %s announced socket_closing: handing over", entry.channel.id)
+                    entry.handover_at = trio.current_time()
+                    socket.wake.set()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ping)
+                reason = await receive()
+                nursery.cancel_scope.cancel()
+        finally:  # not shielded: when cancelled, the socket is closed without the handshake
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await ws.aclose()
+        if not socket.retired:
+            socket.lost_at_ms = self.client.server_now_ms()
+            log.warning("notification socket on channel %s lost (%s)", entry.channel.id, reason)
+            socket.wake.set()
+
+    async def _connect(self, sockets: trio.Nursery, entry: PooledChannel, channel: Channel) -> _Socket:
+        """Open a socket on ``channel``, start reading it, then make the subscriptions match.
+
+        :raises HandshakeError, ConnectionClosed, OSError, trio.TooSlowError: no socket.
+        """
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            ws = await connect_websocket_url(sockets, channel.connect_uri)
+        socket = _Socket(ws=ws, opened_at=trio.current_time())
+        sockets.start_soon(self._read, socket, entry)
+        try:
+            current = {t.id for t in await self.client.get_subscriptions(channel.id)}
+            if current != set(entry.topics):
+                await self.client.replace_subscriptions(channel.id, entry.topics)
+                log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
+        except BaseException:
+            socket.retired = True
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await ws.aclose()
+            raise
+        return socket
+
+    async def _handover(self, sockets: trio.Nursery, entry: PooledChannel, old: _Socket) -> _Socket:
+        """Make before break: a new channel with the same topics is live before ``old`` closes."""
+        async with entry.lock:
+            try:
+                fresh = await _create(self.client, entry.topics, self.settings)
+                socket = await self._connect(sockets, entry, fresh.channel)
+            except AuthenticationError:
+                raise
+            except (*_API_ERRORS, *_SOCKET_ERRORS) as exc:
+                log.warning("handover failed (%s); keeping the old socket", type(exc).__name__)
+                entry.handover_at = trio.current_time() + HANDOVER_RETRY_S
+                return old
+            entry.channel, entry.handover_at = fresh.channel, fresh.handover_at
+        old.retired = True
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await old.ws.aclose()
+        self.stats.handovers += 1
+        log.info("handed over to channel %s", entry.channel.id)
+        if old.lost_at_ms is not None:  # the old socket closed before the new one was live
+            await self._gap(old.lost_at_ms)
+        return socket
+
+    async def follow(
+        self, entry: PooledChannel, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep one live socket on ``entry`` for the whole run; reports started once it is open."""
+        started = False
+        failures = 0
+        lost_at_ms: int | None = None
+        socket: _Socket | None = None
+        async with trio.open_nursery() as sockets:
+            while True:
+                if socket is None:
+                    try:
+                        async with entry.lock:
+                            socket = await self._connect(sockets, entry, entry.channel)
+                    except AuthenticationError:
+                        raise
+                    except (*_API_ERRORS, *_SOCKET_ERRORS) as exc:
+                        failures += 1
+                        self.stats.reconnects += 1
+                        if lost_at_ms is None:
+                            lost_at_ms = self.client.server_now_ms()
+                        log.warning("cannot open a socket (%s); retrying", type(exc).__name__)
+                        await self._back_off(failures)
+                        await self._repair_channel(entry)
+                        continue
+                    if not started:
+                        task_status.started()
+                        started = True
+                    log.info("notification socket open on channel %s", entry.channel.id)
+                    if lost_at_ms is not None:
+                        await self._gap(lost_at_ms)
+                        lost_at_ms = None
+                if socket.lost_at_ms is None and trio.current_time() < entry.handover_at:
+                    with trio.move_on_at(entry.handover_at):
+                        await socket.wake.wait()
+                    socket.wake = trio.Event()
+                if socket.lost_at_ms is not None:
+                    healthy = trio.current_time() - socket.opened_at >= HEALTHY_SOCKET_S
+                    failures = 1 if healthy else failures + 1
+                    lost_at_ms, socket = socket.lost_at_ms, None
+                    self.stats.reconnects += 1
+                    await self._back_off(failures)
+                    await self._repair_channel(entry)
+                elif trio.current_time() >= entry.handover_at:
+                    socket = await self._handover(sockets, entry, socket)
+
+    async def _back_off(self, failures: int) -> None:
+        """No wait after a first failure; then jittered, doubling up to the cap."""
+        delay = min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** min(failures - 1, 6))
+        await trio.sleep(random.uniform(0, delay) if failures > 1 else 0)
+
+    async def _repair_channel(self, entry: PooledChannel) -> None:
+        """Replace the channel by a new one when ``HEAD`` says it no longer exists (§3.10)."""
+        try:
+            async with entry.lock:
+                if not await self.client.channel_exists(entry.channel.id):
+                    fresh = await _create(self.client, entry.topics, self.settings)
+                    entry.channel, entry.handover_at = fresh.channel, fresh.handover_at
+                    log.info("notification channel gone; replaced by %s", entry.channel.id)
+        except AuthenticationError:
+            raise
+        except _API_ERRORS as exc:  # tried again at the next attempt
+            log.warning("cannot check channel %s: %s", entry.channel.id, exc)
+
+    # --- subscriptions ------------------------------------------------------------------
+
+    async def manage(
+        self, changes: trio.MemoryReceiveChannel[SubscriptionChange], nursery: trio.Nursery
+    ) -> None:
+        """Apply subscription changes until ``changes`` closes; see the module docstring."""
+        async with changes:
+            async for first in changes:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(changes.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self._apply(batch, nursery)
+                self._count()
+
+    async def _apply(self, batch: list[SubscriptionChange], nursery: trio.Nursery) -> None:
+        pool = self.pool
+        replace: set[PooledChannel] = set()
+        for change in batch:
+            conversation_id = change.conversation_id
+            if change.action == "remove":
+                pool.waiting.pop(conversation_id, None)
+                entry = pool.placed.pop(conversation_id, None)
+                if entry is not None:
+                    del entry.topics[transcription_topic(conversation_id)]
+                    replace.add(entry)
+            elif conversation_id not in pool.placed:
+                pool.waiting[conversation_id] = None
+        added: dict[PooledChannel, list[str]] = {}
+        for conversation_id in list(pool.waiting):
+            entry = next((c for c in pool.channels if c.room() > 0), None)
+            if entry is None:
+                entry = await self._grow(nursery)
+            if entry is None:
+                log.warning(
+                    "%d conversations wait for a free topic (stream.max_channels = %d, full)",
+                    len(pool.waiting),
+                    pool.max_channels,
+                )
+                break
+            del pool.waiting[conversation_id]
+            topic = transcription_topic(conversation_id)
+            entry.topics[topic] = None
+            pool.placed[conversation_id] = entry
+            added.setdefault(entry, []).append(topic)
+        for entry in replace | set(added):
+            async with entry.lock:
+                try:
+                    if entry in replace:
+                        await self.client.replace_subscriptions(entry.channel.id, entry.topics)
+                    else:
+                        await self.client.add_subscriptions(entry.channel.id, added[entry])
+                except AuthenticationError:
+                    raise
+                except _API_ERRORS as exc:  # the next reconnect or handover repairs the list
+                    log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
+
+    async def _grow(self, nursery: trio.Nursery) -> PooledChannel | None:
+        """Open one more channel when the pool may grow, and start following it."""
+        if len(self.pool.channels) >= self.pool.max_channels:
+            return None
+        try:
+            entry = await _create(self.client, {}, self.settings)
+        except AuthenticationError:
+            raise
+        except _API_ERRORS as exc:
+            log.warning("cannot open another channel: %s", exc)
+            return None
+        self.pool.channels.append(entry)
+        nursery.start_soon(self.follow, entry)  # it subscribes whatever the channel holds by then
+        log.info("pool grew to %d channels", len(self.pool.channels))
+        return entry
 
 
-async def read_notifications(
+async def follow_channels(
     client: GenesysClient,
-    state: ChannelState,
+    pool: ChannelPool,
     envelopes: trio.MemorySendChannel[Envelope | Gap],
+    changes: trio.MemoryReceiveChannel[SubscriptionChange],
     *,
     settings: StreamSettings,
     stats: Statistics,
@@ -146,95 +430,28 @@ async def read_notifications(
     lookback_s: float | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Read the channel's WebSocket forever, reconnecting as described in the module docstring.
+    """Read every channel of ``pool`` and apply ``changes``, as the module docstring says.
 
-    After the first socket opens, and after every reconnect, a :class:`~indexer.recovery.Gap`
-    goes downstream: from ``lookback_s`` before the start (``None``: no look-back), then
-    from each drop. Reports started once the first socket is open. Cancellation: returns by cancellation
-    only; closes ``envelopes`` on the way out, which tells the detector the stream ended.
+    Reports started once every initial channel has a live socket; then, with
+    ``lookback_s``, sends a :class:`~indexer.recovery.Gap` covering that many seconds
+    before the start. Runs until cancelled; closes ``envelopes`` on the way out, which
+    tells the detector the stream ended.
+
+    :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
+    began_ms = client.server_now_ms()
     capture = await trio.open_file(settings.capture_path, "a") if settings.capture_path else None
-    started = False
-    failures = 0
-    connected_at: float | None = None  # when the current socket opened
-    gap_since_ms = client.server_now_ms() - int(lookback_s * 1000) if lookback_s is not None else None
-    async with envelopes:
-        try:
-            while True:
-                try:
-                    async with open_websocket_url(
-                        state.channel.connect_uri, connect_timeout=CONNECT_TIMEOUT_S, disconnect_timeout=5
-                    ) as ws:
-                        if not started:
-                            task_status.started()
-                            started = True
-                        connected_at = trio.current_time()
-                        stats.channel_id = state.channel.id
-                        log.info("notification socket open on channel %s", state.channel.id)
-                        if gap_since_ms is not None:
-                            end_ms = client.server_now_ms() + GAP_PADDING_MS
-                            await envelopes.send(Gap(start_ms=gap_since_ms - GAP_PADDING_MS, end_ms=end_ms))
-                            gap_since_ms = None
-                        await _pump(ws, envelopes, settings, stats, dead_letters, capture)
-                except (StreamClosed, ConnectionClosed, HandshakeError, OSError) as exc:
-                    # Back off harder while sockets keep failing; a socket that stayed up resets it.
-                    healthy = (
-                        connected_at is not None and trio.current_time() - connected_at >= HEALTHY_SOCKET_S
-                    )
-                    failures = 1 if healthy else failures + 1
-                    connected_at = None
-                    if gap_since_ms is None and lookback_s is not None:
-                        gap_since_ms = client.server_now_ms()
-                    stats.reconnects += 1
-                    log.warning("notification socket closed (%s); reconnecting", type(exc).__name__)
-                    delay = min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** min(failures - 1, 6))
-                    await trio.sleep(random.uniform(0, delay) if failures > 1 else 0)
-                    if started:
-                        await _repair(client, state)  # before reconnecting: the channel may be gone
-        finally:
-            if capture is not None:
-                with trio.move_on_after(5, shield=True):
-                    await capture.aclose()
-
-
-async def manage_subscriptions(
-    client: GenesysClient,
-    state: ChannelState,
-    changes: trio.MemoryReceiveChannel[SubscriptionChange],
-    *,
-    stats: Statistics,
-) -> None:
-    """Apply subscription changes until ``changes`` closes; see the module docstring."""
-    async with changes:
-        async for first in changes:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(changes.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            added: list[str] = []
-            removed = False
-            for change in batch:
-                if change.action == "add" and change.conversation_id not in state.conversations:
-                    state.conversations.add(change.conversation_id)
-                    added.append(change.conversation_id)
-                elif change.action == "remove" and change.conversation_id in state.conversations:
-                    state.conversations.discard(change.conversation_id)
-                    removed = True
-            added = [c for c in added if c in state.conversations]
-            if len(state.fixed_topics) + len(state.conversations) > TOPIC_LIMIT:
-                log.warning("more than %d topics wanted on one channel", TOPIC_LIMIT)
-            async with state.lock:
-                try:
-                    if removed:
-                        await client.replace_subscriptions(state.channel.id, state.desired())
-                    elif added:
-                        await client.add_subscriptions(
-                            state.channel.id, [transcription_topic(c) for c in added]
-                        )
-                except GenesysError as exc:
-                    if exc.status != 404:
-                        raise
-                    log.warning("channel %s is gone; the reader will renew it", state.channel.id)
-            stats.subscriptions = len(state.fixed_topics) + len(state.conversations)
+    follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture)
+    try:
+        async with envelopes, trio.open_nursery() as nursery:
+            for entry in pool.channels:
+                await nursery.start(follower.follow, entry)
+            follower._count()
+            if lookback_s is not None:
+                await follower._gap(began_ms - int(lookback_s * 1000))
+            task_status.started()
+            await follower.manage(changes, nursery)
+    finally:
+        if capture is not None:
+            with trio.move_on_after(5, shield=True):
+                await capture.aclose()

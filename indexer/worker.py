@@ -5,7 +5,7 @@
     source ──Envelope──► detect_completion ──TranscriptDocument──► finalize_transcripts
                               │                                         │ (validate, redact)
                               └──SubscriptionChange──►                  ▼
-                                 manage_subscriptions (live)     durable outbox (disk)
+                                 follow_channels (live)     durable outbox (disk)
                                                                         │
                                                             deliver_transcripts ──► sinks
 
@@ -45,7 +45,7 @@ from indexer.serialization import parse_envelope
 from indexer.sinks import Sink
 from indexer.stats import Statistics
 from indexer.status import write_status_forever
-from indexer.stream import manage_subscriptions, open_channel, read_notifications
+from indexer.stream import follow_channels, open_pool
 from indexer.topics import queue_conversations_topic
 
 __all__ = ["run_replay", "run_worker"]
@@ -181,9 +181,10 @@ async def run_worker(
 ) -> Statistics:
     """Run the live worker against Genesys Cloud until SIGTERM/SIGINT or cancellation.
 
-    Resolves the configured queues, creates a notification channel subscribed to their
-    conversation topics, then runs reader, detector, subscription manager and indexer.
-    Reports started once the WebSocket is open.
+    Resolves the configured queues, creates the pool of notification channels for their
+    conversation topics, then runs the stream (:func:`~indexer.stream.follow_channels`),
+    detector, recovery and indexer.
+    Reports started once the WebSockets are open.
 
     :raises ConfigError: a setting is missing or a queue does not exist.
     :raises AuthenticationError: Genesys Cloud refused the credentials.
@@ -197,7 +198,7 @@ async def run_worker(
         client = GenesysClient(client_http, config.genesys)
         queue_names = await client.resolve_queues(config.genesys.queues)
         log.info("following %d queues", len(queue_names))
-        state = await open_channel(client, tuple(queue_conversations_topic(q) for q in queue_names))
+        pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
 
         async def source(
             envelopes: trio.MemorySendChannel[Envelope | Gap],
@@ -205,21 +206,17 @@ async def run_worker(
             dead_letters: DeadLetterStore,
             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
         ) -> None:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: manage_subscriptions(client, state, changes, stats=stats))
-                await nursery.start(
-                    lambda task_status: read_notifications(
-                        client,
-                        state,
-                        envelopes,
-                        settings=config.stream,
-                        stats=stats,
-                        dead_letters=dead_letters,
-                        lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
-                        task_status=task_status,
-                    )
-                )
-                task_status.started()
+            await follow_channels(
+                client,
+                pool,
+                envelopes,
+                changes,
+                settings=config.stream,
+                stats=stats,
+                dead_letters=dead_letters,
+                lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
+                task_status=task_status,
+            )
 
         await _run_flow(
             config,

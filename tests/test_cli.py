@@ -91,7 +91,8 @@ def test_status_reads_the_state_directory(tmp_path: Path) -> None:
     (tmp_path / "status.json").write_text(
         json.dumps(
             {"time": 0, "pid": 42, "open_conversations": 3, "outbox": {"entries": 2, "bytes": 900},
-             "indexed": 7, "dead_letters": 1, "channel": "streaming-0-x", "topics": 5, "stopped": True}
+             "indexed": 7, "dead_letters": 1, "channels": 2, "topics": 1005, "waiting_for_room": 0,
+             "stopped": True}
         )
     )  # fmt: skip
     result = _run("status", env=env)
@@ -99,5 +100,5 @@ def test_status_reads_the_state_directory(tmp_path: Path) -> None:
     assert "worker not running (pid 42" in result.stdout
     assert "open conversations   3" in result.stdout
     assert "outbox               2 transcripts, 900 bytes" in result.stdout
-    assert "streaming-0-x (5 topics)" in result.stdout
+    assert "channels             2 (1005 topics, 0 conversations waiting for room)" in result.stdout
     assert json.loads(_run("status", "--json", env=env).stdout)["indexed"] == 7

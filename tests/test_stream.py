@@ -1,4 +1,4 @@
-"""The notification reader against the emulator: heartbeats, pings, reconnects, bad frames."""
+"""The notification stream against the emulator: heartbeats, reconnects, handovers, the pool."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import pytest
 import trio
 import trio.testing
 
+from indexer.completion import SubscriptionChange
 from indexer.config import GenesysSettings, StreamSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
 from indexer.genesys import GenesysClient
 from indexer.models import Channel, Envelope
+from indexer.recovery import Gap
 from indexer.stats import Statistics
-from indexer.stream import ChannelState, open_channel, read_notifications
+from indexer.stream import ChannelPool, PooledChannel, follow_channels, open_pool
 from tests.conftest import sample
 
 # Cancelling the reader at teardown can interrupt an HTTP request of a subscription repair,
@@ -42,10 +44,32 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
 class Reader:
     emulator: Emulator
     client: GenesysClient
-    state: ChannelState
-    envelopes: trio.MemoryReceiveChannel[Envelope]
+    pool: ChannelPool
+    envelopes: trio.MemoryReceiveChannel[Envelope | Gap]
+    changes: trio.MemorySendChannel[SubscriptionChange]
     stats: Statistics
     dead_letters: DeadLetterStore
+
+    @property
+    def channel(self) -> PooledChannel:
+        return self.pool.channels[0]
+
+    def connected(self, entry: PooledChannel) -> bool:
+        """Whether the emulator has a socket on the channel ``entry`` holds now."""
+        channel = self.emulator.channels.get(entry.channel.id)
+        return channel is not None and channel.connection is not None
+
+    def live(self, entry: PooledChannel) -> bool:
+        """Connected, and the emulator's subscription list is what the pool wants."""
+        channel = self.emulator.channels.get(entry.channel.id)
+        return self.connected(entry) and channel is not None and channel.topics == list(entry.topics)
+
+    async def next_envelope(self) -> Envelope:
+        """The next envelope; a Gap here fails the test."""
+        with trio.fail_after(10):
+            item = await self.envelopes.receive()
+        assert isinstance(item, Envelope), item
+        return item
 
 
 @asynccontextmanager
@@ -54,28 +78,31 @@ async def running_reader(
     emulator_settings: EmulatorSettings | None = None,
     stream_settings: StreamSettings | None = None,
 ) -> AsyncIterator[Reader]:
-    """An emulator and a reader connected to it; both stop when the block ends."""
+    """An emulator and the stream following it; both stop when the block ends."""
     corpus = [CorpusConversation(turns=(Turn("customer", "hi"),))]
     emulator = Emulator(corpus, attrs.evolve(emulator_settings or EmulatorSettings(), start_delay_s=3600))
+    settings = stream_settings or StreamSettings()
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
         client = GenesysClient(http, GenesysSettings(url, url, "emulator-client", "emulator-secret", ("q1",)))
-        state = await open_channel(client, (TOPIC,))
+        pool = await open_pool(client, (TOPIC,), settings)
         stats = Statistics()
         dead_letters = DeadLetterStore(tmp_path / "dead.ndjson", stats)
-        send, receive = trio.open_memory_channel[Envelope](100)
+        send, receive = trio.open_memory_channel[Envelope | Gap](10_000)
+        change_send, change_receive = trio.open_memory_channel[SubscriptionChange](10_000)
         await nursery.start(
-            lambda task_status: read_notifications(
+            lambda task_status: follow_channels(
                 client,
-                state,
+                pool,
                 send,
-                settings=stream_settings or StreamSettings(),
+                change_receive,
+                settings=settings,
                 stats=stats,
                 dead_letters=dead_letters,
                 task_status=task_status,
             )
         )
-        yield Reader(emulator, client, state, receive, stats, dead_letters)
+        yield Reader(emulator, client, pool, receive, change_send, stats, dead_letters)
         nursery.cancel_scope.cancel()
 
 
@@ -91,33 +118,30 @@ async def test_heartbeats_and_pings(tmp_path: Path) -> None:
 
 
 async def test_reconnects_to_the_same_channel_after_a_drop(tmp_path: Path) -> None:
-    """A dropped socket is reopened on the same channel; events flow again."""
+    """A dropped socket is reopened on the same channel; the time without it becomes a Gap."""
     async with running_reader(tmp_path) as r:
         r.emulator.publish(FRAME, TOPIC)
-        assert (await r.envelopes.receive()).topic_name == TOPIC
-        channel_id = r.state.channel.id
+        assert (await r.next_envelope()).topic_name == TOPIC
+        channel_id = r.channel.channel.id
         r.emulator.drop_connections()
-        await wait_until(
-            lambda: r.stats.reconnects == 1 and r.emulator.channels[channel_id].connection is not None
-        )
+        await wait_until(lambda: r.stats.reconnects == 1 and r.connected(r.channel))
+        with trio.fail_after(10):
+            gap = await r.envelopes.receive()
+        assert isinstance(gap, Gap) and gap.start_ms < gap.end_ms
         r.emulator.publish(FRAME, TOPIC)
-        assert (await r.envelopes.receive()).topic_name == TOPIC
-        assert r.state.channel.id == channel_id
+        assert (await r.next_envelope()).topic_name == TOPIC
+        assert r.channel.channel.id == channel_id
 
 
 async def test_a_vanished_channel_is_replaced_and_resubscribed(tmp_path: Path) -> None:
     """When HEAD says the channel is gone, a new one is created with every desired topic."""
     async with running_reader(tmp_path) as r:
-        r.state.conversations.add("c1")
-        old = r.state.channel.id
-        r.emulator.drop_connections()
-        del r.emulator.channels[old]
-        await wait_until(
-            lambda: (
-                r.state.channel.id != old and r.emulator.channels[r.state.channel.id].connection is not None
-            )
-        )
-        assert r.emulator.channels[r.state.channel.id].topics == [TOPIC, "v2.conversations.c1.transcription"]
+        r.changes.send_nowait(SubscriptionChange("add", "c1"))
+        await wait_until(lambda: r.stats.subscriptions == 2)
+        old = r.channel.channel.id
+        r.emulator.expire_channel(old)
+        await wait_until(lambda: r.channel.channel.id != old and r.live(r.channel))
+        assert list(r.channel.topics) == [TOPIC, "v2.conversations.c1.transcription"]
 
 
 async def test_silence_trips_the_watchdog(tmp_path: Path) -> None:
@@ -137,20 +161,74 @@ async def test_malformed_frames_are_kept_and_the_stream_goes_on(tmp_path: Path) 
             '{"topicName": "v2.routing.queues.q1.conversations", "eventBody": {"participants": 5}}'
         )
         r.emulator.publish(FRAME, TOPIC)
-        assert (await r.envelopes.receive()).topic_name == TOPIC
+        assert (await r.next_envelope()).topic_name == TOPIC
         assert r.stats.messages["malformed"] == 1
         (letter,) = r.dead_letters.read()
         assert letter["kind"] == "malformed_message" and "id" in letter["reason"]
 
 
-async def test_socket_closing_reconnects(tmp_path: Path) -> None:
-    """v2.system.socket_closing makes the reader open a new socket (reference §3.7)."""
+async def test_socket_closing_hands_over_before_the_old_socket_goes(tmp_path: Path) -> None:
+    """socket_closing: a new channel is live before the old socket closes; nothing is missed (§3.7)."""
     async with running_reader(tmp_path) as r:
+        old = r.channel.channel.id
         r.emulator.broadcast(json.dumps(sample("socket-closing")))
-        await wait_until(lambda: r.stats.reconnects == 1)
-        await wait_until(lambda: r.emulator.channels[r.state.channel.id].connection is not None)
+        r.emulator.publish(FRAME, TOPIC)  # still on the old socket, during the handover
+        assert (await r.next_envelope()).topic_name == TOPIC
+        await wait_until(lambda: r.stats.handovers == 1)
+        assert r.channel.channel.id != old and r.connected(r.channel)
+        assert r.emulator.channels[old].connection is None  # we closed it, the server did not
+        assert r.emulator.channels[r.channel.channel.id].topics == [TOPIC]
         r.emulator.publish(FRAME, TOPIC)
-        assert (await r.envelopes.receive()).topic_name == TOPIC
+        assert (await r.next_envelope()).topic_name == TOPIC
+        assert r.stats.reconnects == 0
+        assert r.envelopes.statistics().current_buffer_used == 0  # no Gap: there was none
+
+
+async def test_channels_are_replaced_before_their_token_expires(tmp_path: Path) -> None:
+    """The emulator closes a channel when its token expires; the stream hands over first (§3.9)."""
+    async with running_reader(tmp_path, EmulatorSettings(token_ttl_s=4)) as r:
+        first = r.channel.channel.id
+        await wait_until(lambda: r.stats.handovers >= 2)  # renewed at 2 s of every 4 s token
+        assert r.stats.reconnects == 0
+        await wait_until(lambda: first not in r.emulator.channels)  # gone with its token, after we left
+        assert r.stats.reconnects == 0
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+
+
+async def test_channels_are_replaced_before_they_expire(tmp_path: Path) -> None:
+    """``channel_max_age_s`` before the emulator's channel lifetime ends: no socket is ever lost."""
+    async with running_reader(
+        tmp_path, EmulatorSettings(channel_ttl_s=2.5), StreamSettings(channel_max_age_s=1.5)
+    ) as r:
+        await wait_until(lambda: r.stats.handovers >= 3)
+        assert r.stats.reconnects == 0
+        assert r.envelopes.statistics().current_buffer_used == 0
+
+
+async def test_the_pool_grows_past_1000_topics_and_queues_what_does_not_fit(tmp_path: Path) -> None:
+    """Topics spread over channels of at most 1,000; past max_channels they wait for room (§3.8)."""
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_channels=2)) as r:
+        for n in range(2100):
+            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: r.stats.subscriptions == 2000 and r.stats.waiting_for_room == 101)
+        assert r.stats.channels == 2
+        await wait_until(lambda: all(r.live(c) for c in r.pool.channels))
+        held = [r.emulator.channels[c.channel.id].topics for c in r.pool.channels]
+        assert [len(t) for t in held] == [1000, 1000]
+        for n in range(150):
+            r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
+        await wait_until(lambda: r.stats.waiting_for_room == 0 and r.stats.subscriptions == 1951)
+        await wait_until(lambda: all(r.live(c) for c in r.pool.channels))
+        held = [r.emulator.channels[c.channel.id].topics for c in r.pool.channels]
+        wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(150, 2100)}
+        assert set(held[0]) | set(held[1]) == wanted and len(held[0]) + len(held[1]) == len(wanted)
+        topic = "v2.conversations.c2099.transcription"
+        r.emulator.publish(json.dumps(sample("transcription") | {"topicName": topic}), topic)
+        assert (await r.next_envelope()).topic_name == topic
+        r.emulator.broadcast(json.dumps(sample("socket-closing")))  # both hand over at once
+        await wait_until(lambda: r.stats.handovers == 2)
+        assert len(r.emulator.channels) == 4 and r.stats.reconnects == 0  # none evicted
 
 
 async def test_reconnects_back_off_while_the_server_refuses(
@@ -159,16 +237,16 @@ async def test_reconnects_back_off_while_the_server_refuses(
     """Repeated failures wait longer and longer (jittered, capped), never a tight loop."""
     stats = Statistics()
     dead_letters = DeadLetterStore(tmp_path / "dead.ndjson", stats)
-    send, _ = trio.open_memory_channel[Envelope](1)
+    send, _ = trio.open_memory_channel[Envelope | Gap](1)
+    _, changes = trio.open_memory_channel[SubscriptionChange](1)
     settings = GenesysSettings("http://127.0.0.1:9", "http://127.0.0.1:9", "id", "secret", ("q",))
     async with httpx.AsyncClient() as http:
         client = GenesysClient(http, settings)
-        state = ChannelState(
-            channel=Channel(id="ch", connect_uri="ws://127.0.0.1:9/channels/ch"), fixed_topics=()
-        )
+        channel = Channel(id="ch", connect_uri="ws://127.0.0.1:9/channels/ch")
+        pool = ChannelPool(channels=[PooledChannel(channel, {}, handover_at=1e9)], max_channels=1)
         with trio.move_on_after(120):
-            await read_notifications(
-                client, state, send, settings=StreamSettings(), stats=stats, dead_letters=dead_letters
+            await follow_channels(
+                client, pool, send, changes, settings=StreamSettings(), stats=stats, dead_letters=dead_letters
             )
     # Backoff 0, then up to 0.5, 1, 2, 4 … 30 s: two minutes allow far fewer than a tight loop would.
     assert 3 <= stats.reconnects <= 40

@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 TOPIC_LIMIT: Final = 1000
 CHANNEL_LIMIT: Final = 20
-CHANNEL_LIFETIME_MS: Final = 24 * 3600 * 1000
+#: How often (s) expired channels are closed.
+SWEEP_INTERVAL_S: Final = 0.1
 SOCKET_BUFFER: Final = 100_000
 
 
@@ -68,7 +69,9 @@ class EmulatorSettings:
     :ivar heartbeat_interval_s: real seconds between ``channel.metadata`` heartbeats.
     :ivar start_interval_s: simulated seconds between the starts of two conversations.
     :ivar start_delay_s: real seconds before the first conversation starts.
-    :ivar token_ttl_s: ``expires_in`` of issued tokens, in seconds.
+    :ivar token_ttl_s: ``expires_in`` of issued tokens, in (real) seconds. A channel
+        closes when the token that created it expires (reference §3.9).
+    :ivar channel_ttl_s: real seconds a channel lives (24 h, reference §3.8).
     :ivar duplicate_rate: share of transcription messages sent twice (fault).
     :ivar reorder_rate: share of transcription messages held back behind the next one (fault).
     :ivar late_utterance_rate: share of conversations whose last utterance comes after
@@ -81,6 +84,7 @@ class EmulatorSettings:
     start_delay_s: float = 1.0
     seed: int = 1
     token_ttl_s: int = 86399
+    channel_ttl_s: float = 24 * 3600.0
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     late_utterance_rate: float = 0.0
@@ -116,6 +120,7 @@ class _Channel:
     topics: list[str] = attrs.field(factory=list)
     connection: _Connection | None = None
     created_ms: int = 0
+    closes_at: float = float("inf")
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -132,7 +137,8 @@ class Emulator:
         self.rng = random.Random(settings.seed)
         self.organization_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         self.queues = {queue_id_for(c.queue): c.queue for c in self.conversations}
-        self.tokens: dict[str, float] = {}
+        self.tokens: dict[str, float] = {}  # valid for REST calls until (trio time)
+        self.token_lifetimes: dict[str, float] = {}  # what expires_in promised; channels close then
         self.channels: dict[str, _Channel] = {}
         self.scenarios: dict[str, Scenario] = {}
         self.epoch_ms = 0
@@ -191,7 +197,7 @@ class Emulator:
                 {"error": "invalid_client", "description": "authentication failed"}, status_code=401
             )
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = trio.current_time() + self.settings.token_ttl_s
+        self.tokens[token] = self.token_lifetimes[token] = trio.current_time() + self.settings.token_ttl_s
         return JSONResponse(
             {"access_token": token, "token_type": "bearer", "expires_in": self.settings.token_ttl_s}
         )
@@ -215,17 +221,23 @@ class Emulator:
             return denied
         assert token is not None
         channel_id = f"streaming-0-{secrets.token_hex(13)}"
-        owned = [c for c in self.channels.values() if c.token == token]
-        if len(owned) >= CHANNEL_LIMIT:  # the 21st replaces the oldest, unconnected ones first (§3.8)
-            victim = min(owned, key=lambda c: (c.connection is not None, c.created_ms))
+        if len(self.channels) >= CHANNEL_LIMIT:  # the 21st replaces the oldest, unconnected first (§3.8)
+            victim = min(self.channels.values(), key=lambda c: (c.connection is not None, c.created_ms))
             self.expire_channel(victim.id)
-        self.channels[channel_id] = _Channel(id=channel_id, token=token, created_ms=self.now_ms())
+        now = trio.current_time()
+        self.channels[channel_id] = _Channel(
+            id=channel_id,
+            token=token,
+            created_ms=self.now_ms(),
+            closes_at=min(now + self.settings.channel_ttl_s, self.token_lifetimes[token]),
+        )
         ws_base = self.base_url.replace("http://", "ws://", 1)
+        lifetime_ms = int(self.settings.channel_ttl_s * self.settings.speed * 1000)
         return JSONResponse(
             {
                 "connectUri": f"{ws_base}/channels/{channel_id}",
                 "id": channel_id,
-                "expires": _iso(self.now_ms() + CHANNEL_LIFETIME_MS),
+                "expires": _iso(self.now_ms() + lifetime_ms),
             }
         )
 
@@ -325,6 +337,14 @@ class Emulator:
                 except Exception:
                     log.debug("socket already closed")
 
+    async def _close_expired_channels(self) -> None:
+        """Channels live ``channel_ttl_s`` and no longer than their token (reference §3.8, §3.9)."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            now = trio.current_time()
+            for channel in [c for c in self.channels.values() if c.closes_at <= now]:
+                self.expire_channel(channel.id)
+
     def publish(self, text: str, topic: str) -> None:
         """Send one frame to every connected channel subscribed to ``topic``."""
         for channel in self.channels.values():
@@ -354,7 +374,7 @@ class Emulator:
             channel.connection.cancel.cancel()
 
     def expire_tokens(self) -> None:
-        """Every issued token is revoked: API calls answer 401 until a new token is fetched."""
+        """API calls with any issued token answer 401 until a new token is fetched; sockets stay."""
         self.tokens.clear()
 
     async def socket_closing(self, close_after_s: float) -> None:
@@ -626,6 +646,7 @@ class Emulator:
                 )
                 self.scenarios[scenario.conversation_id] = scenario
             nursery.start_soon(self._play)
+            nursery.start_soon(self._close_expired_channels)
             task_status.started(self.base_url)
 
 

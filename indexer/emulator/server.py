@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 TOPIC_LIMIT: Final = 1000
 CHANNEL_LIMIT: Final = 20
+#: What the ``malformed`` fault sends: a conversation event without its required ``id``.
+MALFORMED: Final = '{"topicName": "v2.routing.queues.q.conversations", "eventBody": {"participants": []}}'
 #: How often (s) expired channels are closed.
 SWEEP_INTERVAL_S: Final = 0.1
 SOCKET_BUFFER: Final = 100_000
@@ -96,7 +98,7 @@ class EmulatorSettings:
 class Faults:
     """Faults switched on at run time with ``POST /_emulator/faults`` (JSON, same names).
 
-    :ivar heartbeats: ``False`` stops heartbeats (the socket goes silent when idle).
+    :ivar heartbeats: ``False`` stops heartbeats and pongs (the socket goes silent when idle).
     :ivar rate_limit_count: answer this many next Platform API calls with 429.
     :ivar retry_after_s: the ``Retry-After`` of those answers, in s.
     """
@@ -147,6 +149,8 @@ class Emulator:
         self.signing_key = secrets.token_bytes(16)
         self.published = 0
         self.pings = 0
+        self.malformed_sent = 0
+        self.evicted_connected = 0  # channels evicted by a 21st while a socket was on them
         self.faults = Faults()
         self._held: tuple[str, str] | None = None
         self._nursery: trio.Nursery | None = None
@@ -223,6 +227,7 @@ class Emulator:
         channel_id = f"streaming-0-{secrets.token_hex(13)}"
         if len(self.channels) >= CHANNEL_LIMIT:  # the 21st replaces the oldest, unconnected first (§3.8)
             victim = min(self.channels.values(), key=lambda c: (c.connection is not None, c.created_ms))
+            self.evicted_connected += victim.connection is not None
             self.expire_channel(victim.id)
         now = trio.current_time()
         self.channels[channel_id] = _Channel(
@@ -316,7 +321,7 @@ class Emulator:
                     message = json.loads(text).get("message")
                 except (ValueError, AttributeError):
                     continue
-                if message == "ping":
+                if message == "ping" and self.faults.heartbeats:
                     self.pings += 1
                     send.send_nowait(pong)
 
@@ -386,7 +391,13 @@ class Emulator:
         self.drop_connections()
 
     async def faults_route(self, request: Request) -> Response:
-        """``POST /_emulator/faults``: fire or switch faults (see :class:`Faults`)."""
+        """``POST /_emulator/faults``: switch faults (see :class:`Faults`) or fire one-shot ones.
+
+        One-shot keys: ``drop`` (close every socket without a close frame),
+        ``expire_channels`` (HEAD → 404, sockets closed), ``expire_tokens`` (401 until a new
+        token), ``socket_closing_after_s`` (announce ``v2.system.socket_closing``, close the
+        sockets that many seconds later), ``malformed`` (send that many unparseable frames).
+        """
         try:
             body = await request.json()
         except ValueError:
@@ -403,6 +414,9 @@ class Emulator:
                 self.expire_channel(channel_id)
         if body.get("expire_tokens"):
             self.expire_tokens()
+        for _ in range(int(body.get("malformed", 0))):
+            self.broadcast(MALFORMED)
+            self.malformed_sent += 1
         if "socket_closing_after_s" in body and self._nursery is not None:
             self._nursery.start_soon(self.socket_closing, float(body["socket_closing_after_s"]))
         return JSONResponse(attrs.asdict(self.faults))

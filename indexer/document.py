@@ -22,7 +22,8 @@ __all__ = [
     "TranscriptDocument",
 ]
 
-#: Why a conversation was closed. Only ``ended`` means the transcript is known complete.
+#: Why a conversation was closed (``ended``: every end signal arrived; the others are timers,
+#: caps and shutdowns, see :mod:`indexer.completion`).
 COMPLETION_REASONS: Final = ("ended", "idle", "max_age", "capacity", "stream_end", "shutdown")
 
 
@@ -95,7 +96,9 @@ class TranscriptDocument:
 
     :ivar version: external version for OpenSearch: the newest event time seen for the
         conversation, in epoch ms, so a later update always has a higher version.
-    :ivar complete: ``True`` only when ``completion_reason`` is ``ended``.
+    :ivar complete: ``True`` when the transcript is known whole: the conversation ended
+        (``completion_reason`` ``ended``) with nothing missed by the live stream, or its
+        utterances come from the post-call transcript, which exists only once a call is over.
     :ivar source: where the utterances come from: ``live`` (notification stream) or
         ``post_call`` (the post-call transcript, after a gap in the stream).
     """

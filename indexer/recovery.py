@@ -147,6 +147,7 @@ def _with_post_call(document: TranscriptDocument, transcripts: Sequence[Any]) ->
         text=join_text(utterances),
         source="post_call",
         language=language,
+        complete=bool(utterances),  # the whole call, whatever closed the live state (§6.1)
     )
 
 

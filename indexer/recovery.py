@@ -22,11 +22,12 @@ comes, the live document goes on unchanged (``source: "live"``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
+import httpx
 import trio
 
 from indexer.config import RecoverySettings
@@ -52,6 +53,11 @@ log = logging.getLogger(__name__)
 
 #: Post-call requests handled at once.
 CONCURRENCY: Final = 8
+#: Longest wait (s) between two tries of a recovery request.
+RETRY_MAX_S: Final = 300.0
+_T = TypeVar("_T")
+#: REST failures that outlasted the client's own retries.
+_API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 _SPEAKERS = {"internal": "agent", "external": "customer"}
 
 
@@ -180,8 +186,9 @@ class _Recovery:
         try:
             async with self.limiter:
                 transcripts = await self.post_call(document.conversation_id, request.communication_ids)
-        except GenesysError as exc:
-            log.warning("post-call transcript of %s unavailable (%s)", document.conversation_id, exc.status)
+        except _API_ERRORS as exc:
+            status = getattr(exc, "status", None)
+            log.warning("post-call transcript of %s unavailable (%s)", document.conversation_id, status)
             transcripts = []
         if transcripts:
             document = _with_post_call(document, transcripts)
@@ -191,13 +198,41 @@ class _Recovery:
             self.stats.recovered["unavailable"] += 1
         await self.documents.send(document)
 
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T | None:
+        """``call()``, tried again with backoff after REST failures until it answers.
+
+        :returns: ``None`` when the worker stops first, or when the request itself is refused
+            (400/403: a permission or setting to fix, logged as an error).
+        """
+        delay = self.settings.post_call_retry_s
+        while True:
+            try:
+                return await call()
+            except _API_ERRORS as exc:
+                status = getattr(exc, "status", None)
+                if status in (400, 403):
+                    log.error(
+                        "%s refused (%s): grant the permissions the README lists, "
+                        "or set recovery.enabled = false",
+                        what,
+                        status,
+                    )
+                    return None
+                log.warning("%s failed (%s); retrying in %.0f s", what, status, delay)
+            with trio.move_on_after(delay):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return None
+            delay = min(delay * 2, RETRY_MAX_S)
+
     async def find_missed(self, request: FindMissed) -> None:
         start = format_time(datetime.fromtimestamp(request.gap.start_ms / 1000, UTC))
         end = format_time(datetime.fromtimestamp(request.gap.end_ms / 1000, UTC))
-        try:
-            found = await self.client.ended_conversations(start, end, list(self.queue_names))
-        except GenesysError as exc:
-            log.warning("gap recovery query failed (%s); the gap stays unrecovered", exc.status)
+        found = await self._retrying(
+            "gap recovery query", lambda: self.client.ended_conversations(start, end, list(self.queue_names))
+        )
+        if found is None:
+            self.stats.recovered["gap_unrecovered"] += 1
             return
         missed = [c for c in found if c.get("conversationId") not in request.known | request.open]
         for conversation_id in request.open:
@@ -205,7 +240,7 @@ class _Recovery:
                 details = await self.client.get_json(
                     f"/api/v2/analytics/conversations/{conversation_id}/details"
                 )
-            except GenesysError:
+            except _API_ERRORS:  # its live state idles out and is reconciled then
                 continue
             if details and details.get("conversationEnd"):
                 missed.append(details)
@@ -224,13 +259,23 @@ class _Recovery:
             for s in p.get("sessions") or []
             if s.get("sessionId") and s.get("mediaType", "voice") == "voice"
         ]
-        try:
+
+        async def fetch() -> tuple[Any, list[Any]]:
             async with self.limiter:
-                conversation = await self.client.conversation(conversation_id)
-                transcripts = await self.post_call(conversation_id, sessions)
+                return (
+                    await self.client.conversation(conversation_id),
+                    await self.post_call(conversation_id, sessions),
+                )
+
+        fetched = await self._retrying(f"recovery of conversation {conversation_id}", fetch)
+        if fetched is None:
+            self.stats.recovered["failed"] += 1
+            return
+        conversation, transcripts = fetched
+        try:
             event = structure(conversation or {"id": conversation_id}, ConversationEvent, what="conversation")
-        except (GenesysError, MalformedMessage) as exc:
-            log.warning("conversation %s could not be recovered: %s", conversation_id, exc)
+        except MalformedMessage as exc:
+            log.warning("conversation %s could not be recovered: %s", conversation_id, exc.reason)
             self.stats.recovered["failed"] += 1
             return
         state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)

@@ -18,7 +18,9 @@ class Statistics:
     :ivar completed: conversations closed, by completion reason.
     :ivar recovered: gap recovery: ``reconciled`` (post-call transcript used), ``missed``
         (conversation rebuilt that the stream never showed), ``unavailable`` (no post-call
-        transcript came; the live one is indexed with ``complete: false``), ``failed``.
+        transcript came; the live one is indexed with ``complete: false``), ``failed`` (a
+        conversation that could not be rebuilt), ``gap_unrecovered`` (the analytics query
+        was refused, or the worker stopped before it answered).
     """
 
     messages: Counter[str] = attrs.field(factory=Counter)

@@ -69,6 +69,7 @@ def test_errors_name_the_setting(env: dict[str, str], message: str) -> None:
         ("[completion]\ngrace_period_s = 'soon'\n", "grace_period_s"),
         ("[genesys]\nregon = 'us_east_1'\n", "genesys.regon"),
         ("not toml = = 1", "not valid TOML"),
+        ("[stream]\nmax_channels = 11\n", "stream.max_channels must be between 1 and 10"),
     ],
 )
 def test_bad_config_files(tmp_path: Path, toml: str, message: str) -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from osmem_server import OsmemServer
 
+from indexer.config import RecoverySettings
 from indexer.demo import build_demo_corpus
+from indexer.document import TranscriptDocument
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
-from indexer.recovery import utterances_from_post_call
+from indexer.errors import GenesysError
+from indexer.recovery import FindMissed, Gap, RecoveryRequest, recover_transcripts, utterances_from_post_call
 from indexer.stats import Statistics
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 
@@ -95,3 +100,51 @@ async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemSer
         assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances], document[
             "source"
         ]
+
+
+class FlakyAnalytics:
+    """A client whose analytics query fails ``failures`` times (503 after retries), then answers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.queries = 0
+
+    async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
+        self.queries += 1
+        if self.queries <= self.failures:
+            raise GenesysError("POST /api/v2/analytics/conversations/details/query: 503", status=503)
+        return [{"conversationId": "c1", "participants": []}]
+
+    async def conversation(self, conversation_id: str) -> Any:
+        return {"id": conversation_id, "participants": []}
+
+    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any:
+        return None
+
+
+async def test_a_failing_gap_query_is_retried_until_it_answers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Recovery does not give a gap up after REST failures: it backs off and asks again."""
+    client = FlakyAnalytics(failures=3)
+    stats = Statistics()
+    requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
+    documents_send, documents = trio.open_memory_channel[TranscriptDocument](1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: recover_transcripts(
+                client,  # type: ignore[arg-type]
+                requests,
+                documents_send,
+                settings=RecoverySettings(post_call_retry_s=1.0, post_call_wait_s=0.0),
+                stats=stats,
+                queue_names={"q": "Billing"},
+            )
+        )
+        await requests_send.send(FindMissed(gap=Gap(0, 60_000), known=frozenset()))
+        with trio.fail_after(60):
+            document = await documents.receive()
+        await requests_send.aclose()
+    assert document.conversation_id == "c1"
+    assert client.queries == 4 and stats.recovered["missed"] == 1
+    assert trio.current_time() >= 1 + 2 + 4  # backed off 1, 2, 4 s between the tries

@@ -117,13 +117,16 @@ async def deliver_transcripts(
     An entry leaves the outbox when every sink has it (a version conflict counts), or when
     a sink rejects it permanently (then it is dead-lettered with the sink's reason). When
     a sink gives up on a batch (an outage), the batch is retried after a backoff of
-    ``RETRY_INITIAL_S`` doubling to ``RETRY_MAX_S``; entries stay on disk meanwhile.
+    ``RETRY_INITIAL_S`` doubling to ``RETRY_MAX_S``; entries stay on disk meanwhile. After
+    a partial failure, only the items a sink marked ``retry`` stay, for the next batch after
+    the same backoff.
 
     Cancellation: entries being written stay in the outbox and are delivered at the next start.
     """
     backoff = RETRY_INITIAL_S
     while batch := await outbox.next_batch(batch_size):
         rejected: dict[str, str] = {}
+        again: set[str] = set()  # transient item errors: written again after the backoff
         failed: str | None = None
         for sink in sinks:
             try:
@@ -132,18 +135,22 @@ async def deliver_transcripts(
                 failed = f"{sink.name}: {exc}"
                 break
             for result in results:
-                if result.error is not None:
+                if result.error is not None and result.retry:
+                    again.add(result.conversation_id)
+                elif result.error is not None:
                     rejected[result.conversation_id] = f"{sink.name}: {result.error}"
                 stats.version_conflicts += result.conflict
-        if failed is not None:
+        if failed is not None or again:
             stats.sink_retries += 1
-            log.warning("sink unavailable, %d documents wait in the outbox: %s", len(batch), failed)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, RETRY_MAX_S)
-            continue
-        backoff = RETRY_INITIAL_S
+            if failed is not None:
+                log.warning("sink unavailable, %d documents wait in the outbox: %s", len(batch), failed)
+                again = {d.conversation_id for d in batch}
+            else:
+                log.warning("%d documents not written (transient errors); retrying them", len(again))
         for document in batch:
             reason = rejected.get(document.conversation_id)
+            if document.conversation_id in again:
+                continue
             if reason is None:
                 stats.indexed += 1
             else:
@@ -151,3 +158,8 @@ async def deliver_transcripts(
                     "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id
                 )
             await outbox.remove(document)
+        if again:
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX_S)
+        else:
+            backoff = RETRY_INITIAL_S

@@ -17,13 +17,16 @@ class WriteResult:
     """The outcome of writing one document.
 
     :ivar error: ``None`` when written (a version conflict with a newer copy counts as
-        written); otherwise a one-line permanent rejection, e.g.
-        ``"400 mapper_parsing_exception"``. The document then goes to the dead-letter store.
+        written); otherwise a one line, e.g. ``"400 mapper_parsing_exception"``.
+    :ivar retry: the error is transient (429, 5xx for this item): the document stays in the
+        outbox and is written again after a backoff. Otherwise the rejection is permanent
+        and the document goes to the dead-letter store.
     """
 
     conversation_id: str
     error: str | None = None
     conflict: bool = False
+    retry: bool = False
 
     @property
     def ok(self) -> bool:

@@ -33,6 +33,7 @@ class FlakySink:
 
     outage: int = 0
     reject: frozenset[str] = frozenset()
+    busy: dict[str, int] = attrs.field(factory=dict)  # id → writes answered with a 429 first
     name: str = "flaky"
     written: list[TranscriptDocument] = attrs.field(factory=list)
     attempts: int = 0
@@ -44,14 +45,17 @@ class FlakySink:
         self.attempts += 1
         if self.attempts <= self.outage:
             raise SinkError("connection refused")
-        self.written.extend(d for d in documents if d.conversation_id not in self.reject)
-        return [
-            WriteResult(
-                d.conversation_id,
-                error="400 mapper_parsing_exception" if d.conversation_id in self.reject else None,
-            )
-            for d in documents
-        ]
+        results = []
+        for d in documents:
+            if self.busy.get(d.conversation_id, 0) > 0:
+                self.busy[d.conversation_id] -= 1
+                results.append(WriteResult(d.conversation_id, error="429 es_rejected_execution", retry=True))
+            elif d.conversation_id in self.reject:
+                results.append(WriteResult(d.conversation_id, error="400 mapper_parsing_exception"))
+            else:
+                self.written.append(d)
+                results.append(WriteResult(d.conversation_id))
+        return results
 
     async def aclose(self) -> None:
         return None
@@ -129,3 +133,21 @@ async def test_permanent_rejections_are_dead_lettered(tmp_path: Path) -> None:
     (letter,) = dead.read()
     assert letter["conversation_id"] == "bad" and letter["reason"] == "flaky: 400 mapper_parsing_exception"
     assert stats.indexed == 1 and outbox.usage().entries == 0
+
+
+async def test_only_the_failed_items_of_a_partial_failure_are_retried(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Items answered 429 stay in the outbox and are written again after a backoff; the rest once."""
+    stats = Statistics()
+    outbox = Outbox(tmp_path / "outbox")
+    sink = FlakySink(busy={"b": 2})
+    for name in ("a", "b", "c"):
+        await outbox.put(document(name))
+    outbox.close()
+    start = trio.current_time()
+    await deliver_transcripts(outbox, [sink], DeadLetterStore(tmp_path / "dead", stats), stats)
+    assert [d.conversation_id for d in sink.written] == ["a", "c", "b"]  # a and c written once
+    assert sink.attempts == 3 and stats.sink_retries == 2 and stats.indexed == 3
+    assert trio.current_time() - start >= 1 + 2
+    assert stats.dead_letters == 0 and outbox.usage().entries == 0

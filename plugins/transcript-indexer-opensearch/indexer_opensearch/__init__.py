@@ -173,7 +173,9 @@ class OpenSearchSink:
             else:
                 error = info.get("error") or {}
                 kind = error.get("type", "error") if isinstance(error, dict) else "error"
-                results.append(WriteResult(conversation_id, error=f"{info.get('status')} {kind}"))
+                status = info.get("status")
+                transient = isinstance(status, int) and (status == 429 or status >= 500)
+                results.append(WriteResult(conversation_id, error=f"{status} {kind}", retry=transient))
         return results
 
     async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:

@@ -28,6 +28,7 @@ import trio
 
 from indexer.config import Config, load_config
 from indexer.errors import AuthenticationError, ConfigError, IndexerError
+from indexer.logs import LOG_FORMATS, configure_logging
 from indexer.plugins import Plugins, get_plugin_manager
 
 __all__ = ["main"]
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "INFO"), help="default INFO"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("INDEXER_LOG_FORMAT", "auto"),
+        help="json lines, console lines, or auto: console at a terminal, else json",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -170,15 +177,11 @@ def _command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "hypercorn"):  # a line per request: too chatty for operators
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # opensearch-py logs every failed attempt with a traceback; the sink logs one line instead.
-    logging.getLogger("opensearch").setLevel(logging.ERROR)
+    try:
+        configure_logging(args.log_level, args.log_format, sys.stderr)
+    except ValueError as exc:
+        print(f"transcript-indexer: error: --log-level/--log-format: {exc}", file=sys.stderr)
+        return 2
     try:
         return _command(args)
     except KeyboardInterrupt:

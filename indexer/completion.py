@@ -175,7 +175,11 @@ class _Detector:
         del self.finalized[conversation_id]
         self.open[conversation_id] = entry[0]
         self.stats.reopened += 1
-        log.info("conversation %s re-opened by a late utterance", conversation_id)
+        log.info(
+            "conversation %s re-opened by a late utterance",
+            conversation_id,
+            extra={"conversation_id": conversation_id},
+        )
         return True
 
     async def close_due(self) -> None:
@@ -207,6 +211,7 @@ class _Detector:
             state.conversation_id,
             reason,
             state.utterance_count(),
+            extra={"conversation_id": state.conversation_id},
         )
         document = state.to_document(reason, self.queue_names)
         state.indexed_version = document.version

@@ -141,6 +141,8 @@ class Config:
     :ivar state_dir: directory for the outbox and the dead-letter store.
     :ivar shutdown_grace_s: how long a SIGTERM/SIGINT drain may take, in seconds.
     :ivar outbox_max_bytes: disk the outbox may use; when full, intake waits (backpressure).
+    :ivar http_listen: ``host:port`` of the metrics and health endpoints
+        (:mod:`indexer.monitoring`); empty to serve none.
     :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
     """
 
@@ -151,6 +153,7 @@ class Config:
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3
+    http_listen: str = "127.0.0.1:9464"
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
@@ -238,6 +241,8 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
     plugins = data.pop("plugins", {})
     if env.get("INDEXER_STATE_DIR"):
         data["state_dir"] = env["INDEXER_STATE_DIR"]
+    if "INDEXER_HTTP_LISTEN" in env:
+        data["http_listen"] = env["INDEXER_HTTP_LISTEN"]
     if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
         raise ConfigError("config file: [plugins] must hold one table per plugin")
     try:

@@ -133,6 +133,7 @@ def worker_environment(ready: dict[str, Any], *, opensearch_url: str, state_dir:
         "GENESYS_QUEUES": ",".join(ready["queues"]),
         "OPENSEARCH_URL": opensearch_url,
         "INDEXER_STATE_DIR": str(state_dir),
+        "INDEXER_HTTP_LISTEN": "127.0.0.1:0",
     }
 
 

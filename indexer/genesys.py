@@ -71,6 +71,7 @@ class GenesysClient:
         self._settings = settings
         self._token: TokenResponse | None = None
         self._token_renew_at = 0.0
+        self._token_expires_at = 0.0
         self._token_lock = trio.Lock()
         self.token_renewals = 0
         self._clock_offset_ms = 0
@@ -126,9 +127,15 @@ class GenesysClient:
                 lifetime = float(self._token.expires_in)
                 margin = max(lifetime * TOKEN_RENEW_FRACTION, min(TOKEN_RENEW_MARGIN_S, lifetime / 2))
                 self._token_renew_at = trio.current_time() + lifetime - margin
+                self._token_expires_at = trio.current_time() + lifetime
                 self.token_renewals += 1
                 log.info("access token obtained, valid for %d s", self._token.expires_in)
             return self._token.access_token
+
+    @property
+    def token_valid(self) -> bool:
+        """Whether a token was obtained and has not expired (readiness, not a guarantee)."""
+        return self._token is not None and trio.current_time() < self._token_expires_at
 
     @property
     def token_renew_at(self) -> float:

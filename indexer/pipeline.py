@@ -9,6 +9,7 @@ entries to every sink in batches and removes them once every sink has them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Final, Protocol, runtime_checkable
 
@@ -81,6 +82,7 @@ async def finalize_transcripts(
     pipeline: Pipeline,
     outbox: Outbox,
     dead_letters: DeadLetterStore,
+    stats: Statistics,
 ) -> None:
     """Finalize each document and store it in the outbox, until ``documents`` closes.
 
@@ -94,11 +96,18 @@ async def finalize_transcripts(
                     finished = pipeline.finalize(document)
                 except (ValidationFailed, RedactionFailed) as exc:
                     kind = "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
-                    log.warning("conversation %s not indexed: %s", document.conversation_id, kind)
+                    log.warning(
+                        "conversation %s not indexed: %s",
+                        document.conversation_id,
+                        kind,
+                        extra={"conversation_id": document.conversation_id},
+                    )
                     await dead_letters.add(
                         kind, str(exc), unstructure(document), conversation_id=document.conversation_id
                     )
                     continue
+                if finished.redaction is not None:
+                    stats.redactions.update(finished.redaction.counts)
                 await outbox.put(finished)
         finally:
             outbox.close()
@@ -129,17 +138,21 @@ async def deliver_transcripts(
         again: set[str] = set()  # transient item errors: written again after the backoff
         failed: str | None = None
         for sink in sinks:
+            stats.sink_requests += 1
+            stats.sink_items += len(batch)
             try:
                 results = await sink.write(batch)
             except SinkError as exc:
                 failed = f"{sink.name}: {exc}"
                 break
+            stats.sink_item_failures += sum(not r.ok for r in results)
             for result in results:
                 if result.error is not None and result.retry:
                     again.add(result.conversation_id)
                 elif result.error is not None:
                     rejected[result.conversation_id] = f"{sink.name}: {result.error}"
                 stats.version_conflicts += result.conflict
+        stats.sink_available = failed is None
         if failed is not None or again:
             stats.sink_retries += 1
             if failed is not None:
@@ -153,6 +166,8 @@ async def deliver_transcripts(
                 continue
             if reason is None:
                 stats.indexed += 1
+                if document.ended_at is not None:
+                    stats.hangup_to_indexed.observe(max(0.0, time.time() - document.ended_at.timestamp()))
             else:
                 await dead_letters.add(
                     "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id

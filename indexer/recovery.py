@@ -188,7 +188,12 @@ class _Recovery:
                 transcripts = await self.post_call(document.conversation_id, request.communication_ids)
         except _API_ERRORS as exc:
             status = getattr(exc, "status", None)
-            log.warning("post-call transcript of %s unavailable (%s)", document.conversation_id, status)
+            log.warning(
+                "post-call transcript of %s unavailable (%s)",
+                document.conversation_id,
+                status,
+                extra={"conversation_id": document.conversation_id},
+            )
             transcripts = []
         if transcripts:
             document = _with_post_call(document, transcripts)
@@ -275,7 +280,12 @@ class _Recovery:
         try:
             event = structure(conversation or {"id": conversation_id}, ConversationEvent, what="conversation")
         except MalformedMessage as exc:
-            log.warning("conversation %s could not be recovered: %s", conversation_id, exc.reason)
+            log.warning(
+                "conversation %s could not be recovered: %s",
+                conversation_id,
+                exc.reason,
+                extra={"conversation_id": conversation_id},
+            )
             self.stats.recovered["failed"] += 1
             return
         state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
 import attrs
+from prometheus_client import Histogram
+
+#: Buckets (s) of the hang-up-to-indexed latency: the grace period is 5 s by default.
+LATENCY_BUCKETS_S: Final = (1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 __all__ = ["Statistics"]
 
@@ -24,6 +29,7 @@ class Statistics:
     """
 
     messages: Counter[str] = attrs.field(factory=Counter)
+    redactions: Counter[str] = attrs.field(factory=Counter)
     completed: Counter[str] = attrs.field(factory=Counter)
     recovered: Counter[str] = attrs.field(factory=Counter)
     utterances: int = 0
@@ -40,6 +46,23 @@ class Statistics:
     waiting_for_room: int = 0
     handovers: int = 0
     sink_retries: int = 0
+    sink_requests: int = 0
+    sink_items: int = 0
+    sink_item_failures: int = 0
+    #: The last write to every sink succeeded (or none was tried yet).
+    sink_available: bool = True
+    sockets_open: int = 0
+    #: Base URL of the metrics and health endpoints, once they listen.
+    http_url: str | None = None
+    #: Seconds from a conversation's end (``ended_at``) to its document being in every sink.
+    hangup_to_indexed: Histogram = attrs.field(
+        factory=lambda: Histogram(
+            "transcript_indexer_hangup_to_indexed_seconds",
+            "Seconds from a conversation's end to its document being in every sink",
+            registry=None,
+            buckets=LATENCY_BUCKETS_S,
+        )
+    )
     restored: int = 0
     reopened: int = 0
 

@@ -36,6 +36,7 @@ def _snapshot(stats: Statistics, outbox: Outbox) -> dict[str, Any]:
         "channels": stats.channels,
         "topics": stats.subscriptions,
         "waiting_for_room": stats.waiting_for_room,
+        "http": stats.http_url,
         **stats.summary(),
     }
 
@@ -81,6 +82,7 @@ def format_status(data: dict[str, Any] | None, now: float) -> str:
         f"channels             {data.get('channels', 0)} ({data.get('topics', 0)} topics, "
         f"{data.get('waiting_for_room', 0)} conversations waiting for room)",
         f"reconnects           {data.get('reconnects', 0)}, handovers {data.get('handovers', 0)}",
+        f"endpoints            {data.get('http') or '-'} (/metrics, /healthz, /readyz)",
         f"completed            {data.get('completed', {})}",
         f"recovered            {data.get('recovered', {})}",
     ]

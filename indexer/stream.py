@@ -222,12 +222,14 @@ class _Follower:
                     entry.handover_at = trio.current_time()
                     socket.wake.set()
 
+        self.stats.sockets_open += 1
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ping)
                 reason = await receive()
                 nursery.cancel_scope.cancel()
         finally:  # not shielded: when cancelled, the socket is closed without the handshake
+            self.stats.sockets_open -= 1
             with trio.move_on_after(CLOSE_TIMEOUT_S):
                 await ws.aclose()
         if not socket.retired:

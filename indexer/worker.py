@@ -35,6 +35,7 @@ from indexer.errors import ConfigError, MalformedMessage
 from indexer.genesys import GenesysClient
 from indexer.journal import Journal
 from indexer.models import Envelope
+from indexer.monitoring import serve_monitoring
 from indexer.outbox import Outbox
 from indexer.pipeline import Pipeline, deliver_transcripts, finalize_transcripts
 from indexer.plugins import Plugins
@@ -78,6 +79,7 @@ async def _run_flow(
     live: bool,
     drain_on_signals: bool,
     recover: Callable[..., Awaitable[None]] | None = None,
+    client: GenesysClient | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     dead_letters = DeadLetterStore(Path(config.state_dir) / "dead-letters.ndjson", stats)
@@ -104,19 +106,30 @@ async def _run_flow(
                     nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_grace_s
                 )
 
-            status_scope = trio.CancelScope()
+            # The status file and the endpoints report until delivery, the last task, is done.
+            reporting = (trio.CancelScope(), trio.CancelScope())
 
             async def report_status() -> None:
-                with status_scope:
+                with reporting[0]:
                     await write_status_forever(Path(config.state_dir) / "status.json", stats, outbox)
 
             async def deliver() -> None:
                 await deliver_transcripts(outbox, sinks, dead_letters, stats)
-                status_scope.cancel()  # delivery is the last task of the flow to finish
+                for scope in reporting:
+                    scope.cancel()
+
+            async def serve_endpoints(
+                task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                with reporting[1]:
+                    await serve_monitoring(config.http_listen, stats, outbox, client, task_status=task_status)
 
             nursery.start_soon(report_status)
+            if live and config.http_listen:
+                stats.http_url = (await nursery.start(serve_endpoints))[0]
+                log.info("metrics on %s/metrics, health on /healthz and /readyz", stats.http_url)
             nursery.start_soon(deliver)
-            nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters)
+            nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters, stats)
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:
                 recovery_send, recovery_recv = trio.open_memory_channel[RecoveryRequest](RECOVERY_BUFFER)
@@ -238,6 +251,7 @@ async def run_worker(
             )
             if config.recovery.enabled
             else None,
+            client=client,
             task_status=task_status,
         )
     return stats

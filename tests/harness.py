@@ -75,6 +75,7 @@ def live_config(
         stream=StreamSettings(capture_path=str(capture) if capture else None),
         recovery=RecoverySettings(post_call_retry_s=0.2, post_call_wait_s=30),
         state_dir=str(tmp_path / "state"),
+        http_listen="127.0.0.1:0",
         plugins={"opensearch": opensearch},
     )
 

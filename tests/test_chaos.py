@@ -156,6 +156,7 @@ def start_worker(emulator: Emulator, switch_url: str, tmp_path: Path, log: Any) 
         "GENESYS_QUEUES": ",".join(sorted(set(emulator.queues.values()))),
         "OPENSEARCH_URL": switch_url,
         "INDEXER_STATE_DIR": str(tmp_path / "state"),
+        "INDEXER_HTTP_LISTEN": "127.0.0.1:0",
     }
     command = [sys.executable, "-m", "indexer", "run", "--config", str(config)]
     return subprocess.Popen(command, env=env, stderr=log, stdout=log)

@@ -11,11 +11,13 @@ import json
 import signal
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import trio
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.config import Config
 from indexer.demo import build_demo_corpus, find_leaks
@@ -50,7 +52,34 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
             start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(120):
                 await arrivals.done.wait()
+                while stats.indexed < CONVERSATIONS:  # noqa: ASYNC110 -- counted after the last sink
+                    await trio.sleep(0.01)
+            assert stats.http_url is not None
+            async with httpx.AsyncClient(base_url=stats.http_url) as http:
+                alive, ready, metrics = [await http.get(p) for p in ("/healthz", "/readyz", "/metrics")]
             nursery.cancel_scope.cancel()
+
+        assert alive.status_code == 200
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"token_valid": True, "sockets_open": True, "sink_reachable": True}
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(metrics.text)
+            for s in family.samples
+        }
+        assert samples[("transcript_indexer_conversations_completed_total", (("reason", "ended"),))] == 16
+        assert samples[("transcript_indexer_indexed_total", ())] == CONVERSATIONS
+        assert samples[("transcript_indexer_hangup_to_indexed_seconds_count", ())] == CONVERSATIONS
+        assert samples[("transcript_indexer_messages_received_total", (("kind", "transcription"),))] > 0
+        assert samples[("transcript_indexer_outbox_documents", ())] == 0
+        assert (
+            samples[("transcript_indexer_channels", ())]
+            == samples[("transcript_indexer_sockets_open", ())]
+            == 1
+        )
+        assert samples[("transcript_indexer_bulk_items_total", ())] >= CONVERSATIONS
+        redacted = sum(v for (name, _), v in samples.items() if name == "transcript_indexer_redactions_total")
+        assert redacted >= len(injected)
 
         documents = indexed_sources(live_index.url)
         print(

@@ -128,7 +128,7 @@ async def test_failed_redaction_goes_to_dead_letters_not_the_outbox(tmp_path: Pa
     send, receive = trio.open_memory_channel[TranscriptDocument](10)
     pipeline = Pipeline(validators=(), rules=RuleSet((Exploding(),)))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(finalize_transcripts, receive, pipeline, outbox, dead)
+        nursery.start_soon(finalize_transcripts, receive, pipeline, outbox, dead, stats)
         await send.send(_document("hello"))
         await send.aclose()
     assert outbox.usage().entries == 0

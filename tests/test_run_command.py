@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
@@ -55,15 +57,25 @@ def emulate(corpus: list[CorpusConversation], tmp_path: Path, *flags: str) -> It
 
 
 def run_worker(
-    config_text: str, ready: dict[str, Any], opensearch_url: str, tmp_path: Path, *, capture_log: bool = False
+    config_text: str,
+    ready: dict[str, Any],
+    opensearch_url: str,
+    tmp_path: Path,
+    *,
+    capture_log: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """``transcript-indexer run`` with ``config_text`` as its TOML file.
 
     :param capture_log: pipe stderr (then read it with ``communicate``, or the pipe fills).
+    :param env: variables to set on top of the emulator's and OpenSearch's.
     """
     config = tmp_path / "indexer.toml"
     config.write_text(config_text)
-    env = worker_environment(ready, opensearch_url=opensearch_url, state_dir=tmp_path / "state")
+    env = {
+        **worker_environment(ready, opensearch_url=opensearch_url, state_dir=tmp_path / "state"),
+        **(env or {}),
+    }
     stderr = subprocess.PIPE if capture_log else None
     return subprocess.Popen([*COMMAND, "run", "--config", str(config)], env=env, stderr=stderr, text=True)
 
@@ -83,18 +95,33 @@ def indexed_count(client: OpenSearch) -> int:
     return count
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, tmp_path: Path) -> None:
-    """Every conversation indexed with PII masked; SIGTERM drains and exits 0."""
+    """Every conversation indexed, PII masked; endpoints answer; JSON logs hold no content; SIGTERM drains."""
     corpus, injected = build_demo_corpus(COUNT, seed=2024, pii_share=0.6, offset=7168 - COUNT)
     worker = None
+    endpoints = f"http://127.0.0.1:{free_port()}"
     with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6") as ready, osmem.clone() as index:
         try:
             worker = run_worker(
-                "[completion]\ngrace_period_s = 1.0\n", ready, index.url, tmp_path, capture_log=True
+                "[completion]\ngrace_period_s = 1.0\n",
+                ready,
+                index.url,
+                tmp_path,
+                capture_log=True,
+                env={"INDEXER_LOG_FORMAT": "json", "INDEXER_HTTP_LISTEN": endpoints.removeprefix("http://")},
             )
             client = OpenSearch(hosts=[index.url])
             wait_for(lambda: indexed_count(client) >= COUNT or worker.poll() is not None, 120)
             count = indexed_count(client)
+            ready_answer = httpx.get(f"{endpoints}/readyz")
+            metrics = httpx.get(f"{endpoints}/metrics").text
             worker.send_signal(signal.SIGTERM)
             _, log = worker.communicate(timeout=60)
         finally:
@@ -105,10 +132,23 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, 
         documents = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
         assert all(d["complete"] for d in documents)
         assert find_leaks(client, "transcripts", injected) == []
-        assert "received SIGTERM, draining" in log
+        assert ready_answer.status_code == 200, ready_answer.text
+        assert 'transcript_indexer_conversations_completed_total{reason="ended"} 30.0' in metrics
+        assert "transcript_indexer_token_renewals_total 1.0" in metrics
+
+        # Every log line is one JSON event, and none holds content, a PII value or a secret.
+        events = [json.loads(line) for line in log.splitlines()]
+        assert {"timestamp", "level", "logger", "event"} <= set(events[0])
+        assert any(e["event"] == "received SIGTERM, draining" for e in events)
+        closed = [e for e in events if e["event"].startswith("conversation ") and "closed" in e["event"]]
+        assert len(closed) == COUNT and all(e["conversation_id"] in e["event"] for e in closed)
+        spoken = {t.text for c in corpus for t in c.turns if len(t.text) >= 12}
+        spoken |= {asr_text(t.text) for c in corpus for t in c.turns if len(t.text) >= 12}
+        for line in log.splitlines():
+            assert not any(text in line for text in spoken), "a transcript text reached the log"
         for value in (p.value for p in injected):
             assert value not in log, "a PII value reached the log"
-        assert ready["client_secret"] not in log
+        assert ready["client_secret"] not in log and "Bearer" not in log and "access_token" not in log
 
 
 def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:

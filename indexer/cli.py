@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from indexer.config import Config, load_config
+from indexer.config import Config, load_config, parse_shard
 from indexer.errors import AuthenticationError, ConfigError, IndexerError
 from indexer.logs import LOG_FORMATS, configure_logging
 from indexer.plugins import Plugins, get_plugin_manager
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="follow Genesys Cloud and index transcripts until stopped")
     run.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
     run.add_argument("--capture", type=Path, help="append every received frame to this NDJSON file")
+    run.add_argument("--shard", help="i/n: follow the i-th (0-based) of n shares of the queues")
 
     replay = commands.add_parser("replay", help="index captured notification envelopes (NDJSON)")
     replay.add_argument("file", type=Path)
@@ -126,6 +127,9 @@ def _command(args: argparse.Namespace) -> int:
         config = _load(args.config, need_genesys=True)
         if args.capture:
             config = attrs.evolve(config, stream=attrs.evolve(config.stream, capture_path=str(args.capture)))
+        if args.shard:
+            parse_shard(args.shard)
+            config = attrs.evolve(config, shard=args.shard)
         trio.run(functools.partial(run_worker, config, _plugins()))
         return 0
     if args.command == "replay":

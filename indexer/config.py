@@ -29,6 +29,8 @@ __all__ = [
     "RecoverySettings",
     "StreamSettings",
     "load_config",
+    "parse_shard",
+    "shard_queues",
 ]
 
 #: Region name (SDK enum, reference §1) → domain; API is ``api.{domain}``, login ``login.{domain}``.
@@ -141,6 +143,8 @@ class Config:
     :ivar state_dir: directory for the outbox and the dead-letter store.
     :ivar shutdown_grace_s: how long a SIGTERM/SIGINT drain may take, in seconds.
     :ivar outbox_max_bytes: disk the outbox may use; when full, intake waits (backpressure).
+    :ivar shard: ``"i/n"``: this replica follows the i-th (0-based) of n shares of the
+        configured queues (:func:`shard_queues`); ``None`` follows them all.
     :ivar http_listen: ``host:port`` of the metrics and health endpoints
         (:mod:`indexer.monitoring`); empty to serve none.
     :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
@@ -154,6 +158,7 @@ class Config:
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3
     http_listen: str = "127.0.0.1:9464"
+    shard: str | None = None
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
@@ -243,13 +248,53 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         data["state_dir"] = env["INDEXER_STATE_DIR"]
     if "INDEXER_HTTP_LISTEN" in env:
         data["http_listen"] = env["INDEXER_HTTP_LISTEN"]
+    if env.get("INDEXER_SHARD"):
+        data["shard"] = env["INDEXER_SHARD"]
     if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
         raise ConfigError("config file: [plugins] must hold one table per plugin")
     try:
         base = structure(data, Config, what="config")
     except MalformedMessage as exc:
         raise ConfigError(f"config file: {exc.reason}") from None
+    if base.shard is not None:
+        parse_shard(base.shard)
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
         raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
     genesys = _genesys(genesys_table, env) if need_genesys else None
     return attrs.evolve(base, genesys=genesys, plugins=plugins)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)`` with ``0 <= i < n``.
+
+    :raises ConfigError: naming ``INDEXER_SHARD`` / ``shard`` / ``--shard``.
+    """
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise ConfigError(f"shard {text!r} (INDEXER_SHARD, --shard) must be i/n with 0 <= i < n, e.g. 0/3")
+    return i, n
+
+
+def shard_queues(queue_names: Mapping[str, str], shard: str | None) -> dict[str, str]:
+    """The queues (id → name) one replica follows: the queues sorted by id, dealt round-robin.
+
+    Every replica with the same queue list and ``n`` computes the same split, so the
+    shares are disjoint and cover every queue. A queue that moves to another replica
+    when the list changes may be indexed by both for a while, which versioned documents
+    make harmless.
+
+    :raises ConfigError: the shard is malformed, or it gets no queue (more replicas than queues).
+    """
+    if shard is None:
+        return dict(queue_names)
+    i, n = parse_shard(shard)
+    mine = {qid: queue_names[qid] for k, qid in enumerate(sorted(queue_names)) if k % n == i}
+    if not mine:
+        raise ConfigError(
+            f"shard {shard}: {len(queue_names)} queues leave this replica none (GENESYS_QUEUES)"
+        )
+    return mine

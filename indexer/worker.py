@@ -28,7 +28,7 @@ import httpx
 import trio
 
 from indexer.completion import SubscriptionChange, detect_completion
-from indexer.config import Config
+from indexer.config import Config, shard_queues
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import ConfigError, MalformedMessage
@@ -209,8 +209,10 @@ async def run_worker(
         httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http
     ):
         client = GenesysClient(client_http, config.genesys)
-        queue_names = await client.resolve_queues(config.genesys.queues)
-        log.info("following %d queues", len(queue_names))
+        queue_names = shard_queues(await client.resolve_queues(config.genesys.queues), config.shard)
+        log.info(
+            "following %d queues%s", len(queue_names), f" (shard {config.shard})" if config.shard else ""
+        )
         pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
 
         async def source(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.config import load_config
+from indexer.config import load_config, shard_queues
 from indexer.errors import ConfigError
 
 ENV = {
@@ -78,3 +78,23 @@ def test_bad_config_files(tmp_path: Path, toml: str, message: str) -> None:
     path.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_config(path, ENV)
+
+
+def test_shards_split_the_queues_disjointly_and_completely() -> None:
+    """Every replica computes the same split; together they follow each queue exactly once."""
+    queues = {f"q{n:02}": f"Queue {n}" for n in range(10)}
+    shares = [shard_queues(dict(reversed(queues.items())), f"{i}/3") for i in range(3)]
+    assert sorted(q for share in shares for q in share) == sorted(queues)
+    assert [len(share) for share in shares] == [4, 3, 3]
+    assert shard_queues(queues, None) == queues
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/2", "-1/2"])
+def test_bad_shards_name_the_setting(shard: str) -> None:
+    with pytest.raises(ConfigError, match="INDEXER_SHARD"):
+        load_config(None, {**ENV, "INDEXER_SHARD": shard})
+
+
+def test_a_shard_without_queues_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="GENESYS_QUEUES"):
+        shard_queues({"q1": "Billing"}, "1/2")

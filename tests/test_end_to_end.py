@@ -11,6 +11,7 @@ import json
 import signal
 from pathlib import Path
 
+import attrs
 import httpx
 import jsonschema
 import pytest
@@ -203,3 +204,32 @@ async def test_duplicated_reordered_and_late_messages_lose_nothing(
         indexed = [u["utterance_id"] for u in documents[scenario.conversation_id]["utterances"]]
         assert indexed == [u.utterance_id for u in scenario.utterances]
     assert stats.dead_letters == 0
+
+
+async def test_two_replicas_split_the_queues(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Replicas 0/2 and 1/2 follow disjoint queues on their own channels; together they index all."""
+    count = 12
+    corpus, _ = build_demo_corpus(count, seed=31, pii_share=0.0, offset=4500)
+    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
+    replicas = [(Arrivals(expected=count), Statistics()) for _ in range(2)]
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+            for shard, (arrivals, stats) in enumerate(replicas):
+                config = attrs.evolve(
+                    live_config(base_url, corpus, {"url": index.url}, tmp_path / f"replica-{shard}"),
+                    shard=f"{shard}/2",
+                )
+                start_worker(nursery, config, stats=stats, arrivals=arrivals)
+            with trio.fail_after(120):
+                while len(replicas[0][0].seen | replicas[1][0].seen) < count:  # noqa: ASYNC110 -- two sinks
+                    await trio.sleep(0.05)
+            subscribed = [set(c.topics) for c in emulator.channels.values() if c.connection is not None]
+            nursery.cancel_scope.cancel()
+        documents = indexed_sources(index.url)
+    assert set(documents) == set(emulator.scenarios)
+    seen = [arrivals.seen for arrivals, _ in replicas]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]  # each indexed its own queues' calls
+    queue_topics = [{t for t in topics if ".routing.queues." in t} for topics in subscribed]
+    assert len(queue_topics) == 2 and not queue_topics[0] & queue_topics[1]
+    assert len(queue_topics[0] | queue_topics[1]) == len({c.queue for c in corpus})

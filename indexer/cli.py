@@ -25,6 +25,7 @@ from pathlib import Path
 
 import attrs
 import trio
+from tqdm import tqdm
 
 from indexer.config import Config, load_config, parse_shard
 from indexer.errors import AuthenticationError, ConfigError, IndexerError
@@ -138,7 +139,13 @@ def _command(args: argparse.Namespace) -> int:
         if not args.file.is_file():
             raise ConfigError(f"replay file {args.file} does not exist")
         config = _load(args.config, need_genesys=False)
-        stats = trio.run(run_replay, config, _plugins(), args.file)
+        # A bar at a terminal (bytes of the file read); nothing otherwise (tqdm's disable=None).
+        with tqdm(
+            total=args.file.stat().st_size, desc="replay", unit="B", unit_scale=True, disable=None
+        ) as bar:
+            stats = trio.run(
+                functools.partial(run_replay, config, _plugins(), args.file, progress=bar.update)
+            )
         print(stats.summary())
         return 0
     if args.command == "emulate":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+from tqdm import tqdm
 
 from indexer.emulator.corpus import CorpusConversation, Turn, dump_corpus
 
@@ -246,19 +247,19 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
             config_path.write_text("[completion]\ngrace_period_s = 2.0\n", encoding="utf-8")
             worker = subprocess.Popen([*executable, "run", "--config", str(config_path)], env=env, text=True)
             client = OpenSearch(hosts=[search.url])
-            indexed, last = 0, -1
-            while indexed < len(corpus) and time.monotonic() - started < TIMEOUT_S:
-                time.sleep(1.0)
-                if worker.poll() is not None:
-                    print("the worker exited early", file=sys.stderr)
-                    return 1
-                if client.indices.exists_alias(name="transcripts"):
-                    client.indices.refresh(index="transcripts")
-                    indexed = client.count(index="transcripts")["count"]
-                if indexed != last and sys.stdout.isatty():
-                    print(f"\rindexed {indexed}/{len(corpus)}", end="", flush=True)
-                last = indexed
-            print(f"\nindexed {indexed} of {len(corpus)} conversations in {time.monotonic() - started:.0f} s")
+            indexed = 0
+            # A bar at a terminal; nothing otherwise (tqdm's disable=None).
+            with tqdm(total=len(corpus), desc="indexed", unit="conv", disable=None) as bar:
+                while indexed < len(corpus) and time.monotonic() - started < TIMEOUT_S:
+                    time.sleep(1.0)
+                    if worker.poll() is not None:
+                        print("the worker exited early", file=sys.stderr)
+                        return 1
+                    if client.indices.exists_alias(name="transcripts"):
+                        client.indices.refresh(index="transcripts")
+                        indexed = client.count(index="transcripts")["count"]
+                    bar.update(indexed - bar.n)
+            print(f"indexed {indexed} of {len(corpus)} conversations in {time.monotonic() - started:.0f} s")
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
             leaked = find_leaks(client, "transcripts", injected)

@@ -6,6 +6,7 @@ Capture a live stream with ``[stream] capture_path`` (or ``--capture``), then ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -24,14 +25,19 @@ async def read_replay(
     *,
     stats: Statistics,
     dead_letters: DeadLetterStore,
+    progress: Callable[[int], object] | None = None,
 ) -> None:
     """Send every conversation and transcription envelope in ``path`` downstream.
 
     Blank lines are skipped; a line that does not parse is counted and dead-lettered.
     Resources: closes ``envelopes`` at the end of the file.
+
+    :param progress: called with the size of each line read, in bytes (UTF-8).
     """
     async with envelopes, await trio.open_file(path, encoding="utf-8") as file:
         async for line in file:
+            if progress is not None:
+                progress(len(line.encode("utf-8")))
             text = line.strip()
             if not text:
                 continue

@@ -260,12 +260,19 @@ async def run_worker(
 
 
 async def run_replay(
-    config: Config, plugins: Plugins, path: Path, *, stats: Statistics | None = None
+    config: Config,
+    plugins: Plugins,
+    path: Path,
+    *,
+    stats: Statistics | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Statistics:
     """Run the same flow over captured envelopes (NDJSON) and return at the end of the file.
 
     Every conversation still open at the end is flushed (reason ``ended`` when its end
     signals arrived, else ``stream_end``).
+
+    :param progress: called with the bytes of each line read (for a progress bar).
     """
     stats = stats or Statistics()
 
@@ -276,7 +283,7 @@ async def run_replay(
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters)
+        await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters, progress=progress)
 
     await _run_flow(
         config, plugins, stats, start_source=source, queue_names={}, live=False, drain_on_signals=False

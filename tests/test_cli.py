@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import sample
 
 COMMAND = [sys.executable, "-m", "indexer"]
 
@@ -102,3 +108,37 @@ def test_status_reads_the_state_directory(tmp_path: Path) -> None:
     assert "outbox               2 transcripts, 900 bytes" in result.stdout
     assert "channels             2 (1005 topics, 0 conversations waiting for room)" in result.stdout
     assert json.loads(_run("status", "--json", env=env).stdout)["indexed"] == 7
+
+
+def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url: str) -> None:
+    """A progress bar on a terminal; nothing but the log when stderr is a pipe or a file."""
+    capture = tmp_path / "capture.ndjson"
+    frames = [sample("queue-conversation"), sample("transcription"), sample("transcription-ended")]
+    capture.write_text("".join(json.dumps(f) + "\n" for f in frames))
+    env = {"OPENSEARCH_URL": opensearch_url, "INDEXER_STATE_DIR": str(tmp_path / "state")}
+    piped = _run("--log-level", "WARNING", "replay", str(capture), env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert "replay:" not in piped.stderr and "\r" not in piped.stderr
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "OPENSEARCH_"))}
+    process = subprocess.Popen(
+        [*COMMAND, "--log-level", "WARNING", "replay", str(capture)],
+        env={**clean, **env, "INDEXER_STATE_DIR": str(tmp_path / "state2")},
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    assert b"replay: 100%" in shown

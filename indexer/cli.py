@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import sys
@@ -92,6 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--conversations", type=int, default=500)
     demo.add_argument("--speed", type=float, default=100.0)
     demo.add_argument("--state-dir", type=Path, default=Path("state/demo"))
+
+    search = commands.add_parser("search", help="find indexed conversations by what was said")
+    search.add_argument("text", nargs="?", help="words said in one utterance (all of them)")
+    search.add_argument("--phrase", action="store_true", help="the words as an exact phrase")
+    search.add_argument("--speaker", choices=["agent", "customer"], help="said by this speaker")
+    search.add_argument("--queue", help="queue name")
+    search.add_argument("--since", help="started at or after (ISO-8601 date or time, UTC)")
+    search.add_argument("--until", help="started before (ISO-8601 date or time, UTC)")
+    search.add_argument("--limit", type=int, default=20, help="conversations shown (default 20)")
+    search.add_argument("--json", action="store_true", help="one JSON object per conversation")
+    search.add_argument("--explain", action="store_true", help="print the query DSL and exit")
+    search.add_argument("--config", type=Path, help="TOML settings file (for plugins.opensearch)")
 
     status = commands.add_parser("status", help="what the worker using this state directory is doing")
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
@@ -169,8 +182,9 @@ def _command(args: argparse.Namespace) -> int:
         from indexer.demo import run_demo
 
         return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
+    if args.command == "search":
+        return _search(args)
     if args.command == "status":
-        import json
         import time
 
         from indexer.status import format_status, read_status
@@ -183,6 +197,41 @@ def _command(args: argparse.Namespace) -> int:
             print(f"{name}\t{origin}")
         return 0
     raise AssertionError(args.command)
+
+
+def _search(args: argparse.Namespace) -> int:
+    try:
+        from indexer_opensearch import sink_from_settings
+        from indexer_opensearch.search import SearchQuery, build_query, format_results, run_search
+    except ImportError:
+        raise ConfigError(
+            "search needs the OpenSearch plugin: pip install transcript-indexer-opensearch"
+        ) from None
+    from opensearchpy.exceptions import OpenSearchException
+
+    query = SearchQuery(
+        text=args.text,
+        phrase=args.phrase,
+        speaker=args.speaker,
+        queue=args.queue,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
+    if args.explain:
+        print(json.dumps(build_query(query), indent=2))
+        return 0
+    config = _load(args.config, need_genesys=False)
+    sink = sink_from_settings(dict(config.plugin_settings("opensearch")), dict(os.environ))
+    try:
+        total, results = run_search(sink.client, sink.alias, query)
+    except OpenSearchException as exc:
+        print(f"transcript-indexer: error: OpenSearch at OPENSEARCH_URL: {exc}", file=sys.stderr)
+        return 1
+    output = format_results(total, results, as_json=args.json, bold=sys.stdout.isatty())
+    if output:
+        print(output)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,10 @@ environment            TOML key                    meaning
 (none)                 ``timeout_s``               per request, default 60 s
 (none)                 ``retry_timeout_s``         retrying one call, default 30 s; then
                                                    the batch waits in the outbox
+(none)                 ``retention_days``          ISM: delete indices this many days
+                                                   after creation, default 365; 0: no ISM
+(none)                 ``rollover_age`` / ``_size``  ISM rollover of the write index,
+                                                   default ``30d`` / ``30gb``
 =====================  ==========================  ====================================
 
 At start-up the sink installs the index template (``schemas/index-template.json``, its
@@ -58,6 +62,7 @@ DEFAULT_ALIAS: Final = "transcripts"
 REQUEST_TIMEOUT_S: Final = 60
 RETRY_ATTEMPTS: Final = 5
 RETRY_TIMEOUT_S: Final = 30.0
+DEFAULT_RETENTION_DAYS: Final = 365
 
 
 def _transient(exc: Exception) -> bool:
@@ -80,6 +85,9 @@ class OpenSearchSink:
     max_chunk_bytes: int = 5 * 1024 * 1024
     timeout_s: float = REQUEST_TIMEOUT_S
     retry_timeout_s: float = RETRY_TIMEOUT_S
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    rollover_age: str = "30d"
+    rollover_size: str = "30gb"
     name: str = "opensearch"
     _client: OpenSearch | None = None
     _installed: bool = False
@@ -116,14 +124,66 @@ class OpenSearchSink:
             raise SinkError(f"OpenSearch at OPENSEARCH_URL unreachable: {type(exc).__name__}") from exc
 
     def _install(self) -> None:
+        managed = bool(self.retention_days) and self._install_policy()
         template = load_schema("index-template.json")
         template["index_patterns"] = [f"{self.alias}-*"]
+        if managed:  # a cluster without ISM rejects the setting
+            template["template"]["settings"]["plugins.index_state_management.rollover_alias"] = self.alias
         self.client.indices.put_index_template(name=self.alias, body=template)
         if not self.client.indices.exists_alias(name=self.alias):
             self.client.indices.create(
                 index=f"{self.alias}-000001", body={"aliases": {self.alias: {"is_write_index": True}}}
             )
             log.info("created index %s-000001 behind alias %s", self.alias, self.alias)
+        if managed:
+            # New indices get the policy from its ism_template; these may predate it.
+            self.client.plugins.index_management.add_policy(
+                f"{self.alias}-*", body={"policy_id": f"{self.alias}-retention"}
+            )
+
+    def policy(self) -> dict[str, Any]:
+        """The ISM policy (``schemas/ism-policy.json``) for this alias and these settings."""
+        body: dict[str, Any] = load_schema("ism-policy.json")
+        hot, _ = body["policy"]["states"]
+        hot["actions"][0]["rollover"] = {
+            "min_index_age": self.rollover_age,
+            "min_primary_shard_size": self.rollover_size,
+        }
+        hot["transitions"][0]["conditions"]["min_index_age"] = f"{self.retention_days}d"
+        body["policy"]["ism_template"][0]["index_patterns"] = [f"{self.alias}-*"]
+        return body
+
+    def _install_policy(self) -> bool:
+        """Create or update the ISM policy; ``False`` when the cluster has no ISM plugin.
+
+        Without ISM it logs that indices are neither rolled over nor deleted.
+        """
+        ism = self.client.plugins.index_management
+        policy_id = f"{self.alias}-retention"
+        try:
+            try:
+                ism.put_policy(policy_id, body=self.policy())
+            except TransportError as exc:
+                if exc.status_code != 409:
+                    raise
+                current = ism.get_policy(policy_id)
+                ism.put_policy(
+                    policy_id,
+                    body=self.policy(),
+                    params={"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]},
+                )
+        except TransportError as exc:
+            if exc.status_code not in (400, 404, 405):
+                raise
+            log.warning(
+                "OpenSearch at OPENSEARCH_URL has no Index State Management (%s): indices are not "
+                "rolled over or deleted; plugins.opensearch.retention_days has no effect",
+                exc.status_code,
+            )
+            return False
+        log.info("ISM policy %s: rollover at %s or %s, delete after %d days",
+                 policy_id, self.rollover_age, self.rollover_size, self.retention_days)  # fmt: skip
+        return True
 
     async def open(self) -> None:
         """Install the index template and the write alias.
@@ -141,11 +201,24 @@ class OpenSearchSink:
             await self._call(self._install)
             self._installed = True
 
+    def _homes(self, documents: Sequence[TranscriptDocument]) -> dict[str, str]:
+        """Conversation id → the index already holding its document.
+
+        After a rollover the alias writes to a new index; an update must replace the
+        document where it is, or the alias would hold two copies.
+        """
+        ids = [d.conversation_id for d in documents]
+        response = self.client.search(
+            index=self.alias, body={"query": {"ids": {"values": ids}}, "_source": False, "size": len(ids)}
+        )
+        return {hit["_id"]: hit["_index"] for hit in response["hits"]["hits"]}
+
     def _bulk(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+        homes = self._homes(documents)
         actions = (
             {
                 "_op_type": "index",
-                "_index": self.alias,
+                "_index": homes.get(d.conversation_id, self.alias),
                 "_id": d.conversation_id,
                 "version": d.version,
                 "version_type": "external",
@@ -217,6 +290,9 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
         "max_chunk_bytes",
         "timeout_s",
         "retry_timeout_s",
+        "retention_days",
+        "rollover_age",
+        "rollover_size",
     }
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -233,6 +309,9 @@ def sink_from_settings(settings: dict[str, Any], env: dict[str, str]) -> OpenSea
             max_chunk_bytes=int(settings.get("max_chunk_bytes", 5 * 1024 * 1024)),
             timeout_s=float(settings.get("timeout_s", REQUEST_TIMEOUT_S)),
             retry_timeout_s=float(settings.get("retry_timeout_s", RETRY_TIMEOUT_S)),
+            retention_days=int(settings.get("retention_days", DEFAULT_RETENTION_DAYS)),
+            rollover_age=str(settings.get("rollover_age", "30d")),
+            rollover_size=str(settings.get("rollover_size", "30gb")),
         )
     except (TypeError, ValueError):
         raise ConfigError("config file: plugins.opensearch sizes and timeouts must be numbers") from None

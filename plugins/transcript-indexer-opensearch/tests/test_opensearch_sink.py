@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import attrs
@@ -147,3 +148,52 @@ def test_template_maps_every_document_field() -> None:
     """The index template maps exactly the document's top-level fields (strict mapping)."""
     mapped = set(load_schema("index-template.json")["template"]["mappings"]["properties"])
     assert mapped == {f.name for f in attrs.fields(TranscriptDocument)}
+
+
+def test_the_ism_policy_carries_the_settings() -> None:
+    """schemas/ism-policy.json with the alias, rollover conditions and retention filled in."""
+    sink = OpenSearchSink(url="http://127.0.0.1:9", alias="calls", retention_days=90, rollover_age="7d")
+    policy = sink.policy()["policy"]
+    hot, delete = policy["states"]
+    assert hot["actions"] == [{"rollover": {"min_index_age": "7d", "min_primary_shard_size": "30gb"}}]
+    assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "90d"}}]
+    assert delete["actions"] == [{"delete": {}}]
+    assert policy["ism_template"][0]["index_patterns"] == ["calls-*"]
+
+
+async def test_without_ism_the_sink_says_so_and_still_writes(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster without the ISM plugin (osmem-server) gets one clear warning; writes go on."""
+    sink = OpenSearchSink(url=url)
+    await sink.open()
+    assert "has no Index State Management" in caplog.text and "retention_days" in caplog.text
+    assert all(r.ok for r in await sink.write([_document("c1", 1, "hello")]))
+    template = OpenSearch(hosts=[url]).indices.get_index_template(name="transcripts")
+    settings = template["index_templates"][0]["index_template"]["template"]["settings"]
+    assert "rollover_alias" not in json.dumps(settings)  # a cluster without ISM rejects it
+
+
+async def test_after_a_rollover_an_update_replaces_the_document_where_it_is(url: str) -> None:
+    """The write alias moved to a new index: a newer version still replaces the old copy, no duplicate."""
+    sink = OpenSearchSink(url=url)
+    await sink.open()
+    assert all(r.ok for r in await sink.write([_document("c1", 1, "first words")]))
+    client = OpenSearch(hosts=[url])
+    client.indices.create(index="transcripts-000002")
+    client.indices.update_aliases(
+        body={
+            "actions": [
+                {"add": {"index": "transcripts-000001", "alias": "transcripts", "is_write_index": False}},
+                {"add": {"index": "transcripts-000002", "alias": "transcripts", "is_write_index": True}},
+            ]
+        }
+    )
+    assert all(r.ok for r in await sink.write([_document("c1", 2, "first words and more")]))
+    assert all(r.ok for r in await sink.write([_document("c2", 1, "a new call")]))
+    client.indices.refresh(index="transcripts")
+    hits = client.search(index="transcripts", body={"query": {"match_all": {}}})["hits"]["hits"]
+    assert sorted((h["_id"], h["_index"], h["_source"]["text"]) for h in hits) == [
+        ("c1", "transcripts-000001", "first words and more"),
+        ("c2", "transcripts-000002", "a new call"),
+    ]

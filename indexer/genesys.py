@@ -31,7 +31,7 @@ from indexer.errors import AuthenticationError, GenesysError, MalformedMessage
 from indexer.models import Channel, ChannelTopic, Queue, QueueListing, TokenResponse
 from indexer.serialization import structure
 
-__all__ = ["GenesysClient"]
+__all__ = ["API_ERRORS", "GenesysClient"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ TOKEN_RENEW_FRACTION: Final = 0.1
 TOKEN_RENEW_MARGIN_S: Final = 60.0
 REQUEST_ATTEMPTS: Final = 8
 REQUEST_TIMEOUT_S: Final = 120.0
+#: What a Platform API call raises once the client's own retries are spent: callers that
+#: can try again later catch these (:class:`~indexer.errors.AuthenticationError`, a
+#: subclass of ``GenesysError``, is for them to stop on first).
+API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 

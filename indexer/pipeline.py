@@ -161,9 +161,9 @@ async def deliver_transcripts(
             else:
                 log.warning("%d documents not written (transient errors); retrying them", len(again))
         for document in batch:
-            reason = rejected.get(document.conversation_id)
             if document.conversation_id in again:
                 continue
+            reason = rejected.get(document.conversation_id)
             if reason is None:
                 stats.indexed += 1
                 if document.ended_at is not None:

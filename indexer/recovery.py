@@ -27,13 +27,12 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import attrs
-import httpx
 import trio
 
 from indexer.config import RecoverySettings
 from indexer.document import DocUtterance, DocWord, TranscriptDocument
-from indexer.errors import GenesysError, MalformedMessage
-from indexer.genesys import GenesysClient
+from indexer.errors import MalformedMessage
+from indexer.genesys import API_ERRORS, GenesysClient
 from indexer.models import ConversationEvent
 from indexer.redaction import join_text
 from indexer.serialization import format_time, structure
@@ -56,8 +55,6 @@ CONCURRENCY: Final = 8
 #: Longest wait (s) between two tries of a recovery request.
 RETRY_MAX_S: Final = 300.0
 _T = TypeVar("_T")
-#: REST failures that outlasted the client's own retries.
-_API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 _SPEAKERS = {"internal": "agent", "external": "customer"}
 
 
@@ -186,7 +183,7 @@ class _Recovery:
         try:
             async with self.limiter:
                 transcripts = await self.post_call(document.conversation_id, request.communication_ids)
-        except _API_ERRORS as exc:
+        except API_ERRORS as exc:
             status = getattr(exc, "status", None)
             log.warning(
                 "post-call transcript of %s unavailable (%s)",
@@ -213,7 +210,7 @@ class _Recovery:
         while True:
             try:
                 return await call()
-            except _API_ERRORS as exc:
+            except API_ERRORS as exc:
                 status = getattr(exc, "status", None)
                 if status in (400, 403):
                     log.error(
@@ -245,7 +242,7 @@ class _Recovery:
                 details = await self.client.get_json(
                     f"/api/v2/analytics/conversations/{conversation_id}/details"
                 )
-            except _API_ERRORS:  # its live state idles out and is reconciled then
+            except API_ERRORS:  # its live state idles out and is reconciled then
                 continue
             if details and details.get("conversationEnd"):
                 missed.append(details)

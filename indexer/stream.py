@@ -40,16 +40,15 @@ from collections.abc import Iterable
 from typing import Final
 
 import attrs
-import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, connect_websocket_url
 
 from indexer.completion import SubscriptionChange
 from indexer.config import StreamSettings
 from indexer.deadletter import DeadLetterStore
-from indexer.errors import AuthenticationError, ConfigError, GenesysError
+from indexer.errors import AuthenticationError, ConfigError
 from indexer.frames import accept_frame
-from indexer.genesys import GenesysClient
+from indexer.genesys import API_ERRORS, GenesysClient
 from indexer.models import Channel, Envelope
 from indexer.recovery import Gap
 from indexer.stats import Statistics
@@ -76,9 +75,6 @@ CONNECT_TIMEOUT_S: Final = 30.0
 CLOSE_TIMEOUT_S: Final = 5.0
 PING: Final = json.dumps({"message": "ping"})
 _SOCKET_ERRORS: Final = (HandshakeError, ConnectionClosed, OSError, trio.TooSlowError)
-#: REST failures that outlasted the client's retries: tried again later, never fatal.
-#: (:class:`~indexer.errors.AuthenticationError` is caught before these and stops the worker.)
-_API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 
 
 @attrs.define(eq=False)
@@ -166,6 +162,12 @@ class _Socket:
     lost_at_ms: int | None = None
     retired: bool = False
 
+    async def retire(self) -> None:
+        """Close the socket on purpose: its reader stops without reporting a loss."""
+        self.retired = True
+        with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            await self.ws.aclose()
+
 
 @attrs.define
 class _Follower:
@@ -252,9 +254,7 @@ class _Follower:
                 await self.client.replace_subscriptions(channel.id, entry.topics)
                 log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
         except BaseException:
-            socket.retired = True
-            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
-                await ws.aclose()
+            await socket.retire()
             raise
         return socket
 
@@ -266,14 +266,12 @@ class _Follower:
                 socket = await self._connect(sockets, entry, fresh.channel)
             except AuthenticationError:
                 raise
-            except (*_API_ERRORS, *_SOCKET_ERRORS) as exc:
+            except (*API_ERRORS, *_SOCKET_ERRORS) as exc:
                 log.warning("handover failed (%s); keeping the old socket", type(exc).__name__)
                 entry.handover_at = trio.current_time() + HANDOVER_RETRY_S
                 return old
             entry.channel, entry.handover_at = fresh.channel, fresh.handover_at
-        old.retired = True
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            await old.ws.aclose()
+        await old.retire()
         self.stats.handovers += 1
         log.info("handed over to channel %s", entry.channel.id)
         if old.lost_at_ms is not None:  # the old socket closed before the new one was live
@@ -296,7 +294,7 @@ class _Follower:
                             socket = await self._connect(sockets, entry, entry.channel)
                     except AuthenticationError:
                         raise
-                    except (*_API_ERRORS, *_SOCKET_ERRORS) as exc:
+                    except (*API_ERRORS, *_SOCKET_ERRORS) as exc:
                         failures += 1
                         self.stats.reconnects += 1
                         if lost_at_ms is None:
@@ -341,7 +339,7 @@ class _Follower:
                     log.info("notification channel gone; replaced by %s", entry.channel.id)
         except AuthenticationError:
             raise
-        except _API_ERRORS as exc:  # tried again at the next attempt
+        except API_ERRORS as exc:  # tried again at the next attempt
             log.warning("cannot check channel %s: %s", entry.channel.id, exc)
 
     # --- subscriptions ------------------------------------------------------------------
@@ -400,7 +398,7 @@ class _Follower:
                         await self.client.add_subscriptions(entry.channel.id, added[entry])
                 except AuthenticationError:
                     raise
-                except _API_ERRORS as exc:  # the next reconnect or handover repairs the list
+                except API_ERRORS as exc:  # the next reconnect or handover repairs the list
                     log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
 
     async def _grow(self, nursery: trio.Nursery) -> PooledChannel | None:
@@ -411,7 +409,7 @@ class _Follower:
             entry = await _create(self.client, {}, self.settings)
         except AuthenticationError:
             raise
-        except _API_ERRORS as exc:
+        except API_ERRORS as exc:
             log.warning("cannot open another channel: %s", exc)
             return None
         self.pool.channels.append(entry)

@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml $(PLUGINS)
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check indexer plugins tests conftest.py
-	$(BIN)/ruff format --check indexer plugins tests conftest.py
+	$(BIN)/ruff check indexer plugins tests docker conftest.py
+	$(BIN)/ruff format --check indexer plugins tests docker conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -4,7 +4,8 @@
 
     transcript-indexer run [--config FILE] [--capture FILE]
     transcript-indexer replay FILE [--config FILE]
-    transcript-indexer emulate --corpus FILE [--speed X] [--host H] [--port N]
+    transcript-indexer emulate (--corpus FILE | --chitchat N) [--speed X] [--host H] [--port N]
+                               [--public-url URL]
     transcript-indexer demo [--conversations N]
     transcript-indexer status [--config FILE] [--json]
     transcript-indexer plugins list
@@ -64,9 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
 
     emulate = commands.add_parser("emulate", help="serve a Genesys Cloud emulator playing a corpus")
-    emulate.add_argument("--corpus", type=Path, required=True, help="NDJSON, one conversation per line")
+    played = emulate.add_mutually_exclusive_group(required=True)
+    played.add_argument("--corpus", type=Path, help="NDJSON, one conversation per line")
+    played.add_argument(
+        "--chitchat",
+        type=int,
+        metavar="N",
+        help="play N chitchat-dataset conversations, a quarter with Faker PII (the demo extra)",
+    )
     emulate.add_argument("--speed", type=float, default=1.0, help="time compression factor (default 1)")
     emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument(
+        "--public-url", help="base URL clients use, when not the bound address (e.g. http://emulator:8080)"
+    )
     emulate.add_argument("--port", type=int, default=0, help="0 = any free port")
     emulate.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds (real time)")
     emulate.add_argument(
@@ -162,8 +173,17 @@ def _command(args: argparse.Namespace) -> int:
         print(stats.summary())
         return 0
     if args.command == "emulate":
-        from indexer.emulator import EmulatorSettings, serve_emulator
+        from indexer.emulator import EmulatorSettings, load_corpus, serve_emulator
 
+        if args.chitchat is not None:
+            from indexer.demo import build_demo_corpus
+
+            try:
+                corpus, _ = build_demo_corpus(args.chitchat)
+            except ValueError as exc:
+                raise ConfigError(f"--chitchat: {exc}") from None
+        else:
+            corpus = load_corpus(args.corpus)
         settings = EmulatorSettings(
             speed=args.speed,
             heartbeat_interval_s=args.heartbeat_interval,
@@ -175,8 +195,9 @@ def _command(args: argparse.Namespace) -> int:
             duplicate_rate=args.duplicate_rate,
             reorder_rate=args.reorder_rate,
             late_utterance_rate=args.late_utterance_rate,
+            public_url=args.public_url,
         )
-        trio.run(functools.partial(serve_emulator, args.corpus, settings, host=args.host, port=args.port))
+        trio.run(functools.partial(serve_emulator, corpus, settings, host=args.host, port=args.port))
         return 0
     if args.command == "demo":
         from indexer.demo import run_demo

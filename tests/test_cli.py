@@ -37,6 +37,11 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             {},
             "corpus file /nonexistent.ndjson does not exist",
         ),
+        (
+            ("emulate", "--chitchat", "9000"),
+            {},
+            "--chitchat: chitchat-dataset holds 7168 conversations, not 9000",
+        ),
     ],
 )
 def test_setting_errors_exit_2_with_one_line(
@@ -83,6 +88,25 @@ def test_emulate_prints_its_ready_line(tmp_path: Path) -> None:
         assert ready["queues"] == ["Billing"]
         assert ready["api_base_url"].startswith("http://127.0.0.1:")
         assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_emulate_plays_chitchat_conversations_under_a_public_url() -> None:
+    """``emulate --chitchat N --public-url URL``: the compose file's emulator profile."""
+    process = subprocess.Popen(
+        [*COMMAND, "emulate", "--chitchat", "5", "--port", "0", "--public-url", "http://emulator:8080"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        assert ready["api_base_url"] == ready["login_base_url"] == "http://emulator:8080"
+        assert ready["queues"] and set(ready["queues"]) <= {"Billing", "Support", "Sales", "Retention"}
     finally:
         process.terminate()
         process.wait(timeout=10)

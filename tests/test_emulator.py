@@ -116,6 +116,24 @@ async def test_transcript_url_is_pre_signed() -> None:
         assert phrases[0]["text"] == "hi i'm calling about my invoice"
 
 
+async def test_public_url_is_the_base_of_every_url_handed_out() -> None:
+    """Behind a container network the emulator hands out its public URL, not its bind address."""
+    settings = EmulatorSettings(speed=5000, start_delay_s=0, public_url="http://emulator.test:8080/")
+    emulator = Emulator(CORPUS, settings)
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        bound = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+        assert bound.startswith("http://127.0.0.1:")
+        token = await http.post(
+            f"{bound}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("emulator-client", "emulator-secret"),
+        )
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        channel = (await http.post(f"{bound}/api/v2/notifications/channels", headers=headers)).json()
+        assert channel["connectUri"] == f"ws://emulator.test:8080/channels/{channel['id']}"
+        nursery.cancel_scope.cancel()
+
+
 async def test_subscription_limit_is_enforced() -> None:
     """More than 1,000 topics on a channel is a 400 (reference §3.8)."""
     async with emulator_after_the_call() as (_, http):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
 import trio
 
@@ -34,12 +34,11 @@ def ready_line(emulator: Emulator) -> dict[str, object]:
     }
 
 
-async def serve_emulator(corpus: Path, settings: EmulatorSettings, *, host: str, port: int) -> None:
-    """Serve the emulator until cancelled; print one JSON line on stdout when ready.
-
-    :raises ConfigError: the corpus file is missing or invalid.
-    """
-    emulator = Emulator(load_corpus(corpus), settings)
+async def serve_emulator(
+    corpus: Sequence[CorpusConversation], settings: EmulatorSettings, *, host: str, port: int
+) -> None:
+    """Serve the emulator until cancelled; print one JSON line on stdout when ready."""
+    emulator = Emulator(list(corpus), settings)
     async with trio.open_nursery() as nursery:
         await nursery.start(lambda task_status: emulator.run(host=host, port=port, task_status=task_status))
         sys.stdout.write(json.dumps(ready_line(emulator)) + "\n")

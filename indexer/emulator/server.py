@@ -78,6 +78,9 @@ class EmulatorSettings:
     :ivar reorder_rate: share of transcription messages held back behind the next one (fault).
     :ivar late_utterance_rate: share of conversations whose last utterance comes after
         ``SESSION_ENDED`` (fault).
+    :ivar public_url: the base URL clients reach the emulator at, when it is not the
+        bound address (``http://emulator:8080`` in a container network); it is the base
+        of every ``connectUri`` and download URL handed out.
     """
 
     speed: float = 1.0
@@ -92,6 +95,7 @@ class EmulatorSettings:
     late_utterance_rate: float = 0.0
     client_id: str = "emulator-client"
     client_secret: str = attrs.field(default="emulator-secret", repr=False)
+    public_url: str | None = None
 
 
 @attrs.define
@@ -634,7 +638,11 @@ class Emulator:
         port: int = 0,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled; reports the base URL (``http://host:port``) when listening."""
+        """Serve until cancelled; reports the bound URL (``http://host:port``) when listening.
+
+        Clients are handed URLs under ``settings.public_url`` when it is set, else under
+        the bound URL (:attr:`base_url`).
+        """
         config = HypercornConfig()
         config.bind = [f"{host}:{port}"]
         config.accesslog = None
@@ -645,7 +653,7 @@ class Emulator:
             self._nursery = nursery
             app: Any = self.app()  # Starlette's ASGI callable is typed looser than hypercorn's annotation
             binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
-            self.base_url = binds[0]
+            self.base_url = (self.settings.public_url or binds[0]).rstrip("/")
             self.epoch_ms = int(time.time() * 1000)
             self.t0 = trio.current_time()
             first_start = self.epoch_ms + int(self.settings.start_delay_s * self.settings.speed * 1000)
@@ -661,7 +669,7 @@ class Emulator:
                 self.scenarios[scenario.conversation_id] = scenario
             nursery.start_soon(self._play)
             nursery.start_soon(self._close_expired_channels)
-            task_status.started(self.base_url)
+            task_status.started(binds[0])
 
 
 def _iso(ms: int) -> str:

@@ -44,7 +44,7 @@ import stamina
 import trio
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import ConnectionTimeout, TransportError
+from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 
 from indexer import hookimpl
 from indexer.config import Config
@@ -66,9 +66,21 @@ DEFAULT_RETENTION_DAYS: Final = 365
 
 
 def _transient(exc: Exception) -> bool:
+    if isinstance(exc, SSLError):  # a certificate not trusted today is not trusted in 1 s
+        return False
     if isinstance(exc, OSConnectionError | ConnectionTimeout):
         return True
     return isinstance(exc, TransportError) and exc.status_code in (429, 502, 503, 504)
+
+
+def _ssl_reason(exc: SSLError) -> str:
+    """The verification failure without addresses, e.g. ``self-signed certificate in chain``."""
+    text = str(exc.info) if exc.info is not None else str(exc)
+    for reason in ("self-signed certificate", "unable to get local issuer certificate", "Hostname mismatch",
+                   "certificate has expired", "IP address mismatch"):  # fmt: skip
+        if reason.lower() in text.lower():
+            return reason
+    return "certificate verify failed"
 
 
 @attrs.define
@@ -118,6 +130,11 @@ class OpenSearchSink:
 
         try:
             return await trio.to_thread.run_sync(with_retries, limiter=self._limiter)
+        except SSLError as exc:
+            raise SinkError(
+                "OpenSearch at OPENSEARCH_URL: TLS verification failed; set OPENSEARCH_CA_CERTS to "
+                f"the CA bundle that signed the cluster's certificate ({_ssl_reason(exc)})"
+            ) from exc
         except TransportError as exc:
             raise SinkError(f"OpenSearch at OPENSEARCH_URL: {exc.status_code} {exc.error}") from exc
         except Exception as exc:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from indexer.errors import ConfigError, MalformedMessage
+
+if TYPE_CHECKING:
+    from indexer.redaction import Operators
 
 __all__ = [
     "REGIONS",
@@ -27,6 +30,7 @@ __all__ = [
     "Config",
     "GenesysSettings",
     "RecoverySettings",
+    "RedactionSettings",
     "StreamSettings",
     "load_config",
     "parse_shard",
@@ -71,6 +75,41 @@ class GenesysSettings:
     client_id: str
     client_secret: str = attrs.field(repr=False)
     queues: tuple[str, ...]
+
+
+@attrs.frozen
+class RedactionSettings:
+    """How findings are replaced (:mod:`indexer.redaction`).
+
+    :ivar operators: rule id or entity type → ``mask``, ``partial`` or ``hash``; the
+        rest are masked. ``[redaction.operators]`` in the config file.
+    :ivar hmac_key: the secret of ``hash``; from ``INDEXER_REDACTION_HMAC_KEY`` (keep it
+        out of the file). Changing it changes every hash.
+    """
+
+    operators: Mapping[str, str] = attrs.field(factory=dict)
+    hmac_key: str | None = attrs.field(default=None, repr=False)
+
+    def build(self) -> Operators:
+        """The :class:`~indexer.redaction.Operators` these settings describe."""
+        from indexer.redaction import Operators
+
+        key = self.hmac_key.encode() if self.hmac_key else None
+        return Operators(by_rule=dict(self.operators), hmac_key=key)
+
+
+def _check_redaction(settings: RedactionSettings) -> None:
+    from indexer.redaction import OPERATORS
+
+    for name, operator in settings.operators.items():
+        if operator not in OPERATORS:
+            raise ConfigError(
+                f"redaction.operators.{name}: unknown operator {operator!r} (one of {', '.join(OPERATORS)})"
+            )
+        if operator == "hash" and not settings.hmac_key:
+            raise ConfigError(f"INDEXER_REDACTION_HMAC_KEY is not set (redaction.operators.{name} is hash)")
+    if settings.hmac_key is not None and len(settings.hmac_key) < 16:
+        raise ConfigError("INDEXER_REDACTION_HMAC_KEY must be at least 16 characters")
 
 
 @attrs.frozen
@@ -154,6 +193,7 @@ class Config:
     completion: CompletionSettings = CompletionSettings()
     stream: StreamSettings = StreamSettings()
     recovery: RecoverySettings = RecoverySettings()
+    redaction: RedactionSettings = RedactionSettings()
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3
@@ -250,6 +290,10 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         data["http_listen"] = env["INDEXER_HTTP_LISTEN"]
     if env.get("INDEXER_SHARD"):
         data["shard"] = env["INDEXER_SHARD"]
+    if env.get("INDEXER_REDACTION_HMAC_KEY"):
+        redaction = data.setdefault("redaction", {})
+        if isinstance(redaction, dict):
+            redaction["hmac_key"] = env["INDEXER_REDACTION_HMAC_KEY"]
     if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
         raise ConfigError("config file: [plugins] must hold one table per plugin")
     try:
@@ -260,6 +304,7 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         parse_shard(base.shard)
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
         raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
+    _check_redaction(base.redaction)
     genesys = _genesys(genesys_table, env) if need_genesys else None
     return attrs.evolve(base, genesys=genesys, plugins=plugins)
 

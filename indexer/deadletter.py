@@ -8,7 +8,8 @@ whose redaction failed). Each line::
      "reason": "missing topicName", "conversation_id": null, "payload": ...}
 
 Kinds: ``malformed_message``, ``late_message``, ``utterance_limit``, ``validation_failed``,
-``redaction_failed``, ``sink_rejected``.
+``redaction_failed`` (a rule raised), ``quarantined`` (the verification re-scan still found
+PII after redaction; the reason names the rule ids), ``sink_rejected``.
 """
 
 from __future__ import annotations

@@ -100,9 +100,10 @@ def build_demo_corpus(
         if rng.random() < pii_share:
             kind, value, sentence = _pii_sentence(fake, rng)
             customer_turns = [i for i, t in enumerate(turns) if t.speaker == "customer"]
-            at = rng.choice(customer_turns)
-            turns[at] = Turn(speaker="customer", text=f"{turns[at].text} {sentence}")
-            injected.append(InjectedPii(index, kind, value))
+            if customer_turns:  # a few dataset conversations have one speaker only
+                at = rng.choice(customer_turns)
+                turns[at] = Turn(speaker="customer", text=f"{turns[at].text} {sentence}")
+                injected.append(InjectedPii(index, kind, value))
         corpus.append(
             CorpusConversation(
                 turns=tuple(turns),

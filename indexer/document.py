@@ -14,6 +14,7 @@ import attrs
 
 __all__ = [
     "COMPLETION_REASONS",
+    "AuditEntry",
     "DocParticipant",
     "DocUtterance",
     "DocWord",
@@ -83,11 +84,34 @@ class DocUtterance:
 
 
 @attrs.frozen
+class AuditEntry:
+    """One redacted span, for the audit record; never the value.
+
+    :ivar field: ``text`` (``start``/``end`` are character offsets into the utterance's
+        original text) or ``words`` (indices into its words, end exclusive).
+    :ivar operator: ``mask``, ``partial`` or ``hash`` (:mod:`indexer.redaction`).
+    """
+
+    rule_id: str
+    entity_type: str
+    utterance_id: str
+    field: str
+    start: int
+    end: int
+    operator: str
+
+
+@attrs.frozen
 class RedactionSummary:
-    """What redaction did, without any value: findings per entity type and the rule set version."""
+    """What redaction did, without any value: findings per entity type and the rule set version.
+
+    :ivar findings: the audit entries. Sinks keep them out of the searchable transcript;
+        the OpenSearch sink writes them to the audit index (``<alias>-audit``).
+    """
 
     rule_set_version: str
     counts: dict[str, int] = attrs.field(factory=dict)
+    findings: tuple[AuditEntry, ...] = ()
 
 
 @attrs.frozen

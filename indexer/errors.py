@@ -10,8 +10,10 @@
     │   ├── AuthenticationError   the token endpoint refused the client credentials
     │   └── StreamClosed          the notification WebSocket closed or went silent
     ├── PluginError               a plugin contributed something unusable
-    │   └── RedactionFailed       a redaction rule raised or left PII behind; the transcript
-    │                             is dead-lettered, never indexed (fails closed)
+    │   └── RedactionFailed       a redaction rule raised; the transcript is dead-lettered,
+    │       │                     never indexed (fails closed)
+    │       └── ResidualPII       the verification re-scan still found PII after redaction;
+    │                             the transcript is quarantined with the rule ids
     └── SinkError                 a sink could not write a batch and gave up
 
 Third-party exceptions are translated at the module that calls the library
@@ -28,6 +30,7 @@ __all__ = [
     "MalformedMessage",
     "PluginError",
     "RedactionFailed",
+    "ResidualPII",
     "SinkError",
     "StreamClosed",
 ]
@@ -83,6 +86,17 @@ class RedactionFailed(PluginError):
 
     The message names the rule ids, never the values.
     """
+
+
+class ResidualPII(RedactionFailed):
+    """The verification re-scan found PII in a redacted transcript.
+
+    :ivar rule_ids: the rules that still match (never the values).
+    """
+
+    def __init__(self, rule_ids: list[str]) -> None:
+        super().__init__(f"verification re-scan still matches rules: {', '.join(rule_ids)}")
+        self.rule_ids = rule_ids
 
 
 class SinkError(IndexerError):

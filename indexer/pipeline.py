@@ -18,7 +18,7 @@ import trio
 
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.errors import RedactionFailed, SinkError
+from indexer.errors import RedactionFailed, ResidualPII, SinkError
 from indexer.outbox import Outbox
 from indexer.redaction import RuleSet
 from indexer.serialization import unstructure
@@ -95,7 +95,12 @@ async def finalize_transcripts(
                 try:
                     finished = pipeline.finalize(document)
                 except (ValidationFailed, RedactionFailed) as exc:
-                    kind = "validation_failed" if isinstance(exc, ValidationFailed) else "redaction_failed"
+                    if isinstance(exc, ValidationFailed):
+                        kind = "validation_failed"
+                    elif isinstance(exc, ResidualPII):
+                        kind = "quarantined"  # redaction ran, and PII was still found
+                    else:
+                        kind = "redaction_failed"
                     log.warning(
                         "conversation %s not indexed: %s",
                         document.conversation_id,

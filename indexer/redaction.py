@@ -1,39 +1,84 @@
 """Applying redaction rules to a transcript document, and checking the result.
 
 A rule finds spans (findings) in a text; the rule set merges overlapping findings and
-replaces each with its entity type in brackets (the ``replace`` operator):
-``"my card is 4111 1111 1111 1111"`` → ``"my card is [CREDIT_CARD]"``. Words are
-redacted on the text they spell when joined with spaces, so a value spoken over several
-words is caught and every word of it is replaced.
+replaces each with what its **operator** makes of it:
 
-After redaction every rule re-scans the redacted document (the verification gate); any
-residual finding, or any rule that raises, fails the transcript closed with
-:class:`~indexer.errors.RedactionFailed`, whose message names rule ids, never values.
+=========  =======================================  ==========================
+operator   ``4111 1111 1111 1111`` becomes           use
+=========  =======================================  ==========================
+mask       ``[CREDIT_CARD]``                         the default
+partial    ``[CREDIT_CARD ****1111]``                last 4 characters kept (values
+                                                     under 8 characters are masked)
+hash       ``[CREDIT_CARD #kdofbhcaplnegjim]``       HMAC-SHA256 with a secret key of
+                                                     the value's canonical form, as 16
+                                                     letters: the same card links across
+                                                     conversations, written or spoken
+=========  =======================================  ==========================
+
+Texts are scanned by **passage**: the utterances of one speaker in one communication,
+each starting within ``PASSAGE_GAP_MS`` of the previous one's end (the other party may
+speak in between), joined with spaces. A card number read out over two utterances is
+found in the passage and redacted in both. Words are redacted on the text they spell
+when joined with spaces, so a value spoken over several words is caught and every word
+of it is replaced.
+
+After redaction every rule re-scans the redacted document (the verification gate),
+with the operators' own replacements blanked out; any residual finding, or any rule
+that raises, fails the transcript closed with :class:`~indexer.errors.RedactionFailed`,
+whose message names rule ids, never values. Each redacted span is recorded as an
+:class:`~indexer.document.AuditEntry` (rule, entity type, utterance, offsets, operator).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-from indexer.document import DocUtterance, RedactionSummary, TranscriptDocument
-from indexer.errors import RedactionFailed
+from indexer.document import AuditEntry, DocUtterance, RedactionSummary, TranscriptDocument
+from indexer.errors import RedactionFailed, ResidualPII
 
-__all__ = ["Finding", "RedactionRule", "RuleSet", "join_text"]
+__all__ = [
+    "OPERATORS",
+    "PASSAGE_GAP_MS",
+    "Finding",
+    "Operators",
+    "RedactionRule",
+    "RuleSet",
+    "canonical",
+    "join_text",
+    "passages",
+]
+
+#: The operators a rule's findings can be replaced with.
+OPERATORS: Final = ("mask", "partial", "hash")
+#: Utterances of one speaker this close (end to next start, ms) are scanned together.
+PASSAGE_GAP_MS: Final = 15_000
+#: Values shorter than this (alphanumeric characters) are masked, not partially masked.
+PARTIAL_MIN_CHARS: Final = 8
+#: What the operators write; the verification re-scan blanks these out first.
+REPLACEMENT: Final = re.compile(r"\[[A-Z][A-Z0-9_]*(?: \*\*\*\*[0-9A-Za-z]{1,4}| #[a-p]{16})?\]")
 
 
 @attrs.frozen
 class Finding:
-    """A span of PII: ``text[start:end]`` is a value of ``entity_type`` found by ``rule_id``."""
+    """A span of PII: ``text[start:end]`` is a value of ``entity_type`` found by ``rule_id``.
+
+    :ivar value: the value as the rule read it when that differs from the span's text
+        (``"4111111111111111"`` for ``"four one one one ..."``); operators that keep part
+        of a value or hash it use this. Never shown in ``repr``, so never in a log.
+    """
 
     start: int
     end: int
     entity_type: str
     rule_id: str
+    value: str | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @runtime_checkable
@@ -72,16 +117,92 @@ def _merge(findings: Iterable[Finding]) -> list[Finding]:
     return merged
 
 
+def canonical(value: str) -> str:
+    """The form a value is hashed in: lower case, letters, digits and ``@._+`` only.
+
+    ``"4111 1111-1111 1111"`` and the spoken ``"4111111111111111"`` give the same form.
+    """
+    return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
+
+
+@attrs.frozen
+class Operators:
+    """Which operator replaces the findings of each rule (see the module docs).
+
+    :ivar by_rule: rule id or entity type → operator name (:data:`OPERATORS`); a rule id
+        wins over its entity type; anything else is masked.
+    :ivar hmac_key: the secret of ``hash`` (``INDEXER_REDACTION_HMAC_KEY``).
+    """
+
+    by_rule: Mapping[str, str] = attrs.field(factory=dict)
+    hmac_key: bytes | None = attrs.field(default=None, repr=False)
+
+    def name_for(self, finding: Finding) -> str:
+        """The operator for ``finding``."""
+        return self.by_rule.get(finding.rule_id) or self.by_rule.get(finding.entity_type) or "mask"
+
+    def replacement(self, finding: Finding, span: str) -> str:
+        """What replaces ``finding``, whose text is ``span``."""
+        operator = self.name_for(finding)
+        value = canonical(finding.value if finding.value is not None else span)
+        if operator == "hash" and self.hmac_key is not None:
+            digest = hmac.new(self.hmac_key, value.encode(), hashlib.sha256).hexdigest()[:16]
+            return f"[{finding.entity_type} #{digest.translate(_HEX_TO_LETTERS)}]"
+        alnum = [ch for ch in value if ch.isalnum()]
+        if operator == "partial" and len(alnum) >= PARTIAL_MIN_CHARS:
+            return f"[{finding.entity_type} ****{''.join(alnum[-4:])}]"
+        return f"[{finding.entity_type}]"
+
+
+_HEX_TO_LETTERS: Final = str.maketrans("0123456789", "ghijklmnop")
+
+
+def passages(utterances: Sequence[DocUtterance]) -> list[list[int]]:
+    """Indices of ``utterances`` grouped into passages (see the module docs), in order."""
+    groups: list[list[int]] = []
+    open_group: dict[tuple[str, str], int] = {}
+    for index, utterance in enumerate(utterances):
+        key = (utterance.speaker, utterance.communication_id)
+        group = open_group.get(key)
+        if group is not None:
+            previous = utterances[groups[group][-1]]
+            if utterance.offset_ms - (previous.offset_ms + previous.duration_ms) <= PASSAGE_GAP_MS:
+                groups[group].append(index)
+                continue
+        open_group[key] = len(groups)
+        groups.append([index])
+    return groups
+
+
+def _parts(findings: Sequence[Finding], lengths: Sequence[int]) -> list[list[tuple[int, int, Finding]]]:
+    """Findings in texts of ``lengths`` joined by one space, as (start, end, finding) per text."""
+    parts: list[list[tuple[int, int, Finding]]] = [[] for _ in lengths]
+    offset = 0
+    for k, length in enumerate(lengths):
+        for finding in findings:
+            start, end = max(finding.start, offset), min(finding.end, offset + length)
+            if start < end:
+                parts[k].append((start - offset, end - offset, finding))
+        offset += length + 1
+    return parts
+
+
+def _blank_replacements(text: str) -> str:
+    return REPLACEMENT.sub(lambda m: " " * len(m.group()), text)
+
+
 @attrs.frozen
 class RuleSet:
-    """The rules of every plugin, applied together."""
+    """The rules of every plugin, applied together, and the operators that replace findings."""
 
     rules: tuple[RedactionRule, ...]
+    operators: Operators = Operators()
 
     @property
     def version(self) -> str:
-        """12 hex digits identifying the rule ids and versions in this set."""
+        """12 hex digits identifying the rule ids and versions and the operators in this set."""
         key = "\n".join(sorted(f"{rule.id}@{rule.version}" for rule in self.rules))
+        key += "\n" + "\n".join(f"{k}={v}" for k, v in sorted(self.operators.by_rule.items()))
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def findings(self, text: str) -> list[Finding]:
@@ -97,76 +218,161 @@ class RuleSet:
                 raise RedactionFailed(f"rule {rule.id} raised {type(exc).__name__}") from exc
         return _merge(found)
 
-    def redact_text(self, text: str) -> tuple[str, list[Finding]]:
-        """``text`` with every finding replaced by ``[ENTITY_TYPE]``, and the findings."""
-        found = self.findings(text)
+    def _replace(self, text: str, spans: Sequence[tuple[int, int, Finding]], joined: str) -> str:
         parts, position = [], 0
-        for finding in found:
-            parts += [text[position : finding.start], f"[{finding.entity_type}]"]
-            position = finding.end
+        for start, end, finding in sorted(spans, key=lambda s: s[0]):
+            parts += [
+                text[position:start],
+                self.operators.replacement(finding, joined[finding.start : finding.end]),
+            ]
+            position = end
         parts.append(text[position:])
-        return "".join(parts), found
+        return "".join(parts)
+
+    def redact_text(self, text: str) -> tuple[str, list[Finding]]:
+        """``text`` with every finding replaced by its operator's output, and the findings."""
+        found = self.findings(text)
+        return self._replace(text, [(f.start, f.end, f) for f in found], text), found
 
     def redact_words(self, words: Sequence[str]) -> tuple[list[str], list[Finding]]:
-        """Each word that overlaps a finding in the space-joined words becomes ``[ENTITY_TYPE]``."""
+        """Each word that overlaps a finding in the space-joined words is replaced."""
         joined = " ".join(words)
         found = self.findings(joined)
         if not found:
             return list(words), []
-        result, start = [], 0
+        result = []
+        for (_, _, finding), word in zip(self._word_hits(words, found), words, strict=True):
+            result.append(
+                word
+                if finding is None
+                else self.operators.replacement(finding, joined[finding.start : finding.end])
+            )
+        return result, found
+
+    @staticmethod
+    def _word_hits(words: Sequence[str], found: Sequence[Finding]) -> list[tuple[int, int, Finding | None]]:
+        hits, start = [], 0
         for word in words:
             end = start + len(word)
-            hit = next((f for f in found if f.start < end and start < f.end), None)
-            result.append(f"[{hit.entity_type}]" if hit else word)
+            hits.append((start, end, next((f for f in found if f.start < end and start < f.end), None)))
             start = end + 1
-        return result, found
+        return hits
 
     def redact(self, document: TranscriptDocument) -> TranscriptDocument:
         """The document with every utterance text and word redacted, and a redaction summary.
 
-        ``document.text`` is rebuilt from the redacted utterances.
+        ``document.text`` is rebuilt from the redacted utterances; the summary holds the
+        counts per entity type and an audit entry per redacted span.
 
         :raises RedactionFailed: a rule raised, or the re-scan still finds PII.
         """
+        utterances = list(document.utterances)
         counts: Counter[str] = Counter()
-        utterances = []
-        for utterance in document.utterances:
-            text, text_found = self.redact_text(utterance.text)
-            words, word_found = self.redact_words([w.word for w in utterance.words])
+        audit: list[AuditEntry] = []
+        for group in passages(utterances):
+            members = [utterances[i] for i in group]
+            joined = " ".join(u.text for u in members)
+            text_found = self.findings(joined)
+            for index, utterance, spans in zip(
+                group, members, _parts(text_found, [len(u.text) for u in members]), strict=True
+            ):
+                if spans:
+                    utterances[index] = attrs.evolve(
+                        utterance, text=self._replace(utterance.text, spans, joined)
+                    )
+                    audit += [self._entry(f, utterance, "text", s, e) for s, e, f in spans]
+            word_lists = [[w.word for w in u.words] for u in members]
+            all_words = [w for words in word_lists for w in words]
+            word_found = self.findings(" ".join(all_words)) if all_words else []
+            if word_found:
+                audit += self._redact_words(utterances, group, word_lists, all_words, word_found)
             per_type = Counter(f.entity_type for f in text_found)
             per_type |= Counter(f.entity_type for f in word_found)  # max of the two views
             counts.update(per_type)
-            utterances.append(
-                attrs.evolve(
-                    utterance,
-                    text=text,
-                    words=tuple(
-                        attrs.evolve(w, word=new) if new != w.word else w
-                        for w, new in zip(utterance.words, words, strict=True)
-                    ),
-                )
-            )
         redacted = attrs.evolve(
             document,
             utterances=tuple(utterances),
             text=join_text(utterances),
-            redaction=RedactionSummary(rule_set_version=self.version, counts=dict(sorted(counts.items()))),
+            redaction=RedactionSummary(
+                rule_set_version=self.version, counts=dict(sorted(counts.items())), findings=tuple(audit)
+            ),
         )
         self.verify(redacted)
         return redacted
 
-    def verify(self, document: TranscriptDocument) -> None:
-        """Re-scan every text field of ``document`` with every rule.
+    def _entry(
+        self, finding: Finding, utterance: DocUtterance, field: str, start: int, end: int
+    ) -> AuditEntry:
+        return AuditEntry(
+            rule_id=finding.rule_id,
+            entity_type=finding.entity_type,
+            utterance_id=utterance.utterance_id,
+            field=field,
+            start=start,
+            end=end,
+            operator=self.operators.name_for(finding),
+        )
 
-        :raises RedactionFailed: naming the rules that still find something.
+    def _redact_words(
+        self,
+        utterances: list[DocUtterance],
+        group: Sequence[int],
+        word_lists: Sequence[Sequence[str]],
+        all_words: Sequence[str],
+        found: Sequence[Finding],
+    ) -> list[AuditEntry]:
+        """Replace the words of ``group`` that overlap ``found``; their audit entries."""
+        joined = " ".join(all_words)
+        hits = self._word_hits(all_words, found)
+        audit: list[AuditEntry] = []
+        position = 0
+        for index, words in zip(group, word_lists, strict=True):
+            utterance = utterances[index]
+            mine = hits[position : position + len(words)]
+            position += len(words)
+            if not any(finding for _, _, finding in mine):
+                continue
+            new_words = []
+            for word, (_, _, finding) in zip(utterance.words, mine, strict=True):
+                if finding is None:
+                    new_words.append(word)
+                else:
+                    new = self.operators.replacement(finding, joined[finding.start : finding.end])
+                    new_words.append(attrs.evolve(word, word=new))
+            utterances[index] = attrs.evolve(utterance, words=tuple(new_words))
+            k = 0
+            while k < len(mine):  # one entry per run of words of one finding
+                finding = mine[k][2]
+                if finding is None:
+                    k += 1
+                    continue
+                end = k
+                while end < len(mine) and mine[end][2] is finding:
+                    end += 1
+                audit.append(self._entry(finding, utterance, "words", k, end))
+                k = end
+        return audit
+
+    def verify(self, document: TranscriptDocument) -> None:
+        """Re-scan every text field of ``document``, by passage, with every rule.
+
+        The operators' replacements are blanked out first (they are the only text a
+        partial mask leaves, and hold no whole value).
+
+        :raises ResidualPII: naming the rules that still find something.
         """
         residual: set[str] = set()
-        for utterance in document.utterances:
-            for text in (utterance.text, " ".join(w.word for w in utterance.words)):
-                residual.update(f.rule_id for f in self.findings(text))
-        residual.update(f.rule_id for f in self.findings(document.text))
+        utterances = document.utterances
+        for group in passages(utterances):
+            members = [utterances[i] for i in group]
+            for text in (
+                " ".join(u.text for u in members),
+                " ".join(w.word for u in members for w in u.words),
+            ):
+                residual.update(f.rule_id for f in self.findings(_blank_replacements(text)))
+        residual.update(f.rule_id for f in self.findings(_blank_replacements(document.text)))
         if residual:
-            raise RedactionFailed(f"verification re-scan still matches rules: {', '.join(sorted(residual))}")
+            raise ResidualPII(sorted(residual))
 
 
 def join_text(utterances: Iterable[DocUtterance]) -> str:

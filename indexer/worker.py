@@ -88,7 +88,8 @@ async def _run_flow(
     if waiting:
         log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
     pipeline = Pipeline(
-        validators=tuple(plugins.validators(config)), rules=RuleSet(tuple(plugins.redaction_rules(config)))
+        validators=tuple(plugins.validators(config)),
+        rules=RuleSet(tuple(plugins.redaction_rules(config)), config.redaction.build()),
     )
     journal = Journal(Path(config.state_dir) / "journal.ndjson") if live else None
     restored = _restore(journal) if journal is not None else []

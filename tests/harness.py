@@ -80,7 +80,30 @@ def live_config(
     )
 
 
-def start_worker(nursery: trio.Nursery, config: Config, *, stats: Statistics, arrivals: Arrivals) -> None:
-    """Run the live worker in ``nursery`` with the installed plugins and ``arrivals``."""
-    plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals]))
+def start_worker(
+    nursery: trio.Nursery,
+    config: Config,
+    *,
+    stats: Statistics,
+    arrivals: Arrivals,
+    extra: Sequence[object] = (),
+) -> None:
+    """Run the live worker in ``nursery`` with the installed plugins, ``arrivals`` and ``extra``."""
+    plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals, *extra]))
     nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
+
+
+async def relay(a: trio.abc.Stream, b: trio.abc.Stream) -> None:
+    """Copy bytes both ways between two streams until either side closes."""
+    async with trio.open_nursery() as nursery:
+
+        async def pipe(source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
+            try:
+                async for data in source:
+                    await sink.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(pipe, a, b)
+        nursery.start_soon(pipe, b, a)

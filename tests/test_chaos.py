@@ -37,6 +37,7 @@ from indexer.emulator.server import MALFORMED
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.redaction import RuleSet
 from indexer_opensearch import OpenSearchSink
+from tests.harness import relay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
@@ -93,20 +94,11 @@ class NodeSwitch:
                 upstream = await trio.open_tcp_stream(host, int(port))
             except OSError:
                 return
-            async with upstream, trio.open_nursery() as nursery:
-                self.scopes.add(nursery.cancel_scope)
-
-                async def pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
-                    try:
-                        async for data in source:
-                            await sink.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(pipe, downstream, upstream)
-                nursery.start_soon(pipe, upstream, downstream)
-            self.scopes.discard(nursery.cancel_scope)
+            with trio.CancelScope() as scope:
+                self.scopes.add(scope)
+                async with upstream:
+                    await relay(downstream, upstream)
+            self.scopes.discard(scope)
 
     def cut(self) -> None:
         """Refuse new connections and close the open ones."""

@@ -10,12 +10,13 @@ import attrs
 import pytest
 import trio
 
+from indexer.config import load_config
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.errors import RedactionFailed
+from indexer.errors import ConfigError, RedactionFailed, ResidualPII
 from indexer.outbox import Outbox
 from indexer.pipeline import Pipeline, ValidationFailed, finalize_transcripts
-from indexer.redaction import Finding, RuleSet
+from indexer.redaction import Finding, Operators, RuleSet
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 from tests.factories import conversation, transcription, utterance
@@ -59,10 +60,12 @@ class Sloppy:
             yield Finding(m.start(), m.end(), self.entity_type, self.id)
 
 
-def _document(*texts: str) -> TranscriptDocument:
+def _document(*texts: str | tuple[str, str, int]) -> TranscriptDocument:
+    """Utterances from texts (the customer, 1 s apart) or (channel, text, offset ms) tuples."""
     state = ConversationState(conversation_id="c1", first_event_at=0, last_event_at=0)
-    for i, text in enumerate(texts):
-        body = transcription(utterance(f"u{i}", text, 1000 * (i + 1))).event_body
+    for i, item in enumerate(texts):
+        channel, text, offset_ms = item if isinstance(item, tuple) else ("EXTERNAL", item, 1000 * (i + 1))
+        body = transcription(utterance(f"u{i}", text, offset_ms, channel=channel)).event_body
         state.apply_transcription(body, 0)  # type: ignore[arg-type]
     body = conversation(ended=True).event_body
     state.apply_conversation(body, 0)  # type: ignore[arg-type]
@@ -102,8 +105,9 @@ def test_a_raising_rule_fails_closed() -> None:
 
 def test_verification_rescan_catches_residual_pii() -> None:
     """A rule that misses a value is caught by the re-scan of the redacted document."""
-    with pytest.raises(RedactionFailed, match=r"re-scan.*test\.sloppy"):
+    with pytest.raises(ResidualPII, match=r"re-scan.*test\.sloppy") as caught:
         RuleSet((Sloppy(),)).redact(_document("one secret and another secret"))
+    assert caught.value.rule_ids == ["test.sloppy"]
 
 
 @attrs.frozen
@@ -137,3 +141,110 @@ async def test_failed_redaction_goes_to_dead_letters_not_the_outbox(tmp_path: Pa
     assert letter["kind"] == "redaction_failed"
     assert letter["conversation_id"] == "c1"
     assert stats.dead_letters == 1
+
+
+CARD = Pattern("t.card", "CREDIT_CARD", r"\b\d{4} \d{4} \d{4} \d{4}\b")
+
+
+def test_a_value_split_over_two_utterances_of_one_speaker_is_redacted_in_both() -> None:
+    """Digit groups read out over two utterances, the agent speaking in between."""
+    document = _document(
+        ("EXTERNAL", "my card is 4111 1111", 1000),
+        ("INTERNAL", "go on", 2500),
+        ("EXTERNAL", "1111 1111 thanks", 4000),
+    )
+    redacted = RuleSet((CARD,)).redact(document)
+    texts = [u.text for u in redacted.utterances]
+    assert texts == ["my card is [CREDIT_CARD]", "go on", "[CREDIT_CARD] thanks"]
+    assert [w.word for w in redacted.utterances[2].words] == ["[CREDIT_CARD]", "[CREDIT_CARD]", "thanks"]
+    assert redacted.redaction is not None and redacted.redaction.counts == {"CREDIT_CARD": 1}
+    entries = {(e.utterance_id, e.field, e.start, e.end) for e in redacted.redaction.findings}
+    assert entries == {
+        ("u0", "text", 11, 20),
+        ("u2", "text", 0, 9),
+        ("u0", "words", 3, 5),
+        ("u2", "words", 0, 2),
+    }
+    original = document.utterances[0].text
+    assert original[11:20] == "4111 1111"
+
+
+def test_utterances_far_apart_or_of_the_other_speaker_are_not_joined() -> None:
+    """A passage ends after 15 s of silence from the speaker, and never spans speakers."""
+    apart = _document(("EXTERNAL", "it is 4111 1111", 1000), ("EXTERNAL", "1111 1111", 40_000))
+    assert [u.text for u in RuleSet((CARD,)).redact(apart).utterances] == ["it is 4111 1111", "1111 1111"]
+    other = _document(("EXTERNAL", "it is 4111 1111", 1000), ("INTERNAL", "1111 1111", 2500))
+    assert [u.text for u in RuleSet((CARD,)).redact(other).utterances] == ["it is 4111 1111", "1111 1111"]
+
+
+def test_operators_mask_keep_the_last_four_or_hash_with_a_key() -> None:
+    """partial keeps 4 characters; hash links the same value across forms, not across keys."""
+    card = Finding(0, 19, "CREDIT_CARD", "t.card")
+    partial = Operators({"t.card": "partial"})
+    assert partial.replacement(card, "4111 1111 1111 1234") == "[CREDIT_CARD ****1234]"
+    assert partial.replacement(Finding(0, 3, "CVV", "t.cvv"), "123") == "[CVV]"  # too short to keep any
+    hashed = Operators({"CREDIT_CARD": "hash"}, hmac_key=b"k" * 32)
+    written = hashed.replacement(card, "4111 1111 1111 1234")
+    spoken = hashed.replacement(attrs.evolve(card, value="4111111111111234"), "four one one one ...")
+    assert written == spoken and re.fullmatch(r"\[CREDIT_CARD #[a-p]{16}\]", written)
+    assert (
+        Operators({"CREDIT_CARD": "hash"}, hmac_key=b"x" * 32).replacement(card, "4111 1111 1111 1234")
+        != written
+    )
+    assert hashed.replacement(card, "4111 1111 1111 9999") != written
+    assert Operators().replacement(card, "4111 1111 1111 1234") == "[CREDIT_CARD]"
+
+
+def test_partial_masks_pass_the_verification_gate_and_are_audited() -> None:
+    """The 4 kept characters are not re-found; the audit names the operator, never the value."""
+    rules = RuleSet((CARD, Pattern("t.last4", "CODE", r"\b\d{4}\b")), Operators({"t.card": "partial"}))
+    redacted = rules.redact(_document("card 4111 1111 1111 1234 ok"))
+    assert redacted.utterances[0].text == "card [CREDIT_CARD ****1234] ok"
+    assert redacted.redaction is not None
+    assert {e.operator for e in redacted.redaction.findings} == {"partial"}
+    assert "1111" not in repr(redacted.redaction)
+    assert rules.version != RuleSet((CARD, Pattern("t.last4", "CODE", r"\b\d{4}\b"))).version
+
+
+async def test_residual_pii_is_quarantined_with_rule_ids_only(tmp_path: Path) -> None:
+    """The verification gate's refusal is its own dead-letter kind, naming rules, not values."""
+    stats = Statistics()
+    dead = DeadLetterStore(tmp_path / "dead.ndjson", stats)
+    send, receive = trio.open_memory_channel[TranscriptDocument](10)
+    async with trio.open_nursery() as nursery:
+        pipeline = Pipeline(validators=(), rules=RuleSet((Sloppy(),)))
+        nursery.start_soon(finalize_transcripts, receive, pipeline, Outbox(tmp_path / "outbox"), dead, stats)
+        await send.send(_document("one secret and another secret"))
+        await send.aclose()
+    (letter,) = dead.read()
+    assert letter["kind"] == "quarantined"
+    assert letter["reason"] == "verification re-scan still matches rules: test.sloppy"
+
+
+@pytest.mark.parametrize(
+    ("table", "env", "message"),
+    [
+        (
+            "[redaction.operators]\nCREDIT_CARD = 'blur'",
+            {},
+            "redaction.operators.CREDIT_CARD: unknown operator 'blur'",
+        ),
+        ("[redaction.operators]\nEMAIL_ADDRESS = 'hash'", {}, "INDEXER_REDACTION_HMAC_KEY is not set"),
+        ("", {"INDEXER_REDACTION_HMAC_KEY": "short"}, "INDEXER_REDACTION_HMAC_KEY must be at least 16"),
+    ],
+)
+def test_operator_settings_are_checked(tmp_path: Path, table: str, env: dict[str, str], message: str) -> None:
+    path = tmp_path / "indexer.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, env, need_genesys=False)
+
+
+def test_operator_settings_build_the_operators(tmp_path: Path) -> None:
+    path = tmp_path / "indexer.toml"
+    path.write_text("[redaction.operators]\n'pii.credit_card' = 'partial'\nEMAIL_ADDRESS = 'hash'\n")
+    config = load_config(path, {"INDEXER_REDACTION_HMAC_KEY": "0123456789abcdef"}, need_genesys=False)
+    operators = config.redaction.build()
+    assert operators.by_rule == {"pii.credit_card": "partial", "EMAIL_ADDRESS": "hash"}
+    assert operators.hmac_key == b"0123456789abcdef"
+    assert "0123456789abcdef" not in repr(config)

@@ -36,7 +36,7 @@ opensearch-py is synchronous (its async client needs asyncio), so every call run
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -147,6 +147,15 @@ class OpenSearchSink:
         if managed:  # a cluster without ISM rejects the setting
             template["template"]["settings"]["plugins.index_state_management.rollover_alias"] = self.alias
         self.client.indices.put_index_template(name=self.alias, body=template)
+        audit = load_schema("audit-index-template.json")
+        audit["index_patterns"] = [self.audit_index]
+        self.client.indices.put_index_template(name=self.audit_index, body=audit)
+        if not self.client.indices.exists(index=self.audit_index):
+            try:
+                self.client.indices.create(index=self.audit_index)
+            except TransportError as exc:
+                if exc.error != "resource_already_exists_exception":  # another replica won
+                    raise
         if not self.client.indices.exists_alias(name=self.alias):
             self.client.indices.create(
                 index=f"{self.alias}-000001", body={"aliases": {self.alias: {"is_write_index": True}}}
@@ -157,6 +166,11 @@ class OpenSearchSink:
             self.client.plugins.index_management.add_policy(
                 f"{self.alias}-*", body={"policy_id": f"{self.alias}-retention"}
             )
+
+    @property
+    def audit_index(self) -> str:
+        """The redaction audit index, ``<alias>_audit`` (outside the alias and its ISM policy)."""
+        return f"{self.alias}_audit"
 
     def policy(self) -> dict[str, Any]:
         """The ISM policy (``schemas/ism-policy.json``) for this alias and these settings."""
@@ -230,23 +244,38 @@ class OpenSearchSink:
         )
         return {hit["_id"]: hit["_index"] for hit in response["hits"]["hits"]}
 
-    def _bulk(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+    def _actions(self, documents: Sequence[TranscriptDocument]) -> Iterator[dict[str, Any]]:
+        """Per document: the transcript (without its audit entries) and its audit record."""
         homes = self._homes(documents)
-        actions = (
-            {
+        for d in documents:
+            source = unstructure(d)
+            findings = source["redaction"].pop("findings", []) if source.get("redaction") else []
+            common = {"_id": d.conversation_id, "version": d.version, "version_type": "external"}
+            yield {
                 "_op_type": "index",
                 "_index": homes.get(d.conversation_id, self.alias),
-                "_id": d.conversation_id,
-                "version": d.version,
-                "version_type": "external",
-                "_source": unstructure(d),
+                **common,
+                "_source": source,
             }
-            for d in documents
-        )
-        results = []
+            if d.redaction is not None:
+                audit = {
+                    "conversation_id": d.conversation_id,
+                    "version": d.version,
+                    "ended_at": source.get("ended_at"),
+                    "complete": d.complete,
+                    "rule_set_version": d.redaction.rule_set_version,
+                    "counts": source["redaction"]["counts"],
+                    "findings": findings,
+                }
+                yield {"_op_type": "index", "_index": self.audit_index, **common, "_source": audit}
+
+    def _bulk(self, documents: Sequence[TranscriptDocument]) -> list[WriteResult]:
+        """One result per document; a document is written when its transcript and its audit
+        record are (a version conflict counts as written); either failing fails it."""
+        results: dict[str, WriteResult] = {}
         for ok, item in helpers.streaming_bulk(
             self.client,
-            actions,
+            self._actions(documents),
             chunk_size=self.chunk_size,
             max_chunk_bytes=self.max_chunk_bytes,
             raise_on_error=False,
@@ -257,16 +286,22 @@ class OpenSearchSink:
             info = item.get("index", {})
             conversation_id = str(info.get("_id"))
             if ok:
-                results.append(WriteResult(conversation_id))
+                result = WriteResult(conversation_id)
             elif info.get("status") == 409:
-                results.append(WriteResult(conversation_id, conflict=True))
+                result = WriteResult(conversation_id, conflict=True)
             else:
                 error = info.get("error") or {}
                 kind = error.get("type", "error") if isinstance(error, dict) else "error"
                 status = info.get("status")
                 transient = isinstance(status, int) and (status == 429 or status >= 500)
-                results.append(WriteResult(conversation_id, error=f"{status} {kind}", retry=transient))
-        return results
+                result = WriteResult(conversation_id, error=f"{status} {kind}", retry=transient)
+            if info.get("_index") == self.audit_index:
+                if result.error is not None:  # the transcript's result stands only if its audit is in
+                    results[conversation_id] = attrs.evolve(result, error=f"audit: {result.error}")
+                continue
+            previous = results.get(conversation_id)
+            results[conversation_id] = previous if previous is not None and previous.error else result
+        return [results[d.conversation_id] for d in documents if d.conversation_id in results]
 
     async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:
         """Bulk-index ``documents`` in chunks of ``chunk_size`` / ``max_chunk_bytes``.

@@ -10,8 +10,18 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding
+from indexer_pii.spoken import normalize
 
-__all__ = ["RULES", "IbanRule", "PatternRule", "card_brand", "iban_valid", "luhn_valid", "ssn_valid"]
+__all__ = [
+    "RULES",
+    "IbanRule",
+    "PatternRule",
+    "card_brand",
+    "iban_valid",
+    "luhn_valid",
+    "ssn_valid",
+    "with_spoken_forms",
+]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -78,6 +88,27 @@ def _ip(value: str) -> bool:
     return True
 
 
+_CANDIDATE: Final = re.compile(r"[0-9@:]")
+
+
+def with_spoken_forms(find: Callable[[str], Iterator[Finding]], text: str) -> Iterator[Finding]:
+    """``find`` over ``text``, then over its spoken forms rewritten, mapped back to ``text``.
+
+    A finding in the rewritten text covers the original words it came from and carries
+    the rewritten value (``"4111111111111111"``) in :attr:`Finding.value`.
+    """
+    if _CANDIDATE.search(text):  # every rule here needs a digit, an @ or a colon
+        yield from find(text)
+    normalized = normalize(text)
+    if normalized is None:
+        return
+    for finding in find(normalized.text):
+        start, end = normalized.source_span(finding.start, finding.end)
+        value = normalized.text[finding.start : finding.end]
+        if text[start:end] != value:
+            yield attrs.evolve(finding, start=start, end=end, value=value)
+
+
 @attrs.frozen
 class PatternRule:
     """Findings are matches of ``pattern`` that ``validate`` accepts (all when it is ``None``).
@@ -95,7 +126,10 @@ class PatternRule:
     context_chars: int = 40
 
     def find(self, text: str) -> Iterator[Finding]:
-        """Every validated match in ``text``."""
+        """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
+        return with_spoken_forms(self._find, text)
+
+    def _find(self, text: str) -> Iterator[Finding]:
         for match in self.pattern.finditer(text):
             value = match.group()
             if self.validate is not None and not self.validate(value):
@@ -136,12 +170,15 @@ class IbanRule:
 
     id: str = "pii.iban"
     entity_type: str = "IBAN_CODE"
-    version: str = "1"
+    version: str = "2"
 
     _start: ClassVar[re.Pattern[str]] = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
 
     def find(self, text: str) -> Iterator[Finding]:
-        """Every IBAN: from each candidate start, the longest stretch that validates."""
+        """Every IBAN, written or spoken: from each candidate start, the stretch that validates."""
+        return with_spoken_forms(self._find, text)
+
+    def _find(self, text: str) -> Iterator[Finding]:
         position = 0
         for match in self._start.finditer(text):
             if match.start() < position:
@@ -165,31 +202,32 @@ class IbanRule:
 
 
 _FLAGS = re.IGNORECASE
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
         id="pii.credit_card",
         entity_type="CREDIT_CARD",
-        version="1",
+        version="2",
         pattern=re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d])"),
         validate=_card,
     ),
     PatternRule(
         id="pii.us_ssn",
         entity_type="US_SSN",
-        version="1",
+        version="2",
         pattern=re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])"),
         validate=ssn_valid,
     ),
     PatternRule(
         id="pii.email",
         entity_type="EMAIL_ADDRESS",
-        version="1",
+        version="2",
         pattern=re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", _FLAGS),
     ),
     PatternRule(
         id="pii.phone_number",
         entity_type="PHONE_NUMBER",
-        version="1",
+        version="2",
         pattern=re.compile(
             r"(?<![\w+])(?:(?:\+|00)\d{1,3}[-. ]?|001[-. ]?|1[-. ])?"
             r"(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?: ?(?:x|ext\.?) ?\d{1,5})?(?![\d])",
@@ -199,14 +237,14 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
         id="pii.phone_number_international",
         entity_type="PHONE_NUMBER",
-        version="1",
+        version="2",
         pattern=re.compile(r"(?<![\w+])\+\d{1,3}(?:[ -]?\d{2,4}){2,5}(?![\d])"),
         validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
     ),
     PatternRule(
         id="pii.phone_number_bare",
         entity_type="PHONE_NUMBER",
-        version="1",
+        version="2",
         pattern=re.compile(r"(?<![\d-])\d{10}(?:x\d{1,5})?(?![\d])", _FLAGS),
         context=re.compile(r"\b(?:phone|cell|mobile|call|reach|text|contact|number is)\b", _FLAGS),
     ),
@@ -214,11 +252,61 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
         id="pii.ip_address",
         entity_type="IP_ADDRESS",
-        version="1",
+        version="2",
         pattern=re.compile(
             r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)|(?<![\w:])[0-9a-f]*:[0-9a-f:]*:[0-9a-f:]*(?![\w:])",
             _FLAGS,
         ),
         validate=_ip,
+    ),
+    # Numbers that count as PII because of what was said just before them.
+    PatternRule(
+        id="pii.credit_card_context",
+        entity_type="CREDIT_CARD",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d])"),
+        validate=lambda v: luhn_valid(re.sub(r"\D", "", v)),
+        context=re.compile(r"\b(?:card|credit|debit|visa|mastercard|amex)\b", _FLAGS),
+    ),
+    PatternRule(
+        id="pii.us_ssn_context",
+        entity_type="US_SSN",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d{3}[ -]?\d{2}[ -]?\d{4}(?![\d-])"),
+        validate=ssn_valid,
+        context=re.compile(r"\b(?:social|security|ssn|s s n)\b", _FLAGS),
+    ),
+    PatternRule(
+        id="pii.cvv",
+        entity_type="CVV",
+        version="1",
+        pattern=re.compile(r"(?<![\d-])\d{3,4}(?![\d-])"),
+        context=re.compile(r"\b(?:cvv2?|cvc|cv2|security code|card verification)\b", _FLAGS),
+        context_chars=30,
+    ),
+    PatternRule(
+        id="pii.card_expiry",
+        entity_type="CARD_EXPIRY",
+        version="1",
+        pattern=re.compile(
+            r"(?<![\d/-])(?:0?[1-9]|1[0-2]) ?[/-]? ?(?:20)?\d{2}(?![\d/-])"
+            rf"|\b{_MONTH},? (?:20)?\d{{2}}\b",
+            _FLAGS,
+        ),
+        context=re.compile(r"\b(?:expir\w*|exp|valid (?:thru|through|until))\b", _FLAGS),
+        context_chars=30,
+    ),
+    PatternRule(
+        id="pii.date_of_birth",
+        entity_type="DATE_OF_BIRTH",
+        version="1",
+        pattern=re.compile(
+            r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}(?![\d/.-])"
+            r"|\b(?:19|20)\d{2}-\d{2}-\d{2}\b"
+            rf"|\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? (?:19|20)\d{{2}}\b"
+            rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? (?:19|20)\d{{2}}\b",
+            _FLAGS,
+        ),
+        context=re.compile(r"\b(?:date of birth|birth ?date|dob|d o b|born)\b", _FLAGS),
     ),
 )

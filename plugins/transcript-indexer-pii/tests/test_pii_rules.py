@@ -149,3 +149,56 @@ def test_rule_ids_are_unique_and_versioned() -> None:
     ids = [rule.id for rule in RULES]
     assert len(ids) == len(set(ids))
     assert all(rule.version for rule in RULES)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my card is four one one one one one one one one one one one one one one one",
+         "my card is [CREDIT_CARD]"),
+        ("it's four one one one, double one one one, one one one one, triple one one", "it's [CREDIT_CARD]"),
+        ("five five five five five five five five five five five five four four four four ok",
+         "[CREDIT_CARD] ok"),
+        ("card 4111 one one one one 1111 one one one one", "card [CREDIT_CARD]"),
+        ("my social is one two three, four five, six seven eight nine", "my social is [US_SSN]"),
+        ("social security number one two three four five six seven eight nine",
+         "social security number [US_SSN]"),
+        ("you can email me at jane dot doe at example dot com ok", "you can email me at [EMAIL_ADDRESS] ok"),
+        ("it's lisa seventy three at example dot net", "it's [EMAIL_ADDRESS]"),
+        ("the iban is g b eight two w e s t one two three four five six nine eight seven six five four "
+         "three two", "the iban is [IBAN_CODE]"),
+        ("my ip is one nine two dot one six eight dot one dot ten", "my ip is [IP_ADDRESS]"),
+        ("call me on five five five, one two three, four five six seven", "call me on [PHONE_NUMBER]"),
+        ("date of birth march fifth nineteen eighty", "date of birth [DATE_OF_BIRTH]"),
+        ("I was born on the 5th of March, 1980", "I was born on the [DATE_OF_BIRTH]"),
+        ("expiry oh four twenty six and the cvv is one two three",
+         "expiry [CARD_EXPIRY] and the cvv is [CVV]"),
+    ],
+)  # fmt: skip
+def test_spoken_forms_are_redacted(text: str, expected: str) -> None:
+    """Digits as words, oh/double/triple, mixed forms, spoken emails, IBANs and IPs."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "it costs twenty five dollars and ninety nine cents",
+        "see you at three thirty on the twenty first",
+        "I need four hundred and twelve units by friday",
+        "we were two or three people at the party",
+        "I have one question and two answers",
+        "order number four one one one one one one one one one one one one one one two",  # fails Luhn
+        "that was in nineteen eighty five at my school dot",
+        "meet me at the station dot com is not a place",
+    ],
+)
+def test_spoken_numbers_that_are_not_pii_survive(text: str) -> None:
+    """Prices, times, quantities and years said as words are kept."""
+    assert redact(text) == text
+
+
+def test_a_spoken_value_carries_its_written_form() -> None:
+    """The finding covers the words and holds the digits, for partial masks and hashes."""
+    (finding,) = RULESET.findings("it is four one one one one one one one one one one one one one one one")
+    assert (finding.start, finding.value) == (6, "4111111111111111")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -24,28 +23,14 @@ from indexer.config import Config, RedactionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.demo import build_demo_corpus
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
-from indexer.redaction import Finding
 from indexer.stats import Statistics
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
+from tests.test_redaction import Sloppy
 
 pytestmark = pytest.mark.e2e
 
 SPOKEN_CARD = ("my card number is four one one one one one one one", "one one one one double one one one")
 HMAC_KEY = "test-key-0123456789abcdef"
-
-
-@attrs.frozen
-class Sloppy:
-    """Reports only the first 'zebra' of a text: the verification gate must catch the second."""
-
-    id: str = "test.sloppy"
-    entity_type: str = "ANIMAL"
-    version: str = "1"
-
-    def find(self, text: str) -> Iterator[Finding]:
-        match = re.search("zebra", text)
-        if match:
-            yield Finding(match.start(), match.end(), self.entity_type, self.id)
 
 
 class SloppyPlugin:
@@ -70,7 +55,7 @@ async def test_spoken_pii_operators_audit_and_quarantine(osmem: OsmemServer, tmp
         _with_customer_turns(base[0], "my card is 4111 1111 1111 1111 thanks"),
         _with_customer_turns(base[1], *SPOKEN_CARD),
         _with_customer_turns(base[2], "email me at jane dot doe at example dot com please"),
-        _with_customer_turns(base[3], "a zebra and another zebra"),  # sloppy rule: quarantined
+        _with_customer_turns(base[3], "one secret and another secret"),  # sloppy rule: quarantined
         base[4],
     ]
     emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))

@@ -15,14 +15,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
 from indexer.errors import ConfigError, MalformedMessage
-
-if TYPE_CHECKING:
-    from indexer.redaction import Operators
+from indexer.redaction import OPERATORS, Operators
 
 __all__ = [
     "REGIONS",
@@ -92,15 +90,11 @@ class RedactionSettings:
 
     def build(self) -> Operators:
         """The :class:`~indexer.redaction.Operators` these settings describe."""
-        from indexer.redaction import Operators
-
         key = self.hmac_key.encode() if self.hmac_key else None
         return Operators(by_rule=dict(self.operators), hmac_key=key)
 
 
 def _check_redaction(settings: RedactionSettings) -> None:
-    from indexer.redaction import OPERATORS
-
     for name, operator in settings.operators.items():
         if operator not in OPERATORS:
             raise ConfigError(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -125,6 +126,9 @@ def canonical(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
 
 
+_HEX_TO_LETTERS: Final = str.maketrans("0123456789", "ghijklmnop")
+
+
 @attrs.frozen
 class Operators:
     """Which operator replaces the findings of each rule (see the module docs).
@@ -152,9 +156,6 @@ class Operators:
         if operator == "partial" and len(alnum) >= PARTIAL_MIN_CHARS:
             return f"[{finding.entity_type} ****{''.join(alnum[-4:])}]"
         return f"[{finding.entity_type}]"
-
-
-_HEX_TO_LETTERS: Final = str.maketrans("0123456789", "ghijklmnop")
 
 
 def passages(utterances: Sequence[DocUtterance]) -> list[list[int]]:
@@ -185,6 +186,16 @@ def _parts(findings: Sequence[Finding], lengths: Sequence[int]) -> list[list[tup
                 parts[k].append((start - offset, end - offset, finding))
         offset += length + 1
     return parts
+
+
+def _word_hits(words: Sequence[str], found: Sequence[Finding]) -> list[Finding | None]:
+    """Per word, the finding it overlaps in the space-joined words, or ``None``."""
+    hits, start = [], 0
+    for word in words:
+        end = start + len(word)
+        hits.append(next((f for f in found if f.start < end and start < f.end), None))
+        start = end + 1
+    return hits
 
 
 def _blank_replacements(text: str) -> str:
@@ -218,13 +229,14 @@ class RuleSet:
                 raise RedactionFailed(f"rule {rule.id} raised {type(exc).__name__}") from exc
         return _merge(found)
 
-    def _replace(self, text: str, spans: Sequence[tuple[int, int, Finding]], joined: str) -> str:
+    def _replacement(self, finding: Finding, scanned: str) -> str:
+        """What replaces ``finding``, found in the text ``scanned``."""
+        return self.operators.replacement(finding, scanned[finding.start : finding.end])
+
+    def _replace(self, text: str, spans: Sequence[tuple[int, int, Finding]], scanned: str) -> str:
         parts, position = [], 0
         for start, end, finding in sorted(spans, key=lambda s: s[0]):
-            parts += [
-                text[position:start],
-                self.operators.replacement(finding, joined[finding.start : finding.end]),
-            ]
+            parts += [text[position:start], self._replacement(finding, scanned)]
             position = end
         parts.append(text[position:])
         return "".join(parts)
@@ -240,23 +252,10 @@ class RuleSet:
         found = self.findings(joined)
         if not found:
             return list(words), []
-        result = []
-        for (_, _, finding), word in zip(self._word_hits(words, found), words, strict=True):
-            result.append(
-                word
-                if finding is None
-                else self.operators.replacement(finding, joined[finding.start : finding.end])
-            )
-        return result, found
-
-    @staticmethod
-    def _word_hits(words: Sequence[str], found: Sequence[Finding]) -> list[tuple[int, int, Finding | None]]:
-        hits, start = [], 0
-        for word in words:
-            end = start + len(word)
-            hits.append((start, end, next((f for f in found if f.start < end and start < f.end), None)))
-            start = end + 1
-        return hits
+        hits = _word_hits(words, found)
+        return [
+            word if f is None else self._replacement(f, joined) for word, f in zip(words, hits, strict=True)
+        ], found
 
     def redact(self, document: TranscriptDocument) -> TranscriptDocument:
         """The document with every utterance text and word redacted, and a redaction summary.
@@ -323,34 +322,27 @@ class RuleSet:
     ) -> list[AuditEntry]:
         """Replace the words of ``group`` that overlap ``found``; their audit entries."""
         joined = " ".join(all_words)
-        hits = self._word_hits(all_words, found)
+        hits = _word_hits(all_words, found)
         audit: list[AuditEntry] = []
         position = 0
         for index, words in zip(group, word_lists, strict=True):
             utterance = utterances[index]
             mine = hits[position : position + len(words)]
             position += len(words)
-            if not any(finding for _, _, finding in mine):
+            if not any(mine):
                 continue
-            new_words = []
-            for word, (_, _, finding) in zip(utterance.words, mine, strict=True):
-                if finding is None:
-                    new_words.append(word)
-                else:
-                    new = self.operators.replacement(finding, joined[finding.start : finding.end])
-                    new_words.append(attrs.evolve(word, word=new))
-            utterances[index] = attrs.evolve(utterance, words=tuple(new_words))
-            k = 0
-            while k < len(mine):  # one entry per run of words of one finding
-                finding = mine[k][2]
-                if finding is None:
-                    k += 1
-                    continue
-                end = k
-                while end < len(mine) and mine[end][2] is finding:
-                    end += 1
-                audit.append(self._entry(finding, utterance, "words", k, end))
-                k = end
+            utterances[index] = attrs.evolve(
+                utterance,
+                words=tuple(
+                    word if f is None else attrs.evolve(word, word=self._replacement(f, joined))
+                    for word, f in zip(utterance.words, mine, strict=True)
+                ),
+            )
+            # one entry per run of words of one finding
+            for finding, run in itertools.groupby(enumerate(mine), key=lambda pair: pair[1]):
+                if finding is not None:
+                    indices = [k for k, _ in run]
+                    audit.append(self._entry(finding, utterance, "words", indices[0], indices[-1] + 1))
         return audit
 
     def verify(self, document: TranscriptDocument) -> None:

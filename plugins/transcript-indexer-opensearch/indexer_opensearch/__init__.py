@@ -295,12 +295,10 @@ class OpenSearchSink:
                 status = info.get("status")
                 transient = isinstance(status, int) and (status == 429 or status >= 500)
                 result = WriteResult(conversation_id, error=f"{status} {kind}", retry=transient)
-            if info.get("_index") == self.audit_index:
-                if result.error is not None:  # the transcript's result stands only if its audit is in
-                    results[conversation_id] = attrs.evolve(result, error=f"audit: {result.error}")
-                continue
-            previous = results.get(conversation_id)
-            results[conversation_id] = previous if previous is not None and previous.error else result
+            if info.get("_index") != self.audit_index:
+                results[conversation_id] = result
+            elif result.error is not None:  # the audit record follows its transcript; both must be in
+                results[conversation_id] = attrs.evolve(result, error=f"audit: {result.error}")
         return [results[d.conversation_id] for d in documents if d.conversation_id in results]
 
     async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:

@@ -131,8 +131,12 @@ def _spoken_digits(tokens: list[_Token], i: int) -> tuple[str, int] | None:
     return None
 
 
-def _runs(tokens: list[_Token]) -> list[tuple[int, int, list[tuple[str, int, int]]]]:
-    """Number runs: (first token, end token, pieces of (output, source start, source end))."""
+#: A rewrite: pieces of (output, source start, source end), in source order.
+_Edit = list[tuple[str, int, int]]
+
+
+def _runs(tokens: list[_Token]) -> list[_Edit]:
+    """Number runs, rewritten."""
     found = []
     i = 0
     while i < len(tokens):
@@ -179,15 +183,14 @@ def _runs(tokens: list[_Token]) -> list[tuple[int, int, list[tuple[str, int, int
         while pieces and pieces[-1][0] in ("a", "i"):
             pieces.pop()
         if spoken and digits >= 3 and pieces:
-            first = next(k for k in range(i, j) if tokens[k].start == pieces[0][1])
-            found.append((first, j, pieces))
+            found.append(pieces)
         # A run that failed fails from every later start too (fewer digits, no more words).
         i = max(j, i + 1)
     return found
 
 
-def _emails(tokens: list[_Token]) -> list[tuple[int, int, str]]:
-    """Spoken emails: (first token, end token, the email)."""
+def _emails(tokens: list[_Token]) -> list[_Edit]:
+    """Spoken emails, each rewritten as one piece."""
     found = []
     for k, token in enumerate(tokens):
         if token.word != "at" or k == 0:
@@ -232,7 +235,8 @@ def _emails(tokens: list[_Token]) -> list[tuple[int, int, str]]:
             else:
                 local.append(tokens[n].word)
                 n += 1
-        found.append((first, j, "".join(local) + "@" + ".".join(labels)))
+        email = "".join(local) + "@" + ".".join(labels)
+        found.append([(email, tokens[first].start, tokens[j - 1].end)])
     return found
 
 
@@ -242,24 +246,19 @@ def normalize(text: str) -> Normalized | None:
     if not _TRIGGER.search(text):
         return None
     tokens = [_Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-    # (source start, source end, [(output, source start, source end)]) per rewritten span
-    edits: list[tuple[int, int, list[tuple[str, int, int]]]] = []
-    taken: set[int] = set()
-    for first, end, email in _emails(tokens):
-        edits.append(
-            (tokens[first].start, tokens[end - 1].end, [(email, tokens[first].start, tokens[end - 1].end)])
-        )
-        taken.update(range(first, end))
-    for first, end, pieces in _runs(tokens):
-        if taken.isdisjoint(range(first, end)):
-            edits.append((pieces[0][1], pieces[-1][2], pieces))
+    edits = _emails(tokens)
+    emails = [(edit[0][1], edit[-1][2]) for edit in edits]
+    edits += [
+        run for run in _runs(tokens) if all(run[-1][2] <= start or end <= run[0][1] for start, end in emails)
+    ]
     if not edits:
         return None
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     position = 0
-    for start, end, pieces in sorted(edits):
+    for pieces in sorted(edits, key=lambda pieces: pieces[0][1]):
+        start, end = pieces[0][1], pieces[-1][2]
         out.append(text[position:start])
         starts.extend(range(position, start))
         ends.extend(range(position + 1, start + 1))

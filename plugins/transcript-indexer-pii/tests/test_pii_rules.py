@@ -169,6 +169,8 @@ def test_rule_ids_are_unique_and_versioned() -> None:
          "three two", "the iban is [IBAN_CODE]"),
         ("my ip is one nine two dot one six eight dot one dot ten", "my ip is [IP_ADDRESS]"),
         ("call me on five five five, one two three, four five six seven", "call me on [PHONE_NUMBER]"),
+        ("call five five five, one two three, four five six seven or jane dot doe at example dot com",
+         "call [PHONE_NUMBER] or [EMAIL_ADDRESS]"),
         ("date of birth march fifth nineteen eighty", "date of birth [DATE_OF_BIRTH]"),
         ("I was born on the 5th of March, 1980", "I was born on the [DATE_OF_BIRTH]"),
         ("expiry oh four twenty six and the cvv is one two three",

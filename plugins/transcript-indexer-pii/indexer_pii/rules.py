@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar, Final
 
 import attrs
 
 from indexer.redaction import Finding
-from indexer_pii.spoken import normalize
+from indexer_pii.spoken import Normalized, normalize, word_bounds
 
 __all__ = [
     "RULES",
     "IbanRule",
     "PatternRule",
+    "any_words",
     "card_brand",
     "iban_valid",
     "luhn_valid",
     "ssn_valid",
+    "windows",
     "with_spoken_forms",
 ]
+
+
+def any_words(*phrases: str) -> re.Pattern[str]:
+    """A pattern for any of ``phrases`` (regular expressions, each starting with a letter)
+    as whole words, in any case; for :attr:`PatternRule.context`.
+
+    The pattern checks the first letter before anything else, which makes it several times
+    faster to search than the plain alternation.
+    """
+    firsts = "".join(sorted({phrase[0].lower() for phrase in phrases}))
+    return re.compile(rf"(?=[{firsts}])\b(?:{'|'.join(phrases)})\b", re.IGNORECASE)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -88,33 +102,108 @@ def _ip(value: str) -> bool:
     return True
 
 
-_CANDIDATE: Final = re.compile(r"[0-9@:]")
+#: What every match of a windowed rule contains: two digits at most one character apart,
+#: an ``@``, or a colon before a hex digit or a colon (IPv6). All built-in rules are.
+CANDIDATE: Final = re.compile(r"\d\D?\d|@|:[0-9A-Fa-f:]")
+#: Characters before a candidate a windowed rule may see: its context words (up to 40
+#: characters before the match) and the start of its match (up to 24 before the candidate).
+WINDOW_BEFORE: Final = 64
+#: Characters after a candidate that a windowed rule's match may reach (an IBAN's letters).
+WINDOW_AFTER: Final = 48
 
 
-def with_spoken_forms(find: Callable[[str], Iterator[Finding]], text: str) -> Iterator[Finding]:
+def windows(text: str) -> list[tuple[int, int]]:
+    """The spans around every :data:`CANDIDATE` in ``text``, merged and widened to spaces.
+
+    A window begins at the start of ``text`` or after a space and ends before a space or at
+    the end, so look-behinds and look-aheads see in it what they see in ``text``.
+    """
+    found: list[tuple[int, int]] = []
+    for match in CANDIDATE.finditer(text):
+        start, end = word_bounds(text, match.start() - WINDOW_BEFORE, match.end() + WINDOW_AFTER)
+        if found and start <= found[-1][1]:
+            found[-1] = (found[-1][0], end)
+        else:
+            found.append((start, end))
+    return found
+
+
+@attrs.frozen
+class _Scan:
+    """Where windowed rules look in one text: its windows, and those of its spoken forms
+    rewritten that hold a rewrite."""
+
+    windows: list[tuple[int, int]]
+    spoken: Normalized | None
+    spoken_windows: list[tuple[int, int]]
+
+
+_NOTHING: Final = _Scan([], None, [])
+
+
+@functools.lru_cache(maxsize=64)
+def _scan(text: str) -> _Scan:
+    # every rule calls this with the same text in turn; the cache makes it once per text
+    spoken = normalize(text)
+    if spoken is None:
+        found = windows(text)
+        return _Scan(found, None, []) if found else _NOTHING
+    return _Scan(
+        windows(text),
+        spoken,
+        [(s, e) for s, e in windows(spoken.text) if any(s < b and a < e for a, b in spoken.edited)],
+    )
+
+
+def with_spoken_forms(
+    find: Callable[[str], Iterator[Finding]], text: str, *, windowed: bool = True
+) -> Iterable[Finding]:
     """``find`` over ``text``, then over its spoken forms rewritten, mapped back to ``text``.
 
     A finding in the rewritten text covers the original words it came from and carries
     the rewritten value (``"4111111111111111"``) in :attr:`Finding.value`.
+
+    :param windowed: ``find`` matches only around a :data:`CANDIDATE`; then only the
+        :func:`windows` of both texts are searched (most text is skipped). ``False``:
+        both texts are searched whole.
     """
-    if _CANDIDATE.search(text):  # every rule here needs a digit, an @ or a colon
-        yield from find(text)
-    normalized = normalize(text)
-    if normalized is None:
+    if not windowed:
+        spoken = normalize(text)
+        whole = _Scan([(0, len(text))], spoken, [(0, len(spoken.text))] if spoken else [])
+        return _found(find, text, whole)
+    scan = _scan(text)
+    return () if scan is _NOTHING else _found(find, text, scan)
+
+
+def _found(find: Callable[[str], Iterator[Finding]], text: str, scan: _Scan) -> Iterator[Finding]:
+    for start, end in scan.windows:
+        for finding in find(text[start:end]):
+            yield attrs.evolve(finding, start=finding.start + start, end=finding.end + start)
+    spoken = scan.spoken
+    if spoken is None:
         return
-    for finding in find(normalized.text):
-        start, end = normalized.source_span(finding.start, finding.end)
-        value = normalized.text[finding.start : finding.end]
-        if text[start:end] != value:
-            yield attrs.evolve(finding, start=start, end=end, value=value)
+    for window_start, window_end in scan.spoken_windows:
+        for finding in find(spoken.text[window_start:window_end]):
+            start, end = spoken.source_span(finding.start + window_start, finding.end + window_start)
+            value = spoken.text[finding.start + window_start : finding.end + window_start]
+            if text[start:end] != value:
+                yield attrs.evolve(finding, start=start, end=end, value=value)
 
 
 @attrs.frozen
 class PatternRule:
     """Findings are matches of ``pattern`` that ``validate`` accepts (all when it is ``None``).
 
+    :ivar validate: called with the matched text; ``False`` drops the match (a checksum).
     :ivar context: when set, a match counts only if this pattern occurs in the
-        ``context_chars`` characters before it.
+        ``context_chars`` characters before it (at most 40 when ``windowed``).
+    :ivar windowed: every match contains a :data:`CANDIDATE` (two digits at most one
+        character apart, an ``@``, a colon before a hex digit), starts at most 24
+        characters before it and ends at most 48 after it; only the text around
+        candidates is searched, which makes the rule fast. Set ``False`` for a pattern
+        without them (a postcode like ``SW1A 1AA``, a list of names): the whole text is
+        searched.
+    :raises ValueError: ``context_chars`` over 40 for a windowed rule.
     """
 
     id: str
@@ -123,13 +212,21 @@ class PatternRule:
     pattern: re.Pattern[str]
     validate: Callable[[str], bool] | None = None
     context: re.Pattern[str] | None = None
-    context_chars: int = 40
+    context_chars: int = attrs.field(default=40)
+    windowed: bool = True
 
-    def find(self, text: str) -> Iterator[Finding]:
+    @context_chars.validator
+    def _check_context_chars(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if self.windowed and value > WINDOW_BEFORE - 24:
+            raise ValueError(f"rule {self.id}: context_chars is at most {WINDOW_BEFORE - 24} when windowed")
+
+    def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
-        return with_spoken_forms(self._find, text)
+        return with_spoken_forms(self._find, text, windowed=self.windowed)
 
     def _find(self, text: str) -> Iterator[Finding]:
+        if self.context is not None and not self.context.search(text):
+            return  # no context word anywhere in this text, so no match can count
         for match in self.pattern.finditer(text):
             value = match.group()
             if self.validate is not None and not self.validate(value):
@@ -172,9 +269,9 @@ class IbanRule:
     entity_type: str = "IBAN_CODE"
     version: str = "2"
 
-    _start: ClassVar[re.Pattern[str]] = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
+    _start: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z](?<![A-Za-z0-9][A-Za-z])[A-Za-z]\d{2}")
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> Iterable[Finding]:
         """Every IBAN, written or spoken: from each candidate start, the stretch that validates."""
         return with_spoken_forms(self._find, text)
 
@@ -208,29 +305,31 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         id="pii.credit_card",
         entity_type="CREDIT_CARD",
         version="2",
-        pattern=re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d])"),
+        pattern=re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){11,18}(?!\d)"),
         validate=_card,
     ),
     PatternRule(
         id="pii.us_ssn",
         entity_type="US_SSN",
         version="2",
-        pattern=re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])"),
+        pattern=re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d-])"),
         validate=ssn_valid,
     ),
     PatternRule(
         id="pii.email",
         entity_type="EMAIL_ADDRESS",
         version="2",
-        pattern=re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", _FLAGS),
+        pattern=re.compile(
+            r"(?<![a-z0-9._%+-])[a-z0-9._%+-]++@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", _FLAGS
+        ),
     ),
     PatternRule(
         id="pii.phone_number",
         entity_type="PHONE_NUMBER",
         version="2",
         pattern=re.compile(
-            r"(?<![\w+])(?:(?:\+|00)\d{1,3}[-. ]?|001[-. ]?|1[-. ])?"
-            r"(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?: ?(?:x|ext\.?) ?\d{1,5})?(?![\d])",
+            r"(?=[+(\d])(?<![\w+])(?:(?:\+|00)\d{1,3}[-. ]?|001[-. ]?|1[-. ])?"
+            r"(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\d)",
             _FLAGS,
         ),
     ),
@@ -238,15 +337,15 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         id="pii.phone_number_international",
         entity_type="PHONE_NUMBER",
         version="2",
-        pattern=re.compile(r"(?<![\w+])\+\d{1,3}(?:[ -]?\d{2,4}){2,5}(?![\d])"),
+        pattern=re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ -]?\d{2,4}){2,5}(?!\d)"),
         validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
     ),
     PatternRule(
         id="pii.phone_number_bare",
         entity_type="PHONE_NUMBER",
         version="2",
-        pattern=re.compile(r"(?<![\d-])\d{10}(?:x\d{1,5})?(?![\d])", _FLAGS),
-        context=re.compile(r"\b(?:phone|cell|mobile|call|reach|text|contact|number is)\b", _FLAGS),
+        pattern=re.compile(r"\d(?<![\d-]\d)\d{9}(?:x\d{1,5})?(?!\d)", _FLAGS),
+        context=any_words("phone", "cell", "mobile", "call", "reach", "text", "contact", "number is"),
     ),
     IbanRule(),
     PatternRule(
@@ -254,34 +353,39 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         entity_type="IP_ADDRESS",
         version="2",
         pattern=re.compile(
-            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)|(?<![\w:])[0-9a-f]*:[0-9a-f:]*:[0-9a-f:]*(?![\w:])",
+            r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]*\d)"
+            r"|(?=[0-9a-f:])(?<![\w:])[0-9a-f]*:[0-9a-f:]*:[0-9a-f:]*(?![\w:])",
             _FLAGS,
         ),
         validate=_ip,
     ),
+    # Patterns begin with a character class and check the character before it in a
+    # look-behind after it ("\d(?<![\d-]\d)" rather than "(?<![\d-])\d"), so the regular
+    # expression engine can skip to candidate characters.
+    #
     # Numbers that count as PII because of what was said just before them.
     PatternRule(
         id="pii.credit_card_context",
         entity_type="CREDIT_CARD",
         version="1",
-        pattern=re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d])"),
+        pattern=re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){11,18}(?!\d)"),
         validate=lambda v: luhn_valid(re.sub(r"\D", "", v)),
-        context=re.compile(r"\b(?:card|credit|debit|visa|mastercard|amex)\b", _FLAGS),
+        context=any_words("card", "credit", "debit", "visa", "mastercard", "amex"),
     ),
     PatternRule(
         id="pii.us_ssn_context",
         entity_type="US_SSN",
         version="1",
-        pattern=re.compile(r"(?<![\d-])\d{3}[ -]?\d{2}[ -]?\d{4}(?![\d-])"),
+        pattern=re.compile(r"\d(?<![\d-]\d)\d\d[ -]?\d{2}[ -]?\d{4}(?![\d-])"),
         validate=ssn_valid,
-        context=re.compile(r"\b(?:social|security|ssn|s s n)\b", _FLAGS),
+        context=any_words("social", "security", "ssn", "s s n"),
     ),
     PatternRule(
         id="pii.cvv",
         entity_type="CVV",
         version="1",
-        pattern=re.compile(r"(?<![\d-])\d{3,4}(?![\d-])"),
-        context=re.compile(r"\b(?:cvv2?|cvc|cv2|security code|card verification)\b", _FLAGS),
+        pattern=re.compile(r"\d(?<![\d-]\d)\d{2,3}(?![\d-])"),
+        context=any_words(r"cvv2?", "cvc", "cv2", "security code", "card verification"),
         context_chars=30,
     ),
     PatternRule(
@@ -293,7 +397,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             rf"|\b{_MONTH},? (?:20)?\d{{2}}\b",
             _FLAGS,
         ),
-        context=re.compile(r"\b(?:expir\w*|exp|valid (?:thru|through|until))\b", _FLAGS),
+        context=any_words(r"expir\w*", "exp", r"valid (?:thru|through|until)"),
         context_chars=30,
     ),
     PatternRule(
@@ -307,6 +411,6 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? (?:19|20)\d{{2}}\b",
             _FLAGS,
         ),
-        context=re.compile(r"\b(?:date of birth|birth ?date|dob|d o b|born)\b", _FLAGS),
+        context=any_words("date of birth", r"birth ?date", "dob", "d o b", "born"),
     ),
 )

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from indexer.redaction import RuleSet
-from indexer_pii.rules import RULES, card_brand, iban_valid, luhn_valid, ssn_valid
+from indexer_pii.rules import (
+    RULES,
+    PatternRule,
+    any_words,
+    card_brand,
+    iban_valid,
+    luhn_valid,
+    ssn_valid,
+    with_spoken_forms,
+)
 
 RULESET = RuleSet(RULES)
 
@@ -204,3 +215,62 @@ def test_a_spoken_value_carries_its_written_form() -> None:
     """The finding covers the words and holds the digits, for partial masks and hashes."""
     (finding,) = RULESET.findings("it is four one one one one one one one one one one one one one one one")
     assert (finding.start, finding.value) == (6, "4111111111111111")
+
+
+def _corpus_texts() -> list[str]:
+    """Passages of real conversations with Faker PII written and as a recogniser writes it."""
+    from indexer.demo import build_demo_corpus
+    from indexer.emulator.scenario import asr_text
+
+    corpus, _ = build_demo_corpus(150, pii_share=0.6, seed=11)
+    texts = []
+    for conversation in corpus:
+        for speaker in ("customer", "agent"):
+            passage = " ".join(t.text for t in conversation.turns if t.speaker == speaker)
+            texts += [passage, asr_text(passage)]
+    return texts
+
+
+def test_windows_find_what_the_whole_text_finds() -> None:
+    """Every rule finds the same spans searching only the windows as searching everything."""
+    texts = _corpus_texts()
+    texts += [
+        "card 4111 1111 1111 1111 expires 12/27 and the cvv is 123",
+        "the IBAN is GB82 WEST 1234 5698 7654 32 thanks",
+        "date of birth March 5th, 1980, born in " + "x" * 30 + " 1980",
+        "four one one one one one one one one one one one one one one one",
+        "email lisa seventy three at example dot net or 192.168.1.20 or fe80::1",
+    ]
+    found_any = 0
+    for rule in RULES:
+        for text in texts:
+            windowed = sorted((f.start, f.end) for f in rule.find(text))
+            whole = sorted((f.start, f.end) for f in with_spoken_forms(rule._find, text, windowed=False))
+            assert windowed == whole, (rule.id, text)
+            found_any += bool(windowed)
+    assert found_any > 50  # the corpus holds PII for the comparison to mean something
+
+
+def test_a_rule_without_candidates_searches_the_whole_text() -> None:
+    """A pattern with no digits, ``@`` or colon needs ``windowed=False`` and then matches."""
+    postcode = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b")
+    windowed = PatternRule("t.postcode", "POSTCODE", "1", postcode)
+    whole = PatternRule("t.postcode", "POSTCODE", "1", postcode, windowed=False)
+    text = "I live at SW1A 1AA in London"
+    assert list(windowed.find(text)) == []  # "1A 1": no two digits close together
+    assert [(f.start, f.end) for f in whole.find(text)] == [(10, 18)]
+
+
+def test_context_reach_is_bounded_for_windowed_rules() -> None:
+    """Context words further back than a window reaches are refused at construction."""
+    with pytest.raises(ValueError, match="context_chars"):
+        PatternRule("t.x", "X", "1", re.compile(r"\d+"), context=any_words("id"), context_chars=41)
+    PatternRule(
+        "t.x", "X", "1", re.compile(r"\d+"), context=any_words("id"), context_chars=80, windowed=False
+    )
+
+
+def test_any_words_matches_whole_words_in_any_case() -> None:
+    pattern = any_words("card", r"valid (?:thru|through)")
+    assert pattern.search("my CARD is") and pattern.search("Valid Thru 12/27")
+    assert not pattern.search("discarded cards") and not pattern.search("valid till")

@@ -9,9 +9,11 @@
     transcript-indexer demo [--conversations N]
     transcript-indexer status [--config FILE] [--json]
     transcript-indexer plugins list
+    transcript-indexer plugins check (FILE | -) [--config FILE] [--json]
 
-Exit codes: 0 success, 1 runtime failure, 2 a setting or input is missing or invalid
-(one line naming it on stderr, no traceback).
+Exit codes: 0 success, 1 runtime failure (for ``plugins check``: a sample failed
+redaction or verification), 2 a setting or input is missing or invalid (one line naming
+it on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
@@ -121,8 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
-    plugins = commands.add_parser("plugins", help="inspect loaded plugins")
-    plugins.add_argument("action", choices=["list"])
+    plugins = commands.add_parser("plugins", help="inspect loaded plugins and try their redaction rules")
+    actions = plugins.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="each loaded plugin: distribution, module file, hooks it implements")
+    check = actions.add_parser(
+        "check", help="redact sample text or a corpus with every loaded rule; print findings and results"
+    )
+    check.add_argument("file", help="one sample per line: text, or a corpus conversation (JSON); - = stdin")
+    check.add_argument("--config", type=Path, help="TOML settings file ([redaction.operators], plugins)")
+    check.add_argument("--json", action="store_true", help="one JSON object per sample")
     return parser
 
 
@@ -213,11 +222,35 @@ def _command(args: argparse.Namespace) -> int:
         data = read_status(Path(_load(args.config, need_genesys=False).state_dir) / "status.json")
         print(json.dumps(data) if args.json else format_status(data, time.time()))
         return 0
-    if args.command == "plugins":
-        for name, origin in _plugins().loaded():
-            print(f"{name}\t{origin}")
+    if args.command == "plugins" and args.action == "list":
+        for loaded in _plugins().loaded():
+            print("\t".join(loaded))
         return 0
+    if args.command == "plugins":
+        return _check(args)
     raise AssertionError(args.command)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from indexer.redaction import RuleSet
+    from indexer.rulecheck import check_samples, format_result, format_summary
+
+    config = _load(args.config, need_genesys=False)
+    rules = RuleSet(tuple(_plugins().redaction_rules(config)), config.redaction.build())
+    if args.file == "-":
+        lines: Iterable[str] = sys.stdin
+    else:
+        try:
+            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"plugins check: cannot read {args.file} ({exc.strerror})") from None
+    results = []
+    for result in check_samples(lines, rules):
+        results.append(result)
+        print(format_result(result, as_json=args.json))
+    if not args.json:
+        print(format_summary(results, rules))
+    return 0 if all(result.ok for result in results) else 1
 
 
 def _search(args: argparse.Namespace) -> int:

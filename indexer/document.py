@@ -106,7 +106,7 @@ class RedactionSummary:
     """What redaction did, without any value: findings per entity type and the rule set version.
 
     :ivar findings: the audit entries. Sinks keep them out of the searchable transcript;
-        the OpenSearch sink writes them to the audit index (``<alias>-audit``).
+        the OpenSearch sink writes them to the audit index (``<alias>_audit``).
     """
 
     rule_set_version: str

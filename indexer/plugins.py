@@ -89,13 +89,27 @@ class Plugins:
         """All contributed sinks (see the hookspec)."""
         return _flatten(self.pm.hook.transcript_indexer_sinks(config=config))
 
-    def loaded(self) -> list[tuple[str, str]]:
-        """``(plugin name, where it comes from)`` for every registered plugin."""
+    def loaded(self) -> list[tuple[str, str, str, str]]:
+        """Every registered plugin: ``(name, distribution and version, module file, hooks)``.
+
+        The distribution is ``-`` for a plugin registered in code (the core's defaults);
+        hooks are the short names (``redaction_rules``), comma-separated.
+        """
         result = []
         for name, plugin in self.pm.list_name_plugin():
             dist = next((d for p, d in self.pm.list_plugin_distinfo() if p is plugin), None)
-            origin = f"{dist.project_name} {dist.version}" if dist else getattr(plugin, "__name__", "")
-            result.append((name, origin))
+            hooks = sorted(
+                caller.name.removeprefix(f"{hookspecs.PROJECT}_")
+                for caller in self.pm.get_hookcallers(plugin) or []
+            )
+            result.append(
+                (
+                    name,
+                    f"{dist.project_name} {dist.version}" if dist else "-",
+                    str(getattr(plugin, "__file__", None) or type(plugin).__qualname__),
+                    ",".join(hooks),
+                )
+            )
         return result
 
 

@@ -65,11 +65,85 @@ def test_replay_without_a_sink_setting_names_it(tmp_path: Path) -> None:
 
 
 def test_plugins_list() -> None:
-    """``plugins list`` shows each loaded plugin and where it comes from."""
+    """``plugins list``: each loaded plugin, its distribution, its module file and its hooks."""
     result = _run("plugins", "list")
     assert result.returncode == 0
-    names = {line.split("\t")[0] for line in result.stdout.splitlines()}
-    assert {"pii", "opensearch", "indexer.default_plugins"} <= names
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in result.stdout.splitlines()}
+    assert {"pii", "example_rules", "opensearch", "indexer.default_plugins"} <= set(rows)
+    distribution, module, hooks = rows["pii"]
+    assert distribution.startswith("transcript-indexer-pii ")
+    assert module.endswith("indexer_pii/__init__.py") and Path(module).is_file()
+    assert hooks == "redaction_rules"
+    assert rows["opensearch"][2] == "sinks"
+    assert rows["indexer.default_plugins"][0::2] == ["-", "validators"]
+
+
+SAMPLES = "\n".join(
+    [
+        "my card is 4111 1111 1111 1111 thanks",
+        "we open at 10:30 and it costs 4.99",
+        json.dumps(
+            {
+                "turns": [
+                    {"speaker": "customer", "text": "my national insurance number is a b one two"},
+                    {"speaker": "agent", "text": "go on"},
+                    {"speaker": "customer", "text": "three four five six c"},
+                ]
+            }
+        ),
+    ]
+)
+
+
+def test_plugins_check_prints_findings_and_redacted_text_never_values(tmp_path: Path) -> None:
+    """Every loaded rule (the example plugin's too) over text and a corpus conversation."""
+    samples = tmp_path / "samples.txt"
+    samples.write_text(SAMPLES + "\n")
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[redaction.operators]\n"pii.credit_card" = "partial"\n')
+    result = _run("plugins", "check", str(samples), "--config", str(settings))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "line 1: 1 finding\n  pii.credit_card  CREDIT_CARD  utterance 0  chars 11-30  partial" in out
+    assert "customer: my card is [CREDIT_CARD ****1111] thanks" in out
+    assert "line 2: 0 findings\n  customer: we open at 10:30 and it costs 4.99" in out
+    # the number said over two utterances, the agent speaking between: both parts redacted
+    assert "customer: my national insurance number is [UK_NINO]\n  customer: [UK_NINO]" in out
+    assert "go on" not in out  # utterances without findings are not repeated
+    assert "4111 1111" not in out and "three four" not in out
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith("3 samples, 3 findings (CREDIT_CARD 1, UK_NINO 2), 0 failed; rule set ")
+    )
+
+
+def test_plugins_check_json_from_stdin() -> None:
+    """``-`` reads standard input; ``--json`` prints one object per sample, words included."""
+    result = subprocess.run(
+        [*COMMAND, "plugins", "check", "-", "--json"],
+        input=SAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second, third = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["ok"] and first["residual"] == [] and first["error"] is None
+    assert {(f["rule_id"], f["field"], f["start"], f["end"]) for f in first["findings"]} == {
+        ("pii.credit_card", "text", 11, 30),
+        ("pii.credit_card", "words", 3, 7),
+    }
+    assert second["findings"] == []
+    assert [u["speaker"] for u in third["redacted"]] == ["customer", "agent", "customer"]
+
+
+def test_plugins_check_an_unreadable_file_is_one_line() -> None:
+    result = _run("plugins", "check", "/nonexistent.txt")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "transcript-indexer: error: plugins check: cannot read /nonexistent.txt (No such file or directory)"
+    )
 
 
 def test_emulate_prints_its_ready_line(tmp_path: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 import pytest
 
+import indexer.plugins
 from indexer import hookspecs
 from indexer.config import Config
 from indexer.hookspecs import hookimpl
@@ -26,21 +29,58 @@ def test_there_are_hooks() -> None:
     ]
 
 
+def undocumented(spec: Callable[..., object]) -> list[str]:
+    """What the docstring of ``spec`` lacks: a summary, ``:param x:`` per argument, ``:return:``."""
+    doc = inspect.getdoc(spec) or ""
+    missing = [] if doc.strip() else ["summary"]
+    missing += [arg for arg in inspect.signature(spec).parameters if f":param {arg}:" not in doc]
+    return missing + ([] if ":return:" in doc else ["return"])
+
+
+def hooks_called(test: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The hooks called while ``test`` runs, on every plugin manager it builds."""
+    called: set[str] = set()
+
+    def monitored(*args: Any, **kwargs: Any) -> pluggy.PluginManager:
+        pm = indexer.plugins.get_plugin_manager(*args, **kwargs)
+        pm.add_hookcall_monitoring(lambda name, impls, kwargs: called.add(name), lambda *a: None)
+        return pm
+
+    monkeypatch.setattr(sys.modules[__name__], "get_plugin_manager", monitored)
+    test()
+    return called
+
+
 @pytest.mark.parametrize("name", HOOKS)
 def test_every_hook_documents_its_parameters(name: str) -> None:
     """Each hookspec has a docstring with :param: for every argument and a :return:."""
-    spec = getattr(hookspecs, name)
-    doc = inspect.getdoc(spec) or ""
-    for arg in inspect.signature(spec).parameters:
-        assert f":param {arg}:" in doc, f"{name} does not document {arg}"
-    assert ":return:" in doc
+    assert undocumented(getattr(hookspecs, name)) == []
+
+
+def test_an_undocumented_hook_is_caught() -> None:
+    def transcript_indexer_example(config: Config, extra: int) -> list[object]:
+        """Example.
+
+        :param config: the settings.
+        """
+        return []
+
+    assert undocumented(transcript_indexer_example) == ["extra", "return"]
 
 
 @pytest.mark.parametrize("name", HOOKS)
-def test_every_hook_has_a_test(name: str) -> None:
-    """A test named test_hook_<name> exists for every hook."""
-    module = sys.modules[__name__]
-    assert hasattr(module, f"test_hook_{name}"), f"missing test_hook_{name}"
+def test_every_hook_has_a_test_that_calls_it(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``test_hook_<name>`` exists and, run here, really calls the hook."""
+    test = getattr(sys.modules[__name__], f"test_hook_{name}", None)
+    assert test is not None, f"missing test_hook_{name}"
+    assert name in hooks_called(test, monkeypatch)
+
+
+def test_a_hook_test_that_does_not_call_its_hook_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_hook_without_a_call() -> None:
+        Plugins(get_plugin_manager(env={}))
+
+    assert hooks_called(test_hook_without_a_call, monkeypatch) == set()
 
 
 def test_hook_transcript_indexer_redaction_rules() -> None:
@@ -65,7 +105,7 @@ def test_hook_transcript_indexer_sinks() -> None:
 
 def test_disabled_plugins_are_not_loaded() -> None:
     """INDEXER_DISABLED_PLUGINS blocks entry points by name."""
-    pm = get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "pii, opensearch"})
+    pm = get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "pii, example_rules,opensearch"})
     assert Plugins(pm).redaction_rules(Config()) == []
     assert Plugins(pm).sinks(Config()) == []
 
@@ -84,6 +124,7 @@ def test_a_misspelt_hook_fails_loudly() -> None:
 
 def test_plugins_list_names_the_distributions() -> None:
     """``plugins list`` data: entry-point plugins come with their distribution and version."""
-    loaded = dict(Plugins(get_plugin_manager(env={})).loaded())
-    assert loaded["pii"].startswith("transcript-indexer-pii ")
-    assert loaded["opensearch"].startswith("transcript-indexer-opensearch ")
+    loaded = {name: rest for name, *rest in Plugins(get_plugin_manager(env={})).loaded()}
+    assert loaded["pii"][0].startswith("transcript-indexer-pii ")
+    assert loaded["opensearch"][0].startswith("transcript-indexer-opensearch ")
+    assert loaded["example_rules"][0].startswith("transcript-indexer-example-rules ")

@@ -1,0 +1,44 @@
+"""``plugins check`` underneath: samples redacted and verified as the worker would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+
+from indexer.redaction import Finding, RuleSet
+from indexer.rulecheck import check_samples, format_result, format_summary
+from tests.test_redaction import Sloppy
+
+
+@attrs.frozen
+class Broken:
+    id: str = "test.broken"
+    entity_type: str = "X"
+    version: str = "1"
+
+    def find(self, text: str) -> Iterator[Finding]:
+        raise KeyError(text)  # the text must not reach the message
+
+
+def test_a_finding_left_behind_is_reported_as_residual() -> None:
+    """A sloppy rule's leftovers fail the sample as the gate would fail the transcript."""
+    rules = RuleSet((Sloppy(),))
+    (result,) = check_samples(["a secret and another secret", ""], rules)
+    assert not result.ok and result.residual == ("test.sloppy",)
+    assert result.redacted == ("a [SECRET] and another secret",)
+    text = format_result(result)
+    assert "RESIDUAL after redaction (would be quarantined): test.sloppy" in text
+    assert format_summary([result], rules).startswith("1 samples, 1 findings (SECRET 1), 1 failed;")
+
+
+def test_a_rule_that_raises_fails_the_sample_without_its_text() -> None:
+    (result,) = check_samples(["call me on 555"], RuleSet((Broken(),)))
+    assert not result.ok and result.error == "rule test.broken raised KeyError"
+    assert format_result(result) == "line 1: FAILED: rule test.broken raised KeyError"
+
+
+def test_a_line_of_json_that_is_not_a_conversation_is_text() -> None:
+    (result,) = check_samples(['{"note": "a secret"}'], RuleSet((Sloppy(),)))
+    assert result.speakers == ("customer",) and result.redacted == ('{"note": "a [SECRET]"}',)
+    assert result.ok

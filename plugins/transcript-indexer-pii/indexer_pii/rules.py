@@ -299,6 +299,14 @@ class IbanRule:
 
 
 _FLAGS = re.IGNORECASE
+
+
+def _bare_phone(value: str) -> bool:
+    """10 digits, or 10 after the country code ``1`` or ``001`` (an extension may follow)."""
+    digits = re.split("[xX]", value)[0]
+    return len(digits) == 10 or (len(digits), digits[: len(digits) - 10]) in ((11, "1"), (13, "001"))
+
+
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
@@ -336,16 +344,34 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
         id="pii.phone_number_international",
         entity_type="PHONE_NUMBER",
-        version="2",
-        pattern=re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ -]?\d{2,4}){2,5}(?!\d)"),
+        version="3",
+        # +44 20 7946 0958, +44(0)121 4960260, +1-321-299-3518
+        pattern=re.compile(
+            r"\+(?<![\w+]\+)\d{1,3}[ -]?(?:\(0\)[ -]?|0[ -])?\d{2,5}(?:[ -]?\d{2,7}){1,4}(?!\d)"
+        ),
         validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
+    ),
+    PatternRule(
+        id="pii.phone_number_uk",
+        entity_type="PHONE_NUMBER",
+        version="1",
+        # national format with the trunk 0: 0161 4960371, (029) 2018 0678, 01174960265
+        pattern=re.compile(r"(?=[(0])(?<![\w+])(?:\(0\d{2,4}\) ?|0\d{2,4}[ -]?)\d{3,4}[ -]?\d{3,4}(?![\d-])"),
+        validate=lambda v: len(re.sub(r"\D", "", v)) in (10, 11),
     ),
     PatternRule(
         id="pii.phone_number_bare",
         entity_type="PHONE_NUMBER",
-        version="2",
-        pattern=re.compile(r"\d(?<![\d-]\d)\d{9}(?:x\d{1,5})?(?!\d)", _FLAGS),
-        context=any_words("phone", "cell", "mobile", "call", "reach", "text", "contact", "number is"),
+        version="3",
+        # 10 digits, 11 with the country code 1, 13 with 001, after words that say it is a
+        # phone number
+        pattern=re.compile(r"\d(?<![\d-]\d)\d{9,12}(?:x\d{1,5})?(?!\d)", _FLAGS),
+        validate=_bare_phone,
+        context=re.compile(
+            r"\b(?:phone|cell|mobile|call|reach|text|contact)\b"
+            r"|(?<!order )(?<!account )(?<!reference )(?<!tracking )(?<!confirmation )\bnumber is\b",
+            _FLAGS,
+        ),
     ),
     IbanRule(),
     PatternRule(

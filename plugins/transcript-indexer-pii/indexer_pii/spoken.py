@@ -7,7 +7,8 @@ from, so a rule that matches the rewritten text redacts the original words.
 
 What is rewritten:
 
-- **numbers**: digit words and ``oh``/``zero``, ``double``/``triple`` X, teens and tens
+- **numbers**: digit words and ``oh``/``zero`` (an ``o`` beside a spelled letter is the
+  letter), ``double``/``triple`` X, ``plus`` before a number (``+``), teens and tens
   (``nineteen eighty`` → ``1980``, ``forty five`` → ``45``), ``hundred``, ordinals
   (``fifth`` → ``5``), mixed with written digit groups; a comma, a full stop or the word
   ``dash`` between them is kept as a group break (a space), plain spaces are not:
@@ -157,6 +158,17 @@ def _spoken_digits(tokens: list[_Token], i: int) -> tuple[str, int] | None:
 _Edit = list[tuple[str, int, int]]
 
 
+def _spelled_o(tokens: list[_Token], j: int) -> bool:
+    """``tokens[j]``, an ``o`` beside a spelled letter, is the letter O (``c g o f``)."""
+    return any(
+        0 <= k < len(tokens)
+        and len(tokens[k].text) == 1
+        and tokens[k].text.isalpha()
+        and tokens[k].word != "o"
+        for k in (j - 1, j + 1)
+    )
+
+
 def _runs(tokens: list[_Token]) -> list[_Edit]:
     """Number runs, rewritten."""
     found = []
@@ -167,7 +179,16 @@ def _runs(tokens: list[_Token]) -> list[_Edit]:
         while j < len(tokens):
             token = tokens[j]
             number = _spoken_digits(tokens, j)
-            if number is not None and not (token.word == "o" and not pieces):
+            if (
+                not pieces
+                and token.word == "plus"
+                and j + 1 < len(tokens)
+                and _spoken_digits(tokens, j + 1) is not None
+            ):
+                pieces.append(("+", token.start, token.end))  # "plus four four ..."
+                j += 1
+                continue
+            if number is not None and not (token.word == "o" and (not pieces or _spelled_o(tokens, j))):
                 if pending_break and pieces:
                     pieces.append((" ", token.start, token.start))
                 out, used = number

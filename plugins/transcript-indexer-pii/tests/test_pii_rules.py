@@ -118,6 +118,13 @@ def test_impossible_ssns_are_not_ssns(ssn: str) -> None:
         "962.952.7601",
         "001-555-123-4567x1234",
         "+44 20 7946 0958",
+        "+44(0)121 4960260",
+        "+44114 496 0815",
+        "0161 4960371",
+        "029 2018 0678",
+        "(028) 9018462",
+        "(0114)4960318",
+        "01174960265",
     ],
 )
 def test_phone_numbers(phone: str) -> None:
@@ -186,6 +193,14 @@ def test_rule_ids_are_unique_and_versioned() -> None:
         ("I was born on the 5th of March, 1980", "I was born on the [DATE_OF_BIRTH]"),
         ("expiry oh four twenty six and the cvv is one two three",
          "expiry [CARD_EXPIRY] and the cvv is [CVV]"),
+        ("it's plus four four, oh, eight oh eight, one five seven, zero six eight four",
+         "it's [PHONE_NUMBER]"),
+        ("call me back on double zero one two nine five five four three oh six eight oh",
+         "call me back on [PHONE_NUMBER]"),
+        ("my number is zero one one seven four nine six zero two six five", "my number is [PHONE_NUMBER]"),
+        # an "o" beside spelled letters is the letter O of a bank code
+        ("pay into g b zero two u s v o four six five zero seven five two nine one seven zero three four two",
+         "pay into [IBAN_CODE]"),
     ],
 )  # fmt: skip
 def test_spoken_forms_are_redacted(text: str, expected: str) -> None:
@@ -274,3 +289,21 @@ def test_any_words_matches_whole_words_in_any_case() -> None:
     pattern = any_words("card", r"valid (?:thru|through)")
     assert pattern.search("my CARD is") and pattern.search("Valid Thru 12/27")
     assert not pattern.search("discarded cards") and not pattern.search("valid till")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "your order number is 4942869575",
+        "the reference number is 3259052513 and the tracking number is 6109122534",
+        "order number four nine four two eight six nine five seven five",
+    ],
+)
+def test_ten_digits_after_an_order_or_reference_number_survive(text: str) -> None:
+    """ "number is" says phone number, but not after order, reference, tracking, account."""
+    assert redact(text) == text
+
+
+def test_a_zero_said_as_o_among_digits_is_still_a_zero() -> None:
+    assert redact("my ip is one nine two dot one six eight dot o dot ten") == "my ip is [IP_ADDRESS]"
+    assert redact("call me on five five five, o one two, four five six seven") == "call me on [PHONE_NUMBER]"

@@ -41,6 +41,13 @@ class Harness:
             end_reason="shutdown",
         )
 
+    async def send_ended_call(self, *texts: str) -> None:
+        """An ended conversation whose customer said ``texts`` (u1, u2, … 1 s apart), session over."""
+        await self.send.send(conversation(ended=True))
+        for i, text in enumerate(texts, start=1):
+            await self.send.send(transcription(utterance(f"u{i}", text, 1000 * i)))
+        await self.send.send(transcription(status="SESSION_ENDED"))
+
     def drained(self) -> list[TranscriptDocument]:
         result = []
         while True:
@@ -120,9 +127,7 @@ async def test_stream_end_flushes_open_conversations(state_dir: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
         await h.send.send(conversation(ended=False, conversation_id="open-one"))
-        await h.send.send(conversation(ended=True))
-        await h.send.send(transcription(utterance("u1", "bye", 1000)))
-        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.send_ended_call("bye")
         await h.send.aclose()
     reasons = {d.conversation_id: d.completion_reason for d in h.drained()}
     assert reasons == {"open-one": "shutdown", "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11": "ended"}
@@ -135,9 +140,7 @@ async def test_a_late_utterance_reopens_and_replaces_the_document(
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
-        await h.send.send(conversation(ended=True))
-        await h.send.send(transcription(utterance("u1", "hello", 1000)))
-        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.send_ended_call("hello")
         first = await h.docs.receive()
         await trio.sleep(30)
         await h.send.send(transcription(utterance("u1", "hello", 1000)))  # a duplicate re-opens nothing
@@ -158,9 +161,7 @@ async def test_late_utterances_are_dead_lettered(
     h = Harness(state_dir)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
-        await h.send.send(conversation(ended=True))
-        await h.send.send(transcription(utterance("u1", "hello", 1000)))
-        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.send_ended_call("hello")
         await h.docs.receive()
         await trio.sleep(SETTINGS.reopen_window_s + 1)
         await h.send.send(transcription(utterance("u9", "too late", 9000)))
@@ -199,10 +200,7 @@ async def test_utterances_beyond_the_cap_are_dead_lettered(state_dir: Path) -> N
     h = Harness(state_dir, attrs.evolve(SETTINGS, max_utterances=2, grace_period_s=0.05))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
-        await h.send.send(conversation(ended=True))
-        for i in range(4):
-            await h.send.send(transcription(utterance(f"u{i}", f"utterance {i}", 1000 * (i + 1))))
-        await h.send.send(transcription(status="SESSION_ENDED"))
+        await h.send_ended_call(*(f"utterance {i}" for i in range(4)))
         document = await h.docs.receive()
         nursery.cancel_scope.cancel()
     assert [u.text for u in document.utterances] == ["utterance 0", "utterance 1"]

@@ -11,7 +11,7 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding
-from indexer_pii.spoken import Normalized, normalize, word_bounds
+from indexer_pii.spoken import Normalized, normalize, word_windows
 
 __all__ = [
     "RULES",
@@ -105,9 +105,13 @@ def _ip(value: str) -> bool:
 #: What every match of a windowed rule contains: two digits at most one character apart,
 #: an ``@``, or a colon before a hex digit or a colon (IPv6). All built-in rules are.
 CANDIDATE: Final = re.compile(r"\d\D?\d|@|:[0-9A-Fa-f:]")
-#: Characters before a candidate a windowed rule may see: its context words (up to 40
-#: characters before the match) and the start of its match (up to 24 before the candidate).
-WINDOW_BEFORE: Final = 64
+#: How far before its candidate a windowed rule's match may start (a month name).
+MATCH_LEAD: Final = 24
+#: How far before its match a windowed rule may look for context words.
+MAX_CONTEXT_CHARS: Final = 40
+#: Characters before a candidate a windowed rule may see: its context words and the start
+#: of its match.
+WINDOW_BEFORE: Final = MAX_CONTEXT_CHARS + MATCH_LEAD
 #: Characters after a candidate that a windowed rule's match may reach (an IBAN's letters).
 WINDOW_AFTER: Final = 48
 
@@ -118,14 +122,7 @@ def windows(text: str) -> list[tuple[int, int]]:
     A window begins at the start of ``text`` or after a space and ends before a space or at
     the end, so look-behinds and look-aheads see in it what they see in ``text``.
     """
-    found: list[tuple[int, int]] = []
-    for match in CANDIDATE.finditer(text):
-        start, end = word_bounds(text, match.start() - WINDOW_BEFORE, match.end() + WINDOW_AFTER)
-        if found and start <= found[-1][1]:
-            found[-1] = (found[-1][0], end)
-        else:
-            found.append((start, end))
-    return found
+    return word_windows(text, (m.span() for m in CANDIDATE.finditer(text)), WINDOW_BEFORE, WINDOW_AFTER)
 
 
 @attrs.frozen
@@ -217,8 +214,8 @@ class PatternRule:
 
     @context_chars.validator
     def _check_context_chars(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if self.windowed and value > WINDOW_BEFORE - 24:
-            raise ValueError(f"rule {self.id}: context_chars is at most {WINDOW_BEFORE - 24} when windowed")
+        if self.windowed and value > MAX_CONTEXT_CHARS:
+            raise ValueError(f"rule {self.id}: context_chars is at most {MAX_CONTEXT_CHARS} when windowed")
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
@@ -307,13 +304,18 @@ def _bare_phone(value: str) -> bool:
     return len(digits) == 10 or (len(digits), digits[: len(digits) - 10]) in ((11, "1"), (13, "001"))
 
 
+# Patterns begin with a character class and check the character before it in a look-behind
+# after it ("\d(?<![\d-]\d)" rather than "(?<![\d-])\d"), so the regular expression engine
+# can skip to candidate characters.
+#: 12 to 19 digits, single spaces or dashes between them: a card number's shape.
+_CARD_DIGITS: Final = re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){11,18}(?!\d)")
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
     PatternRule(
         id="pii.credit_card",
         entity_type="CREDIT_CARD",
         version="2",
-        pattern=re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){11,18}(?!\d)"),
+        pattern=_CARD_DIGITS,
         validate=_card,
     ),
     PatternRule(
@@ -385,16 +387,12 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         ),
         validate=_ip,
     ),
-    # Patterns begin with a character class and check the character before it in a
-    # look-behind after it ("\d(?<![\d-]\d)" rather than "(?<![\d-])\d"), so the regular
-    # expression engine can skip to candidate characters.
-    #
     # Numbers that count as PII because of what was said just before them.
     PatternRule(
         id="pii.credit_card_context",
         entity_type="CREDIT_CARD",
         version="1",
-        pattern=re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){11,18}(?!\d)"),
+        pattern=_CARD_DIGITS,
         validate=lambda v: luhn_valid(re.sub(r"\D", "", v)),
         context=any_words("card", "credit", "debit", "visa", "mastercard", "amex"),
     ),

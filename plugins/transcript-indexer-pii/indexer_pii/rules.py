@@ -28,14 +28,18 @@ __all__ = [
 
 
 def any_words(*phrases: str) -> re.Pattern[str]:
-    """A pattern for any of ``phrases`` (regular expressions, each starting with a letter)
-    as whole words, in any case; for :attr:`PatternRule.context`.
+    """A pattern for any of ``phrases`` (regular expressions, each starting with a letter,
+    after look-behind assertions if any) as whole words, in any case; for
+    :attr:`PatternRule.context`.
 
     The pattern checks the first letter before anything else, which makes it several times
     faster to search than the plain alternation.
     """
-    firsts = "".join(sorted({phrase[0].lower() for phrase in phrases}))
+    firsts = "".join(sorted({_LOOK_BEHINDS.sub("", phrase)[0].lower() for phrase in phrases}))
     return re.compile(rf"(?=[{firsts}])\b(?:{'|'.join(phrases)})\b", re.IGNORECASE)
+
+
+_LOOK_BEHINDS: Final = re.compile(r"^(?:\(\?<[!=][^)]*\))+")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -104,7 +108,7 @@ def _ip(value: str) -> bool:
 
 #: What every match of a windowed rule contains: two digits at most one character apart,
 #: an ``@``, or a colon before a hex digit or a colon (IPv6). All built-in rules are.
-CANDIDATE: Final = re.compile(r"\d\D?\d|@|:[0-9A-Fa-f:]")
+CANDIDATE: Final = re.compile(r"[\d@:](?:(?<=\d)\D?\d|(?<=@)|(?<=:)[0-9A-Fa-f:])")
 #: How far before its candidate a windowed rule's match may start (a month name).
 MATCH_LEAD: Final = 24
 #: How far before its match a windowed rule may look for context words.
@@ -122,34 +126,44 @@ def windows(text: str) -> list[tuple[int, int]]:
     A window begins at the start of ``text`` or after a space and ends before a space or at
     the end, so look-behinds and look-aheads see in it what they see in ``text``.
     """
-    return word_windows(text, (m.span() for m in CANDIDATE.finditer(text)), WINDOW_BEFORE, WINDOW_AFTER)
+    if text.isascii() and not any(map(text.__contains__, "0123456789@:")):
+        return []  # the common case, found faster than by the regular expression
+    spans = [match.span() for match in CANDIDATE.finditer(text)]
+    return word_windows(text, spans, WINDOW_BEFORE, WINDOW_AFTER) if spans else []
 
 
 @attrs.frozen
 class _Scan:
     """Where windowed rules look in one text: its windows, and those of its spoken forms
-    rewritten that hold a rewrite."""
+    rewritten that hold a rewrite, each as ``(start, window text)``."""
 
-    windows: list[tuple[int, int]]
+    windows: list[tuple[int, str]]
     spoken: Normalized | None
-    spoken_windows: list[tuple[int, int]]
+    spoken_windows: list[tuple[int, str]]
 
 
 _NOTHING: Final = _Scan([], None, [])
+
+
+def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, str]]:
+    return [(start, text[start:end]) for start, end in spans]
 
 
 @functools.lru_cache(maxsize=64)
 def _scan(text: str) -> _Scan:
     # every rule calls this with the same text in turn; the cache makes it once per text
     spoken = normalize(text)
+    found = windows(text)
     if spoken is None:
-        found = windows(text)
-        return _Scan(found, None, []) if found else _NOTHING
-    return _Scan(
-        windows(text),
-        spoken,
-        [(s, e) for s, e in windows(spoken.text) if any(s < b and a < e for a, b in spoken.edited)],
-    )
+        return _Scan(_pieces(text, found), None, []) if found else _NOTHING
+    edited = spoken.edited
+    spoken_found = [(s, e) for s, e in windows(spoken.text) if any(s < b and a < e for a, b in edited)]
+    return _Scan(_pieces(text, found), spoken, _pieces(spoken.text, spoken_found))
+
+
+def _whole(text: str) -> _Scan:
+    spoken = normalize(text)
+    return _Scan([(0, text)], spoken, [(0, spoken.text)] if spoken else [])
 
 
 def with_spoken_forms(
@@ -164,27 +178,23 @@ def with_spoken_forms(
         :func:`windows` of both texts are searched (most text is skipped). ``False``:
         both texts are searched whole.
     """
-    if not windowed:
-        spoken = normalize(text)
-        whole = _Scan([(0, len(text))], spoken, [(0, len(spoken.text))] if spoken else [])
-        return _found(find, text, whole)
-    scan = _scan(text)
+    scan = _scan(text) if windowed else _whole(text)
     return () if scan is _NOTHING else _found(find, text, scan)
 
 
 def _found(find: Callable[[str], Iterator[Finding]], text: str, scan: _Scan) -> Iterator[Finding]:
-    for start, end in scan.windows:
-        for finding in find(text[start:end]):
+    for start, window in scan.windows:
+        for finding in find(window):
             yield attrs.evolve(finding, start=finding.start + start, end=finding.end + start)
     spoken = scan.spoken
     if spoken is None:
         return
-    for window_start, window_end in scan.spoken_windows:
-        for finding in find(spoken.text[window_start:window_end]):
-            start, end = spoken.source_span(finding.start + window_start, finding.end + window_start)
-            value = spoken.text[finding.start + window_start : finding.end + window_start]
-            if text[start:end] != value:
-                yield attrs.evolve(finding, start=start, end=end, value=value)
+    for start, window in scan.spoken_windows:
+        for finding in find(window):
+            value = window[finding.start : finding.end]
+            source_start, source_end = spoken.source_span(finding.start + start, finding.end + start)
+            if text[source_start:source_end] != value:
+                yield attrs.evolve(finding, start=source_start, end=source_end, value=value)
 
 
 @attrs.frozen
@@ -219,7 +229,8 @@ class PatternRule:
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
-        return with_spoken_forms(self._find, text, windowed=self.windowed)
+        scan = _scan(text) if self.windowed else _whole(text)  # with_spoken_forms(), inlined
+        return () if scan is _NOTHING else _found(self._find, text, scan)
 
     def _find(self, text: str) -> Iterator[Finding]:
         if self.context is not None and not self.context.search(text):
@@ -369,10 +380,15 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         # phone number
         pattern=re.compile(r"\d(?<![\d-]\d)\d{9,12}(?:x\d{1,5})?(?!\d)", _FLAGS),
         validate=_bare_phone,
-        context=re.compile(
-            r"\b(?:phone|cell|mobile|call|reach|text|contact)\b"
-            r"|(?<!order )(?<!account )(?<!reference )(?<!tracking )(?<!confirmation )\bnumber is\b",
-            _FLAGS,
+        context=any_words(
+            "phone",
+            "cell",
+            "mobile",
+            "call",
+            "reach",
+            "text",
+            "contact",
+            "(?<!order )(?<!account )(?<!reference )(?<!tracking )(?<!confirmation )number is",
         ),
     ),
     IbanRule(),

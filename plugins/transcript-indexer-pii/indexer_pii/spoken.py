@@ -86,13 +86,14 @@ def _alternatives(words: frozenset[str]) -> str:
 
 #: Characters around a number pair, or a spoken email's "at", that its rewrite may reach.
 _REACH: Final = 32
-_NUMBER = rf"\b{_alternatives(_TRIGGER_WORDS)}\b"
+_WORDS = _alternatives(_TRIGGER_WORDS)
 _BETWEEN = r"[^a-z0-9]{1,3}(?:(?:[a-z]|dash|hyphen|dot|point)[^a-z0-9]{1,3}){0,4}"
-#: Two numbers close together, at least one of them spoken (in lower-cased text): a
-#: number word first, or digits first.
-_PAIR = re.compile(rf"{_NUMBER}{_BETWEEN}(?:{_NUMBER}|\d)")
-_DIGITS_PAIR = re.compile(rf"\d{_BETWEEN}{_NUMBER}")
-_HAS_DIGIT = re.compile(r"\d")
+#: Two numbers close together, at least one of them spoken, in lower-cased text after a
+#: space: a number word first, or digits first. The match starts one character before its
+#: first number (a character class first lets the regular expression engine skip letters).
+_PAIR = re.compile(
+    rf"[^a-z_](?:(?<![a-z0-9_]){_WORDS}\b{_BETWEEN}(?:{_WORDS}\b|\d)|(?<=\d){_BETWEEN}{_WORDS}\b)"
+)
 _SPOKEN_EMAIL = re.compile(r"\bat\b[^@]{1,80}?\bdot\b")
 _TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._%+'-]*[A-Za-z0-9])?|[,.;:!?]")
 
@@ -306,12 +307,10 @@ def _stretches(text: str) -> list[tuple[int, int]]:
     lowered = text.lower()
     if len(lowered) != len(text):  # a character whose lower case is longer: check it all
         return [(0, len(text))]
-    spans = [match.span() for match in _PAIR.finditer(lowered)]
-    if _HAS_DIGIT.search(lowered):
-        spans += [match.span() for match in _DIGITS_PAIR.finditer(lowered)]
+    spans = [(start - 1, end - 1) for start, end in (match.span() for match in _PAIR.finditer(f" {lowered}"))]
     if "dot" in lowered:
         spans += [match.span() for match in _SPOKEN_EMAIL.finditer(lowered)]
-    return word_windows(text, spans, _REACH, _REACH)
+    return word_windows(text, spans, _REACH, _REACH) if spans else []
 
 
 def normalize(text: str) -> Normalized | None:

@@ -22,6 +22,12 @@ found in the passage and redacted in both. Words are redacted on the text they s
 when joined with spaces, so a value spoken over several words is caught and every word
 of it is replaced.
 
+Every utterance is also scanned once more after its **lead**: the last words of the
+transcript before it (``LEAD_CHARS``), so a rule that needs context words finds them in
+the other party's question: "what number can we reach you on?" makes "it's five five
+five ..." a phone number. Only findings within the utterance count: the lead is context,
+and a value never spans two speakers.
+
 After redaction every rule re-scans the redacted document (the verification gate),
 with the operators' own replacements blanked out; any residual finding, or any rule
 that raises, fails the transcript closed with :class:`~indexer.errors.RedactionFailed`,
@@ -36,7 +42,7 @@ import hmac
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
@@ -45,14 +51,18 @@ from indexer.document import AuditEntry, DocUtterance, RedactionSummary, Transcr
 from indexer.errors import RedactionFailed, ResidualPII
 
 __all__ = [
+    "LEAD_CHARS",
     "OPERATORS",
     "PASSAGE_GAP_MS",
     "Finding",
     "Operators",
+    "Prefilter",
     "RedactionRule",
     "RuleSet",
     "canonical",
     "join_text",
+    "last_words",
+    "leads",
     "passages",
 ]
 
@@ -60,9 +70,13 @@ __all__ = [
 OPERATORS: Final = ("mask", "partial", "hash")
 #: Utterances of one speaker this close (end to next start, ms) are scanned together.
 PASSAGE_GAP_MS: Final = 15_000
+#: Characters of the transcript before an utterance that the rules see as its context (at
+#: most; cut at a word start).
+LEAD_CHARS: Final = 64
 #: Values shorter than this (alphanumeric characters) are masked, not partially masked.
 PARTIAL_MIN_CHARS: Final = 8
 #: What the operators write; the verification re-scan blanks these out first.
+_SPACE: Final = re.compile(r"\s")
 REPLACEMENT: Final = re.compile(r"\[[A-Z][A-Z0-9_]*(?: \*\*\*\*[0-9A-Za-z]{1,4}| #[a-p]{16})?\]")
 
 
@@ -82,6 +96,10 @@ class Finding:
     value: str | None = attrs.field(default=None, repr=False, eq=False)
 
 
+#: A rule's optional quick test of a text (see :class:`RedactionRule`).
+Prefilter = Callable[[str], bool]
+
+
 @runtime_checkable
 class RedactionRule(Protocol):
     """What ``transcript_indexer_redaction_rules`` contributes.
@@ -89,6 +107,11 @@ class RedactionRule(Protocol):
     :ivar id: stable, unique rule id, e.g. ``pii.credit_card``; used in audits and errors.
     :ivar entity_type: upper-case entity type, e.g. ``CREDIT_CARD``; the replacement text.
     :ivar version: changes whenever what the rule matches changes.
+
+    A rule may also have a ``prefilter`` attribute: a quick test of a text, one function
+    object shared by several rules, that returns ``False`` only when none of them can
+    find anything in it. The rule set calls it once per text for all of them and skips
+    them when it is ``False`` (:class:`indexer_pii.PatternRule` rules share one).
     """
 
     @property
@@ -175,16 +198,40 @@ def passages(utterances: Sequence[DocUtterance]) -> list[list[int]]:
     return groups
 
 
-def _parts(findings: Sequence[Finding], lengths: Sequence[int]) -> list[list[tuple[int, int, Finding]]]:
-    """Findings in texts of ``lengths`` joined by one space, as (start, end, finding) per text."""
-    parts: list[list[tuple[int, int, Finding]]] = [[] for _ in lengths]
+def last_words(text: str) -> str:
+    """The last words of ``text`` within :data:`LEAD_CHARS` characters."""
+    if len(text) <= LEAD_CHARS:
+        return text
+    space = _SPACE.search(text, len(text) - LEAD_CHARS - 1)
+    return text[space.end() :] if space else ""
+
+
+def leads(texts: Sequence[str]) -> list[str]:
+    """Per text of a transcript, the :func:`last_words` of the texts before it joined by
+    newlines (as in :func:`join_text`); ``""`` for the first."""
+    found, before = [], None
+    for text in texts:
+        found.append("" if before is None else last_words(before))
+        before = text if before is None else f"{before}\n{text}"[-LEAD_CHARS - 1 :]
+    return found
+
+
+def _with_value(finding: Finding, scanned: str, start: int, end: int) -> Finding:
+    """``finding`` moved to ``[start, end)``, keeping its whole value as read in ``scanned``."""
+    value = scanned[finding.start : finding.end] if finding.value is None else finding.value
+    return attrs.evolve(finding, start=start, end=end, value=value)
+
+
+def _parts(findings: Sequence[Finding], texts: Sequence[str], joined: str) -> list[list[Finding]]:
+    """Findings in ``joined`` (``texts`` joined by one space) cut to each text, in its offsets."""
+    parts: list[list[Finding]] = [[] for _ in texts]
     offset = 0
-    for k, length in enumerate(lengths):
+    for k, text in enumerate(texts):
         for finding in findings:
-            start, end = max(finding.start, offset), min(finding.end, offset + length)
+            start, end = max(finding.start, offset), min(finding.end, offset + len(text))
             if start < end:
-                parts[k].append((start - offset, end - offset, finding))
-        offset += length + 1
+                parts[k].append(_with_value(finding, joined, start - offset, end - offset))
+        offset += len(text) + 1
     return parts
 
 
@@ -208,6 +255,16 @@ class RuleSet:
 
     rules: tuple[RedactionRule, ...]
     operators: Operators = Operators()
+    #: the rules grouped by their prefilter (``None``: none), in order of first appearance
+    _groups: tuple[tuple[Prefilter | None, tuple[RedactionRule, ...]], ...] = attrs.field(
+        init=False, repr=False, eq=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        groups: dict[Prefilter | None, list[RedactionRule]] = {}
+        for rule in self.rules:
+            groups.setdefault(getattr(rule, "prefilter", None), []).append(rule)
+        object.__setattr__(self, "_groups", tuple((key, tuple(rules)) for key, rules in groups.items()))
 
     @property
     def version(self) -> str:
@@ -216,45 +273,86 @@ class RuleSet:
         key += "\n" + "\n".join(f"{k}={v}" for k, v in sorted(self.operators.by_rule.items()))
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
-    def findings(self, text: str) -> list[Finding]:
+    def findings(self, text: str, lead: str = "") -> list[Finding]:
         """Merged findings of every rule in ``text``.
 
+        :param lead: the other party's last words before ``text`` (see the module docs):
+            the rules see it before ``text`` as context; only findings within ``text``
+            count (a value never spans two speakers).
         :raises RedactionFailed: a rule raised; the message names the rule.
         """
+        if lead:
+            scanned, shift = f"{lead} {text}", len(lead) + 1
+            return [
+                _with_value(f, scanned, f.start - shift, f.end - shift)
+                for f in self.findings(scanned)
+                if f.start >= shift
+            ]
         found: list[Finding] = []
-        for rule in self.rules:
+        for prefilter, rules in self._groups:
             try:
-                found.extend(rule.find(text))
+                if prefilter is not None and not prefilter(text):
+                    continue
             except Exception as exc:
-                raise RedactionFailed(f"rule {rule.id} raised {type(exc).__name__}") from exc
-        return _merge(found)
+                names = ", ".join(rule.id for rule in rules)
+                raise RedactionFailed(f"the prefilter of rules {names} raised {type(exc).__name__}") from exc
+            for rule in rules:
+                try:
+                    found.extend(rule.find(text))
+                except Exception as exc:
+                    raise RedactionFailed(f"rule {rule.id} raised {type(exc).__name__}") from exc
+        return _merge(found) if found else found
 
-    def _replacement(self, finding: Finding, scanned: str) -> str:
-        """What replaces ``finding``, found in the text ``scanned``."""
-        return self.operators.replacement(finding, scanned[finding.start : finding.end])
+    def passage_findings(
+        self, texts: Sequence[str], leads: Sequence[str]
+    ) -> tuple[list[list[Finding]], Counter[str]]:
+        """Findings in each of ``texts``, the utterances of one passage, and the values found
+        per entity type.
 
-    def _replace(self, text: str, spans: Sequence[tuple[int, int, Finding]], scanned: str) -> str:
+        The texts are scanned joined by spaces, and each one with a lead (``""``: none)
+        again after it (:meth:`findings`). Findings are in the offsets of their text and
+        carry their whole value (:attr:`Finding.value`), also when they run into the next.
+
+        :raises RedactionFailed: a rule raised.
+        """
+        joined = " ".join(texts)
+        found = self.findings(joined)
+        counts = Counter(f.entity_type for f in found)
+        per_text = _parts(found, texts, joined)
+        for k, (text, lead_text) in enumerate(zip(texts, leads, strict=True)):
+            answer = self.findings(text, lead_text) if lead_text else []
+            mine = per_text[k]
+            counts.update(
+                f.entity_type for f in answer if not any(f.start < m.end and m.start < f.end for m in mine)
+            )
+            if answer:
+                per_text[k] = _merge([*mine, *answer])
+        return per_text, counts
+
+    def _replace(self, text: str, found: Sequence[Finding]) -> str:
         parts, position = [], 0
-        for start, end, finding in sorted(spans, key=lambda s: s[0]):
-            parts += [text[position:start], self._replacement(finding, scanned)]
-            position = end
+        for finding in found:
+            parts += [
+                text[position : finding.start],
+                self.operators.replacement(finding, text[finding.start : finding.end]),
+            ]
+            position = finding.end
         parts.append(text[position:])
         return "".join(parts)
 
     def redact_text(self, text: str) -> tuple[str, list[Finding]]:
         """``text`` with every finding replaced by its operator's output, and the findings."""
         found = self.findings(text)
-        return self._replace(text, [(f.start, f.end, f) for f in found], text), found
+        return self._replace(text, found), found
 
     def redact_words(self, words: Sequence[str]) -> tuple[list[str], list[Finding]]:
         """Each word that overlaps a finding in the space-joined words is replaced."""
         joined = " ".join(words)
-        found = self.findings(joined)
-        if not found:
-            return list(words), []
+        found = [_with_value(f, joined, f.start, f.end) for f in self.findings(joined)]
         hits = _word_hits(words, found)
         return [
-            word if f is None else self._replacement(f, joined) for word, f in zip(words, hits, strict=True)
+            word if f is None else self.operators.replacement(f, word)
+            for word, f in zip(words, hits, strict=True)
         ], found
 
     def redact(self, document: TranscriptDocument, *, verify: bool = True) -> TranscriptDocument:
@@ -267,28 +365,30 @@ class RuleSet:
             a rule set does (``plugins check``), never before indexing.
         :raises RedactionFailed: a rule raised, or the re-scan still finds PII.
         """
-        utterances = list(document.utterances)
+        original = document.utterances
+        utterances = list(original)
         counts: Counter[str] = Counter()
         audit: list[AuditEntry] = []
-        for group in passages(utterances):
-            members = [utterances[i] for i in group]
-            joined = " ".join(u.text for u in members)
-            text_found = self.findings(joined)
-            for index, utterance, spans in zip(
-                group, members, _parts(text_found, [len(u.text) for u in members]), strict=True
-            ):
-                if spans:
-                    utterances[index] = attrs.evolve(
-                        utterance, text=self._replace(utterance.text, spans, joined)
-                    )
-                    audit += [self._entry(f, utterance, "text", s, e) for s, e, f in spans]
-            word_lists = [[w.word for w in u.words] for u in members]
-            all_words = [w for words in word_lists for w in words]
-            word_found = self.findings(" ".join(all_words)) if all_words else []
-            if word_found:
-                audit += self._redact_words(utterances, group, word_lists, all_words, word_found)
-            per_type = Counter(f.entity_type for f in text_found)
-            per_type |= Counter(f.entity_type for f in word_found)  # max of the two views
+        text_leads = leads([u.text for u in original])
+        word_leads = leads([_spoken(u) for u in original])
+        for group in passages(original):
+            members = [original[i] for i in group]
+            text_found, per_type = self.passage_findings(
+                [u.text for u in members], [text_leads[i] for i in group]
+            )
+            for index, utterance, found in zip(group, members, text_found, strict=True):
+                if found:
+                    utterances[index] = attrs.evolve(utterance, text=self._replace(utterance.text, found))
+                    audit += [self._entry(f, utterance, "text", f.start, f.end) for f in found]
+            if any(u.words for u in members):
+                word_found, word_types = self.passage_findings(
+                    [_spoken(u) for u in members], [word_leads[i] for i in group]
+                )
+                for index, found in zip(group, word_found, strict=True):
+                    if found:
+                        utterances[index], entries = self._redact_words(utterances[index], found)
+                        audit += entries
+                per_type |= word_types  # the larger count of the two views
             counts.update(per_type)
         redacted = attrs.evolve(
             document,
@@ -316,40 +416,27 @@ class RuleSet:
         )
 
     def _redact_words(
-        self,
-        utterances: list[DocUtterance],
-        group: Sequence[int],
-        word_lists: Sequence[Sequence[str]],
-        all_words: Sequence[str],
-        found: Sequence[Finding],
-    ) -> list[AuditEntry]:
-        """Replace the words of ``group`` that overlap ``found``; their audit entries."""
-        joined = " ".join(all_words)
-        hits = _word_hits(all_words, found)
-        audit: list[AuditEntry] = []
-        position = 0
-        for index, words in zip(group, word_lists, strict=True):
-            utterance = utterances[index]
-            mine = hits[position : position + len(words)]
-            position += len(words)
-            if not any(mine):
-                continue
-            utterances[index] = attrs.evolve(
-                utterance,
-                words=tuple(
-                    word if f is None else attrs.evolve(word, word=self._replacement(f, joined))
-                    for word, f in zip(utterance.words, mine, strict=True)
-                ),
-            )
-            # one entry per run of words of one finding
-            for finding, run in itertools.groupby(enumerate(mine), key=lambda pair: pair[1]):
-                if finding is not None:
-                    indices = [k for k, _ in run]
-                    audit.append(self._entry(finding, utterance, "words", indices[0], indices[-1] + 1))
-        return audit
+        self, utterance: DocUtterance, found: Sequence[Finding]
+    ) -> tuple[DocUtterance, list[AuditEntry]]:
+        """``utterance`` with the words that overlap ``found`` (in its spoken words) replaced,
+        and one audit entry per run of words of one finding."""
+        hits = _word_hits([w.word for w in utterance.words], found)
+        redacted = attrs.evolve(
+            utterance,
+            words=tuple(
+                word if f is None else attrs.evolve(word, word=self.operators.replacement(f, word.word))
+                for word, f in zip(utterance.words, hits, strict=True)
+            ),
+        )
+        audit = []
+        for finding, run in itertools.groupby(enumerate(hits), key=lambda pair: pair[1]):
+            if finding is not None:
+                indices = [k for k, _ in run]
+                audit.append(self._entry(finding, utterance, "words", indices[0], indices[-1] + 1))
+        return redacted, audit
 
     def verify(self, document: TranscriptDocument) -> None:
-        """Re-scan every text field of ``document``, by passage, with every rule.
+        """Re-scan every text field of ``document``, by passage and with leads, with every rule.
 
         The operators' replacements are blanked out first (they are the only text a
         partial mask leaves, and hold no whole value).
@@ -358,16 +445,24 @@ class RuleSet:
         """
         residual: set[str] = set()
         utterances = document.utterances
-        for group in passages(utterances):
-            members = [utterances[i] for i in group]
-            for text in (
-                " ".join(u.text for u in members),
-                " ".join(w.word for u in members for w in u.words),
-            ):
-                residual.update(f.rule_id for f in self.findings(_blank_replacements(text)))
+        for text_of in (_text, _spoken):
+            texts = [_blank_replacements(text_of(u)) for u in utterances]
+            text_leads = leads(texts)
+            for group in passages(utterances):
+                found, _ = self.passage_findings([texts[i] for i in group], [text_leads[i] for i in group])
+                residual.update(f.rule_id for part in found for f in part)
         residual.update(f.rule_id for f in self.findings(_blank_replacements(document.text)))
         if residual:
             raise ResidualPII(sorted(residual))
+
+
+def _text(utterance: DocUtterance) -> str:
+    return utterance.text
+
+
+def _spoken(utterance: DocUtterance) -> str:
+    """The utterance's recognised words joined by spaces."""
+    return " ".join(w.word for w in utterance.words)
 
 
 def join_text(utterances: Iterable[DocUtterance]) -> str:

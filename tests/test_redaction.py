@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -16,7 +16,7 @@ from indexer.document import TranscriptDocument
 from indexer.errors import ConfigError, RedactionFailed, ResidualPII
 from indexer.outbox import Outbox
 from indexer.pipeline import Pipeline, ValidationFailed, finalize_transcripts
-from indexer.redaction import Finding, Operators, RuleSet
+from indexer.redaction import LEAD_CHARS, Finding, Operators, RuleSet, last_words, leads
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 from tests.factories import conversation, transcription, utterance
@@ -97,6 +97,46 @@ def test_rule_set_version_changes_with_rules() -> None:
     assert one.version != RuleSet((Pattern("a", "A", "a", version="2"),)).version
 
 
+@attrs.frozen
+class Screened:
+    """A rule with a prefilter that counts its calls (one list shared by all)."""
+
+    id: str
+    calls: list[str]
+    prefilter: Callable[[str], bool]
+    entity_type: str = "DIGITS"
+    version: str = "1"
+
+    def find(self, text: str) -> Iterator[Finding]:
+        self.calls.append(self.id)
+        for m in re.finditer(r"\d+", text):
+            yield Finding(m.start(), m.end(), self.entity_type, self.id)
+
+
+def test_rules_sharing_a_prefilter_are_skipped_together() -> None:
+    """One prefilter call per text for all the rules sharing it; none of them runs when it is False."""
+    tested: list[str] = []
+
+    def has_digit(text: str) -> bool:
+        tested.append(text)
+        return any(ch.isdigit() for ch in text)
+
+    calls: list[str] = []
+    rules = RuleSet((Screened("t.a", calls, has_digit), CARD, Screened("t.b", calls, has_digit)))
+    assert rules.findings("no numbers here") == [] and calls == []
+    assert [f.rule_id for f in rules.findings("call 42")] == ["t.a"]
+    assert calls == ["t.a", "t.b"] and tested == ["no numbers here", "call 42"]
+
+
+def test_a_raising_prefilter_fails_closed_naming_its_rules() -> None:
+    def broken(text: str) -> bool:
+        raise ValueError(text)
+
+    rules = RuleSet((Screened("t.a", [], broken), Screened("t.b", [], broken)))
+    with pytest.raises(RedactionFailed, match=r"prefilter of rules t\.a, t\.b raised ValueError$"):
+        rules.redact(_document("secret text"))
+
+
 def test_a_raising_rule_fails_closed() -> None:
     """A rule that raises stops the transcript with the rule id, not its text."""
     with pytest.raises(RedactionFailed, match=r"test\.exploding"):
@@ -175,6 +215,89 @@ def test_utterances_far_apart_or_of_the_other_speaker_are_not_joined() -> None:
     assert [u.text for u in RuleSet((CARD,)).redact(apart).utterances] == ["it is 4111 1111", "1111 1111"]
     other = _document(("EXTERNAL", "it is 4111 1111", 1000), ("INTERNAL", "1111 1111", 2500))
     assert [u.text for u in RuleSet((CARD,)).redact(other).utterances] == ["it is 4111 1111", "1111 1111"]
+
+
+@attrs.frozen
+class AfterWord:
+    """A rule that needs a context word in the 40 characters before its match."""
+
+    id: str = "test.phone"
+    entity_type: str = "PHONE"
+    version: str = "1"
+
+    def find(self, text: str) -> Iterator[Finding]:
+        for m in re.finditer(r"\b\d{10}\b", text):
+            if "phone" in text[max(m.start() - 40, 0) : m.start()]:
+                yield Finding(m.start(), m.end(), self.entity_type, self.id)
+
+
+def test_the_other_partys_question_is_context_for_the_answer() -> None:
+    """The agent's last words before the customer's answer are context; only the answer is redacted."""
+    asked = _document(
+        ("EXTERNAL", "hi I need to change my details", 1000),
+        ("INTERNAL", "sure what phone number should we use", 3000),
+        ("EXTERNAL", "it's 5551234567", 6000),
+    )
+    redacted = RuleSet((AfterWord(),)).redact(asked)
+    assert [u.text for u in redacted.utterances] == [
+        "hi I need to change my details",
+        "sure what phone number should we use",
+        "it's [PHONE]",
+    ]
+    assert [w.word for w in redacted.utterances[2].words] == ["it's", "[PHONE]"]
+    assert redacted.redaction is not None and redacted.redaction.counts == {"PHONE": 1}
+    assert {(e.utterance_id, e.field, e.start, e.end) for e in redacted.redaction.findings} == {
+        ("u2", "text", 5, 15),
+        ("u2", "words", 1, 2),
+    }
+    # the customer's own words before a pause, or the agent's question 20 s before: context
+    for question in (
+        ("EXTERNAL", "my phone number", 1000),
+        ("INTERNAL", "what phone number should we use", 1000),
+    ):
+        document = _document(question, ("EXTERNAL", "it's 5551234567", 25_000))
+        assert RuleSet((AfterWord(),)).redact(document).utterances[1].text == "it's [PHONE]"
+    # more than LEAD_CHARS before the number: no context, and the gate agrees
+    far = _document(
+        ("INTERNAL", "what phone number should we use", 1000),
+        ("INTERNAL", "take your time there is no hurry at all, I can wait here for you", 2000),
+        ("EXTERNAL", "it's 5551234567", 3000),
+    )
+    assert RuleSet((AfterWord(),)).redact(far).utterances[2].text == "it's 5551234567"
+
+
+def test_a_value_in_the_question_is_not_found_in_the_answer() -> None:
+    """The lead is context only: values in it belong to the other party's passage."""
+    document = _document(("INTERNAL", "phone 5550001111 or", 1000), ("EXTERNAL", "phone 5551234567", 2000))
+    rules = RuleSet((AfterWord(),))
+    assert [u.text for u in rules.redact(document).utterances] == ["phone [PHONE] or", "phone [PHONE]"]
+    found = rules.findings("it's 5551234567", lead="phone 5550001111 or what phone")
+    assert [(f.start, f.end, f.value) for f in found] == [(5, 15, "5551234567")]
+
+
+def test_the_gate_reads_the_answer_after_its_question() -> None:
+    """The verification re-scan uses the same leads as redaction."""
+    document = _document(
+        ("INTERNAL", "what phone number should we use", 1000), ("EXTERNAL", "it's 5551234567", 3000)
+    )
+    with pytest.raises(ResidualPII) as caught:
+        RuleSet((AfterWord(),)).verify(document)
+    assert caught.value.rule_ids == ["test.phone"]
+
+
+def test_leads_are_the_last_words_before_each_utterance() -> None:
+    assert last_words("short question?") == "short question?"
+    long = "could you please confirm for me the best telephone number to reach you on today?"
+    assert len(long) > LEAD_CHARS
+    assert last_words(long) == "confirm for me the best telephone number to reach you on today?"
+    assert last_words("x" * 100) == ""
+    assert leads(["hello", "what number", long, "ok"]) == [
+        "",
+        "hello",
+        "hello\nwhat number",
+        "confirm for me the best telephone number to reach you on today?",
+    ]
+    assert leads(["a " * 50, "b"])[1] == last_words("a " * 50)
 
 
 def test_operators_mask_keep_the_last_four_or_hash_with_a_key() -> None:

@@ -7,11 +7,14 @@ when a target of issue 4 is missed:
   every brand, US SSNs, emails, IBANs of six countries, IPv4 and IPv6 addresses, US and
   UK phone numbers) said in call-centre sentences, **written** as a decorated transcript
   has them and **spoken** as a speech recogniser writes them (digits as words, ``oh``,
-  ``double``, pauses as commas, letters spelled, ``at``/``dot``). A value counts as found
-  when findings of its entity type cover every letter and digit of it.
+  ``double``, pauses as commas, letters spelled, ``at``/``dot``). Some sentences answer
+  the agent's question ("what number can we reach you on?" / "it's ..."), which is their
+  lead, as the worker reads it (:mod:`indexer.redaction`). A value counts as found when
+  findings of its entity type cover every letter and digit of it.
 - **precision**: of all findings on those sentences, on sentences full of numbers that
   are not PII (order numbers, times, prices, quantities, dates, versions, written and
-  spoken) and on real conversations (chitchat-dataset), the share that covers a value.
+  spoken, some answering a question) and on real conversations (chitchat-dataset, each
+  utterance after its lead), the share that covers a value.
 - **throughput** in MB/s of transcript text (chitchat-dataset conversations), by
   utterance and by passage (a speaker's utterances joined, as the worker scans), for our
   rules and for Presidio's pattern recognizers (``CreditCardRecognizer``,
@@ -36,7 +39,7 @@ from typing import Any, Final
 
 import attrs
 
-from indexer.redaction import RuleSet
+from indexer.redaction import RuleSet, leads
 from indexer_pii.rules import RULES
 from indexer_pii.spoken import DIGITS
 
@@ -46,50 +49,91 @@ ENTITY_TYPES: Final = ("CREDIT_CARD", "US_SSN", "EMAIL_ADDRESS", "IBAN_CODE", "I
 TARGET_RECALL: Final = {**dict.fromkeys(ENTITY_TYPES, 0.99), "PHONE_NUMBER": 0.95}
 TARGET_PRECISION: Final = 0.95
 TARGET_SPEEDUP: Final = 20.0
+#: Throughput is the best of this many runs.
+ROUNDS: Final = 5
 
-#: A detector: text -> (start, end, entity type) of each finding.
-Detector = Callable[[str], list[tuple[int, int, str]]]
+#: A detector: (text, lead) -> (start, end, entity type) of each finding in the text.
+Detector = Callable[[str, str], list[tuple[int, int, str]]]
 
 _WORDS: Final = {digit: word for word, digit in DIGITS.items() if word not in ("oh", "o", "nought")}
 
+#: Per entity type, (the agent's question or "", the customer's answer); each answer is
+#: scanned after the question (its lead, as the worker scans it).
 TEMPLATES: Final = {
-    "CREDIT_CARD": ["my card number is {}", "it's {} thank you", "the card is {} and it expires soon", "{}"],
-    "US_SSN": ["my social security number is {}", "social is {}", "the ssn on file is {}"],
-    "EMAIL_ADDRESS": ["you can email me at {}", "my email is {} thanks", "send it to {} please"],
-    "IBAN_CODE": ["the iban is {}", "pay it into {} please", "my account is {}"],
-    "IP_ADDRESS": ["my ip address is {}", "the router says {}", "it connects to {} and fails"],
-    "PHONE_NUMBER": ["you can reach me at {}", "call me back on {}", "my number is {}", "it's {}"],
+    "CREDIT_CARD": [
+        ("", "my card number is {}"),
+        ("", "the card is {} and it expires soon"),
+        ("", "{}"),
+        ("can I take the long number on the front of the card?", "yes it's {} thank you"),
+    ],
+    "US_SSN": [
+        ("", "my social security number is {}"),
+        ("", "social is {}"),
+        ("", "the ssn on file is {}"),
+        ("can you confirm your social security number for me?", "sure it's {}"),
+    ],
+    "EMAIL_ADDRESS": [
+        ("", "you can email me at {}"),
+        ("", "my email is {} thanks"),
+        ("", "send it to {} please"),
+        ("and what email address should we send it to?", "{}"),
+    ],
+    "IBAN_CODE": [
+        ("", "the iban is {}"),
+        ("", "pay it into {} please"),
+        ("", "my account is {}"),
+        ("which account should the refund go to?", "it's {}"),
+    ],
+    "IP_ADDRESS": [
+        ("", "my ip address is {}"),
+        ("", "the router says {}"),
+        ("", "it connects to {} and fails"),
+        ("what does it show next to ip address?", "it says {}"),
+    ],
+    "PHONE_NUMBER": [
+        ("", "you can reach me at {}"),
+        ("", "call me back on {}"),
+        ("", "my number is {}"),
+        ("what number can we reach you on?", "it's {}"),
+        ("and a good number to call you back on?", "{}"),
+    ],
 }
 NON_PII: Final = [
-    "your order number is {order}",
-    "the order {order} shipped on {month} {day}",
-    "it costs ${dollars}.{cents} a month",
-    "that will be {dollars} dollars and {cents} cents",
-    "we open at {hour}:{minute} and close at {hour2}",
-    "I'll call back at {hour} {minute}",
-    "I ordered {qty} boxes and got {qty2}",
-    "the tracking number is 1Z{letters}{order}",
-    "I'm in room {room} on floor {floor}",
-    "my flight is BA {room} on {month} {day} {year}",
-    "we are on version {qty}.{floor}.{room}",
-    "it happened in {year}, about {qty} years ago",
-    "the discount is {qty} percent",
-    "the reference is {letters}-{order}",
-    "order number {spoken_order}",
-    "it costs {spoken_price}",
-    "I bought {spoken_qty} of them in {spoken_year}",
-    "it is {spoken_time} now",
+    ("", "your order number is {order}"),
+    ("", "the order {order} shipped on {month} {day}"),
+    ("", "it costs ${dollars}.{cents} a month"),
+    ("", "that will be {dollars} dollars and {cents} cents"),
+    ("", "we open at {hour}:{minute} and close at {hour2}"),
+    ("", "I'll call back at {hour} {minute}"),
+    ("", "I ordered {qty} boxes and got {qty2}"),
+    ("", "the tracking number is 1Z{letters}{order}"),
+    ("", "I'm in room {room} on floor {floor}"),
+    ("", "my flight is BA {room} on {month} {day} {year}"),
+    ("", "we are on version {qty}.{floor}.{room}"),
+    ("", "it happened in {year}, about {qty} years ago"),
+    ("", "the discount is {qty} percent"),
+    ("", "the reference is {letters}-{order}"),
+    ("", "order number {spoken_order}"),
+    ("", "it costs {spoken_price}"),
+    ("", "I bought {spoken_qty} of them in {spoken_year}"),
+    ("", "it is {spoken_time} now"),
+    ("can I have the order number from the confirmation email?", "it's {order}"),
+    ("what's the order number?", "{spoken_order}"),
+    ("when is a good time to call you back?", "after {hour} {minute} please"),
+    ("how much did they charge you?", "{spoken_price}"),
 ]
 _MONTHS: Final = ["january", "march", "may", "july", "october", "december"]
 
 
 @attrs.frozen
 class Sample:
-    """A sentence and the PII values in it, as ``(start, end, entity type)``."""
+    """A sentence, the PII values in it as ``(start, end, entity type)``, and the other
+    party's question before it, if any."""
 
     text: str
     spans: tuple[tuple[int, int, str], ...]
     form: str  # "written", "spoken" or "none"
+    lead: str = ""  # what the other party said just before
 
 
 def _digit_words(digits: str, rng: random.Random) -> list[str]:
@@ -180,14 +224,14 @@ def labelled_samples(per_type: int, seed: int) -> list[Sample]:
     for entity_type in ENTITY_TYPES:
         for _ in range(per_type):
             value = _values(entity_type, fakes, rng)
-            template = rng.choice(TEMPLATES[entity_type])
+            lead, template = rng.choice(TEMPLATES[entity_type])
             forms = [("written", value)]
             if not (entity_type == "IP_ADDRESS" and ":" in value):  # nobody reads out an IPv6
                 forms.append(("spoken", speak(value, entity_type, rng)))
             for form, said in forms:
                 start = template.index("{}")
                 text = template.format(said)
-                samples.append(Sample(text, ((start, start + len(said), entity_type),), form))
+                samples.append(Sample(text, ((start, start + len(said), entity_type),), form, lead))
     return samples
 
 
@@ -201,7 +245,7 @@ def non_pii_samples(count: int, seed: int) -> list[Sample]:
     tens = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
     samples = []
     for i in range(count):
-        template = NON_PII[i % len(NON_PII)]
+        lead, template = NON_PII[i % len(NON_PII)]
         text = template.format(
             order=rng.randint(10_000, 9_999_999_999),
             month=rng.choice(_MONTHS),
@@ -223,23 +267,26 @@ def non_pii_samples(count: int, seed: int) -> list[Sample]:
             spoken_year=f"nineteen {rng.choice(tens)} {rng.choice(list(_WORDS.values())[1:])}",
             spoken_time=f"{rng.choice(list(_WORDS.values())[1:])} {rng.choice(tens)}",
         )
-        samples.append(Sample(text, (), "none"))
+        samples.append(Sample(text, (), "none", lead))
     return samples
 
 
-def conversation_texts(conversations: int) -> tuple[list[str], list[str]]:
-    """Utterances and passages (each speaker's utterances joined) of chitchat conversations."""
+def conversation_texts(conversations: int) -> tuple[list[str], list[str], list[str]]:
+    """Utterances, their leads and passages (each speaker's utterances joined) of chitchat
+    conversations."""
     from indexer.demo import build_demo_corpus
 
     corpus, _ = build_demo_corpus(conversations, pii_share=0.0)
-    utterances, passages = [], []
+    utterances, utterance_leads, passages = [], [], []
     for conversation in corpus:
         by_speaker = collections.defaultdict(list)
         for turn in conversation.turns:
             by_speaker[turn.speaker].append(turn.text)
-            utterances.append(turn.text)
+        texts = [turn.text for turn in conversation.turns]
+        utterances += texts
+        utterance_leads += leads(texts)
         passages += [" ".join(texts) for texts in by_speaker.values()]
-    return utterances, passages
+    return utterances, utterance_leads, passages
 
 
 def _covered(span: tuple[int, int, str], found: Sequence[tuple[int, int, str]], text: str) -> bool:
@@ -281,7 +328,7 @@ def score(detect: Detector, samples: Iterable[Sample]) -> Scores:
     findings: collections.Counter[str] = collections.Counter()
     intact = non_pii = 0
     for sample in samples:
-        result = detect(sample.text)
+        result = detect(sample.text, sample.lead)
         for span in sample.spans:
             total[span[2], sample.form] += 1
             found[span[2], sample.form] += _covered(span, result, sample.text)
@@ -297,26 +344,31 @@ def score(detect: Detector, samples: Iterable[Sample]) -> Scores:
     return Scores(dict(found), dict(total), dict(true_findings), dict(findings), intact, non_pii)
 
 
-def throughput(detect: Callable[[str], object], texts: Sequence[str]) -> float:
-    """MB/s of UTF-8 text through ``detect``, best of three runs."""
+def throughput(detectors: dict[str, Callable[[str, str], object]], texts: Sequence[str]) -> dict[str, float]:
+    """MB/s of UTF-8 text through each detector, best of :data:`ROUNDS` rounds; each round
+    runs every detector in turn, so a change in the machine's speed touches all alike."""
     size = sum(len(text.encode()) for text in texts)
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for text in texts:
-            detect(text)
-        best = min(best, time.perf_counter() - started)
-    return size / best / 1e6
+    best = dict.fromkeys(detectors, float("inf"))
+    for _ in range(ROUNDS):
+        for name, detect in detectors.items():
+            started = time.perf_counter()
+            for text in texts:
+                detect(text, "")
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: size / seconds / 1e6 for name, seconds in best.items()}
 
 
 def ours() -> Detector:
-    """The PII plugin's rules, merged as the worker merges them."""
+    """The PII plugin's rules, merged as the worker merges them, answers read after their lead."""
     rules = RuleSet(RULES)
-    return lambda text: [(f.start, f.end, f.entity_type) for f in rules.findings(text)]
+    return lambda text, lead: [(f.start, f.end, f.entity_type) for f in rules.findings(text, lead)]
 
 
-def presidio() -> tuple[Detector, Callable[[str], object]]:
+def presidio() -> tuple[Detector, Callable[[str, str], object]]:
     """Presidio's pattern recognizers: through its AnalyzerEngine, and called directly.
+
+    An answer with a lead is analysed after it, as ours, and only results in the answer
+    count.
 
     :raises SystemExit: presidio-analyzer is not installed (one line naming the extra).
     """
@@ -358,10 +410,12 @@ def presidio() -> tuple[Detector, Callable[[str], object]]:
         supported_languages=["en"],
     )
 
-    def analyze(text: str) -> list[tuple[int, int, str]]:
-        return [(r.start, r.end, r.entity_type) for r in engine.analyze(text, language="en")]
+    def analyze(text: str, lead: str) -> list[tuple[int, int, str]]:
+        shift = len(lead) + 1 if lead else 0
+        results = engine.analyze(f"{lead} {text}" if lead else text, language="en")
+        return [(r.start - shift, r.end - shift, r.entity_type) for r in results if r.start >= shift]
 
-    def direct(text: str) -> list[Any]:
+    def direct(text: str, lead: str) -> list[Any]:
         return [
             r for recognizer in recognizers for r in recognizer.analyze(text, recognizer.supported_entities)
         ]
@@ -393,10 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # offline: it falls back to its snapshot
     labelled = labelled_samples(args.values, args.seed)
     non_pii = non_pii_samples(args.non_pii, args.seed)
-    utterances, passages = conversation_texts(args.conversations)
-    samples = [*labelled, *non_pii, *(Sample(text, (), "none") for text in utterances)]
+    utterances, utterance_leads, passages = conversation_texts(args.conversations)
+    chitchat = [
+        Sample(text, (), "none", lead) for text, lead in zip(utterances, utterance_leads, strict=True)
+    ]
+    samples = [*labelled, *non_pii, *chitchat]
     detectors: dict[str, Detector] = {"transcript-indexer": ours()}
-    direct: Callable[[str], object] | None = None
+    direct: Callable[[str, str], object] | None = None
     if not args.no_presidio:
         detectors["Presidio patterns"], direct = presidio()
     scores = {name: score(detect, samples) for name, detect in detectors.items()}
@@ -438,21 +495,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     row = "".join(f"{scores[n].intact / max(scores[n].non_pii, 1):>20.3f}" for n in names)
     print(f"{'texts without PII intact':<24}{row}")
 
-    print("\nThroughput: MB/s of transcript text (best of 3)")
+    print(f"\nThroughput: MB/s of transcript text (best of {ROUNDS}, the detectors taking turns)")
     header = f"{'unit':<12}{'texts':>7}{'MB':>6}" + "".join(f"{n:>20}" for n in names)
     if direct is not None:
         header += f"{'speed-up':>10}{'target':>9}{'Presidio direct':>17}{'speed-up':>10}"
     print(header)
     for unit, texts in (("utterance", utterances), ("passage", passages)):
-        speeds = {n: throughput(detectors[n], texts) for n in names}
+        timed: dict[str, Callable[[str, str], object]] = dict(detectors)
+        if direct is not None:
+            timed["direct"] = direct
+        speeds = throughput(timed, texts)
         line = f"{unit:<12}{len(texts):>7}{sum(len(t.encode()) for t in texts) / 1e6:>6.2f}"
         line += "".join(f"{speeds[n]:>20.2f}" for n in names)
         if direct is not None:
             ratio = speeds[names[0]] / speeds[names[1]]
             ok &= ratio >= TARGET_SPEEDUP
-            direct_speed = throughput(direct, texts)
             line += f"{ratio:>9.1f}x  >= {TARGET_SPEEDUP:.0f}x {_mark(ratio >= TARGET_SPEEDUP):<6}"
-            line += f"{direct_speed:>11.2f}{speeds[names[0]] / direct_speed:>9.1f}x"
+            line += f"{speeds['direct']:>11.2f}{speeds[names[0]] / speeds['direct']:>9.1f}x"
         print(line)
     print(
         "\nPresidio: AnalyzerEngine with its six pattern recognizers and spaCy's blank English tokenizer "

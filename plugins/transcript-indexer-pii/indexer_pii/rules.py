@@ -10,7 +10,7 @@ from typing import ClassVar, Final
 
 import attrs
 
-from indexer.redaction import Finding
+from indexer.redaction import Finding, Prefilter
 from indexer_pii.spoken import Normalized, normalize, word_windows
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "card_brand",
     "iban_valid",
     "luhn_valid",
+    "may_find",
     "ssn_valid",
     "windows",
     "with_spoken_forms",
@@ -161,6 +162,12 @@ def _scan(text: str) -> _Scan:
     return _Scan(_pieces(text, found), spoken, _pieces(spoken.text, spoken_found))
 
 
+def may_find(text: str) -> bool:
+    """``text`` holds a :data:`CANDIDATE` or a spoken form: a windowed rule may find
+    something in it. The prefilter of windowed rules (:class:`indexer.redaction.RedactionRule`)."""
+    return _scan(text) is not _NOTHING
+
+
 def _whole(text: str) -> _Scan:
     spoken = normalize(text)
     return _Scan([(0, text)], spoken, [(0, spoken.text)] if spoken else [])
@@ -210,6 +217,8 @@ class PatternRule:
         candidates is searched, which makes the rule fast. Set ``False`` for a pattern
         without them (a postcode like ``SW1A 1AA``, a list of names): the whole text is
         searched.
+    :ivar prefilter: :func:`may_find` when ``windowed``: the rule set skips every windowed
+        rule at once in text without candidates.
     :raises ValueError: ``context_chars`` over 40 for a windowed rule.
     """
 
@@ -221,6 +230,11 @@ class PatternRule:
     context: re.Pattern[str] | None = None
     context_chars: int = attrs.field(default=40)
     windowed: bool = True
+    prefilter: Prefilter | None = attrs.field(init=False, repr=False, eq=False)
+
+    @prefilter.default
+    def _prefilter(self) -> Prefilter | None:
+        return may_find if self.windowed else None
 
     @context_chars.validator
     def _check_context_chars(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -277,6 +291,7 @@ class IbanRule:
     entity_type: str = "IBAN_CODE"
     version: str = "2"
 
+    prefilter: ClassVar[Prefilter] = staticmethod(may_find)
     _start: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z](?<![A-Za-z0-9][A-Za-z])[A-Za-z]\d{2}")
 
     def find(self, text: str) -> Iterable[Finding]:

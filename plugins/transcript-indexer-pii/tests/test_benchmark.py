@@ -51,7 +51,7 @@ def test_our_rules_meet_the_recall_and_precision_targets_on_a_small_sample() -> 
 
 def test_score_counts_partial_cover_as_a_miss_and_stray_findings_against_precision() -> None:
     sample = benchmark.Sample("card 4111 1111 1111 1111 ok", ((5, 24, "CREDIT_CARD"),), "written")
-    half = benchmark.score(lambda text: [(5, 14, "CREDIT_CARD"), (25, 27, "CVV")], [sample])
+    half = benchmark.score(lambda text, lead: [(5, 14, "CREDIT_CARD"), (25, 27, "CVV")], [sample])
     assert half.recall("CREDIT_CARD", "written") == 0.0
     assert half.precision() == 0.5
 

@@ -28,19 +28,29 @@ __all__ = [
 ]
 
 
+_LOOK_BEHINDS: Final = re.compile(r"^(?:\(\?<[!=][^)]*\))+")
+
+
 def any_words(*phrases: str) -> re.Pattern[str]:
     """A pattern for any of ``phrases`` (regular expressions, each starting with a letter,
     after look-behind assertions if any) as whole words, in any case; for
     :attr:`PatternRule.context`.
 
-    The pattern checks the first letter before anything else, which makes it several times
-    faster to search than the plain alternation.
+    The pattern starts with the class of the phrases' first letters, which lets the regular
+    expression engine skip other characters: several times faster to search than the
+    plain alternation.
     """
-    firsts = "".join(sorted({_LOOK_BEHINDS.sub("", phrase)[0].lower() for phrase in phrases}))
-    return re.compile(rf"(?=[{firsts}])\b(?:{'|'.join(phrases)})\b", re.IGNORECASE)
-
-
-_LOOK_BEHINDS: Final = re.compile(r"^(?:\(\?<[!=][^)]*\))+")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for phrase in phrases:
+        behind = _LOOK_BEHINDS.match(phrase)
+        lead = behind.group() if behind else ""
+        first, rest = phrase[len(lead)], phrase[len(lead) + 1 :]
+        groups.setdefault((lead, first.lower()), []).append(rest)
+    firsts = "".join(sorted({first.lower() + first.upper() for _, first in groups}))
+    alternatives = "|".join(
+        rf"(?<=\b{lead}{first})(?:{'|'.join(rests)})" for (lead, first), rests in groups.items()
+    )
+    return re.compile(rf"[{firsts}](?i:{alternatives})\b")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -292,7 +302,9 @@ class IbanRule:
     version: str = "2"
 
     prefilter: ClassVar[Prefilter] = staticmethod(may_find)
-    _start: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z](?<![A-Za-z0-9][A-Za-z])[A-Za-z]\d{2}")
+    #: the check digits after a two-letter country code at a word start (digits first:
+    #: the regular expression engine skips to them)
+    _check_digits: ClassVar[re.Pattern[str]] = re.compile(r"\d(?<=(?<![A-Za-z0-9])[A-Za-z]{2}\d)\d")
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every IBAN, written or spoken: from each candidate start, the stretch that validates."""
@@ -300,13 +312,14 @@ class IbanRule:
 
     def _find(self, text: str) -> Iterator[Finding]:
         position = 0
-        for match in self._start.finditer(text):
-            if match.start() < position:
+        for match in self._check_digits.finditer(text):
+            start = match.start() - 2
+            if start < position:
                 continue
-            expected = IBAN_LENGTHS.get(match.group()[:2].upper())
+            expected = IBAN_LENGTHS.get(text[start : start + 2].upper())
             if expected is None:
                 continue
-            end, count, i = None, 0, match.start()
+            end, count, i = None, 0, start
             while i < len(text) and count < expected:
                 ch = text[i]
                 if ch.isalnum():
@@ -316,9 +329,9 @@ class IbanRule:
                 i += 1
             if count == expected and (i >= len(text) or not text[i].isalnum()):
                 end = i
-            if end is not None and iban_valid(text[match.start() : end]):
+            if end is not None and iban_valid(text[start:end]):
                 position = end
-                yield Finding(match.start(), end, self.entity_type, self.id)
+                yield Finding(start, end, self.entity_type, self.id)
 
 
 _FLAGS = re.IGNORECASE
@@ -356,7 +369,8 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         entity_type="EMAIL_ADDRESS",
         version="2",
         pattern=re.compile(
-            r"(?<![a-z0-9._%+-])[a-z0-9._%+-]++@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", _FLAGS
+            r"[\w.%+-](?<![\w.%+-][\w.%+-])[\w.%+-]*+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}",
+            re.ASCII | _FLAGS,
         ),
     ),
     PatternRule(
@@ -411,10 +425,11 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         id="pii.ip_address",
         entity_type="IP_ADDRESS",
         version="2",
+        # IPv4, or IPv6: hex digits and at least two colons (the first character is
+        # matched first, then what follows it in each case)
         pattern=re.compile(
-            r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]*\d)"
-            r"|(?=[0-9a-f:])(?<![\w:])[0-9a-f]*:[0-9a-f:]*:[0-9a-f:]*(?![\w:])",
-            _FLAGS,
+            r"[0-9a-fA-F:](?:(?<=\d)(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]*\d)"
+            r"|(?<![\w:][0-9a-fA-F:])(?:(?<=:)|(?<=[0-9a-fA-F])[0-9a-fA-F]*:)[0-9a-fA-F:]*:[0-9a-fA-F:]*(?![\w:]))"
         ),
         validate=_ip,
     ),

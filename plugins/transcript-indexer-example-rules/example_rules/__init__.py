@@ -55,6 +55,7 @@ def nino_rule(*, context: bool = True) -> PatternRule:
         pattern=NINO,
         validate=nino_valid,
         context=any_words("national insurance", "ni number", "nino", "n i number") if context else None,
+        min_digits=6,
     )
 
 

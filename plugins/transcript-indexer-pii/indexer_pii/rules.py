@@ -148,16 +148,21 @@ class _Scan:
     """Where windowed rules look in one text: its windows, and those of its spoken forms
     rewritten that hold a rewrite, each as ``(start, window text)``."""
 
-    windows: list[tuple[int, str]]
+    windows: list[_Window]
     spoken: Normalized | None
-    spoken_windows: list[tuple[int, str]]
+    spoken_windows: list[_Window]
 
 
 _NOTHING: Final = _Scan([], None, [])
 
 
-def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, str]]:
-    return [(start, text[start:end]) for start, end in spans]
+#: A window: its start in the text, its text and how many digits it holds.
+_Window = tuple[int, str, int]
+_DIGIT: Final = re.compile(r"\d")
+
+
+def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[_Window]:
+    return [(start, text[start:end], len(_DIGIT.findall(text, start, end))) for start, end in spans]
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,11 +185,15 @@ def may_find(text: str) -> bool:
 
 def _whole(text: str) -> _Scan:
     spoken = normalize(text)
-    return _Scan([(0, text)], spoken, [(0, spoken.text)] if spoken else [])
+    return _Scan(
+        _pieces(text, [(0, len(text))]),
+        spoken,
+        _pieces(spoken.text, [(0, len(spoken.text))]) if spoken else [],
+    )
 
 
 def with_spoken_forms(
-    find: Callable[[str], Iterator[Finding]], text: str, *, windowed: bool = True
+    find: Callable[[str], Iterable[Finding]], text: str, *, windowed: bool = True
 ) -> Iterable[Finding]:
     """``find`` over ``text``, then over its spoken forms rewritten, mapped back to ``text``.
 
@@ -199,19 +208,27 @@ def with_spoken_forms(
     return () if scan is _NOTHING else _found(find, text, scan)
 
 
-def _found(find: Callable[[str], Iterator[Finding]], text: str, scan: _Scan) -> Iterator[Finding]:
-    for start, window in scan.windows:
-        for finding in find(window):
-            yield attrs.evolve(finding, start=finding.start + start, end=finding.end + start)
+def _found(
+    find: Callable[[str], Iterable[Finding]], text: str, scan: _Scan, min_digits: int = 0
+) -> list[Finding]:
+    found = [
+        attrs.evolve(finding, start=finding.start + start, end=finding.end + start)
+        for start, window, digits in scan.windows
+        if digits >= min_digits
+        for finding in find(window)
+    ]
     spoken = scan.spoken
     if spoken is None:
-        return
-    for start, window in scan.spoken_windows:
+        return found
+    for start, window, digits in scan.spoken_windows:
+        if digits < min_digits:
+            continue
         for finding in find(window):
             value = window[finding.start : finding.end]
             source_start, source_end = spoken.source_span(finding.start + start, finding.end + start)
             if text[source_start:source_end] != value:
-                yield attrs.evolve(finding, start=source_start, end=source_end, value=value)
+                found.append(attrs.evolve(finding, start=source_start, end=source_end, value=value))
+    return found
 
 
 @attrs.frozen
@@ -227,6 +244,8 @@ class PatternRule:
         candidates is searched, which makes the rule fast. Set ``False`` for a pattern
         without them (a postcode like ``SW1A 1AA``, a list of names): the whole text is
         searched.
+    :ivar min_digits: the fewest digits (``\\d``) a match holds; text with fewer is not
+        searched (a card number: 12). Too high a value makes the rule miss values.
     :ivar prefilter: :func:`may_find` when ``windowed``: the rule set skips every windowed
         rule at once in text without candidates.
     :raises ValueError: ``context_chars`` over 40 for a windowed rule.
@@ -240,6 +259,7 @@ class PatternRule:
     context: re.Pattern[str] | None = None
     context_chars: int = attrs.field(default=40)
     windowed: bool = True
+    min_digits: int = 0
     prefilter: Prefilter | None = attrs.field(init=False, repr=False, eq=False)
 
     @prefilter.default
@@ -254,20 +274,21 @@ class PatternRule:
     def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
         scan = _scan(text) if self.windowed else _whole(text)  # with_spoken_forms(), inlined
-        return () if scan is _NOTHING else _found(self._find, text, scan)
+        return () if scan is _NOTHING else _found(self._find, text, scan, self.min_digits)
 
-    def _find(self, text: str) -> Iterator[Finding]:
-        if self.context is not None and not self.context.search(text):
-            return  # no context word anywhere in this text, so no match can count
-        for match in self.pattern.finditer(text):
-            value = match.group()
-            if self.validate is not None and not self.validate(value):
-                continue
-            if self.context is not None and not self.context.search(
-                text[max(0, match.start() - self.context_chars) : match.start()]
-            ):
-                continue
-            yield Finding(match.start(), match.end(), self.entity_type, self.id)
+    def _find(self, text: str) -> list[Finding]:
+        context, validate = self.context, self.validate
+        if context is not None and not context.search(text):
+            return []  # no context word anywhere in this text, so no match can count
+        return [
+            Finding(match.start(), match.end(), self.entity_type, self.id)
+            for match in self.pattern.finditer(text)
+            if (validate is None or validate(match.group()))
+            and (
+                context is None
+                or context.search(text, max(0, match.start() - self.context_chars), match.start())
+            )
+        ]
 
 
 # IBAN lengths per country (ISO 13616 registry, common countries).
@@ -356,6 +377,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         version="2",
         pattern=_CARD_DIGITS,
         validate=_card,
+        min_digits=12,
     ),
     PatternRule(
         id="pii.us_ssn",
@@ -363,6 +385,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         version="2",
         pattern=re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d-])"),
         validate=ssn_valid,
+        min_digits=9,
     ),
     PatternRule(
         id="pii.email",
@@ -382,6 +405,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             r"(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\d)",
             _FLAGS,
         ),
+        min_digits=10,
     ),
     PatternRule(
         id="pii.phone_number_international",
@@ -392,6 +416,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             r"\+(?<![\w+]\+)\d{1,3}[ -]?(?:\(0\)[ -]?|0[ -])?\d{2,5}(?:[ -]?\d{2,7}){1,4}(?!\d)"
         ),
         validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
+        min_digits=8,
     ),
     PatternRule(
         id="pii.phone_number_uk",
@@ -400,6 +425,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         # national format with the trunk 0: 0161 4960371, (029) 2018 0678, 01174960265
         pattern=re.compile(r"(?=[(0])(?<![\w+])(?:\(0\d{2,4}\) ?|0\d{2,4}[ -]?)\d{3,4}[ -]?\d{3,4}(?![\d-])"),
         validate=lambda v: len(re.sub(r"\D", "", v)) in (10, 11),
+        min_digits=10,
     ),
     PatternRule(
         id="pii.phone_number_bare",
@@ -419,6 +445,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             "contact",
             "(?<!order )(?<!account )(?<!reference )(?<!tracking )(?<!confirmation )number is",
         ),
+        min_digits=10,
     ),
     IbanRule(),
     PatternRule(
@@ -441,6 +468,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         pattern=_CARD_DIGITS,
         validate=lambda v: luhn_valid(re.sub(r"\D", "", v)),
         context=any_words("card", "credit", "debit", "visa", "mastercard", "amex"),
+        min_digits=12,
     ),
     PatternRule(
         id="pii.us_ssn_context",
@@ -449,6 +477,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         pattern=re.compile(r"\d(?<![\d-]\d)\d\d[ -]?\d{2}[ -]?\d{4}(?![\d-])"),
         validate=ssn_valid,
         context=any_words("social", "security", "ssn", "s s n"),
+        min_digits=9,
     ),
     PatternRule(
         id="pii.cvv",
@@ -457,6 +486,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         pattern=re.compile(r"\d(?<![\d-]\d)\d{2,3}(?![\d-])"),
         context=any_words(r"cvv2?", "cvc", "cv2", "security code", "card verification"),
         context_chars=30,
+        min_digits=3,
     ),
     PatternRule(
         id="pii.card_expiry",
@@ -469,6 +499,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         ),
         context=any_words(r"expir\w*", "exp", r"valid (?:thru|through|until)"),
         context_chars=30,
+        min_digits=2,
     ),
     PatternRule(
         id="pii.date_of_birth",
@@ -482,5 +513,6 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
             _FLAGS,
         ),
         context=any_words("date of birth", r"birth ?date", "dob", "d o b", "born"),
+        min_digits=4,
     ),
 )

@@ -279,6 +279,14 @@ def test_a_rule_without_candidates_searches_the_whole_text() -> None:
     assert [(f.start, f.end) for f in whole.find(text)] == [(10, 18)]
 
 
+def test_min_digits_skips_text_with_fewer_digits() -> None:
+    """A window with fewer digits than ``min_digits`` is not searched; others are."""
+    rule = PatternRule("t.pair", "PAIR", "1", re.compile(r"\d\d(?!\d)"), min_digits=3)
+    assert list(rule.find("code 12 only")) == []
+    assert [(f.start, f.end) for f in rule.find("code 12 and 3")] == [(5, 7)]
+    assert [f.rule_id for f in RuleSet(RULES).findings("the ipv6 loopback is ::")] == ["pii.ip_address"]
+
+
 def test_context_reach_is_bounded_for_windowed_rules() -> None:
     """Context words further back than a window reaches are refused at construction."""
     with pytest.raises(ValueError, match="context_chars"):
@@ -289,9 +297,32 @@ def test_context_reach_is_bounded_for_windowed_rules() -> None:
 
 
 def test_any_words_matches_whole_words_in_any_case() -> None:
-    pattern = any_words("card", r"valid (?:thru|through)")
+    pattern = any_words("card", r"valid (?:thru|through)", "(?<!order )number is")
     assert pattern.search("my CARD is") and pattern.search("Valid Thru 12/27")
     assert not pattern.search("discarded cards") and not pattern.search("valid till")
+    assert [m.span() for m in pattern.finditer("My Number Is or ORDER NUMBER IS")] == [(3, 12)]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        (
+            "what number can we reach you on?",
+            "it's five five five one two three four five six seven",
+            [("PHONE_NUMBER", "five five five one two three four five six seven")],
+        ),
+        ("and a good number to call you back on?", "2125551234", [("PHONE_NUMBER", "2125551234")]),
+        ("what's the order number?", "it's 2125551234", []),
+        ("can I have the reference on the letter?", "five five five one two three four five six seven", []),
+    ],
+)
+def test_the_agents_question_is_context_for_the_answer(
+    question: str, answer: str, expected: list[tuple[str, str]]
+) -> None:
+    """A bare number is a phone number when the other party just asked for one."""
+    assert RULESET.findings(answer) == []  # no context in the answer itself
+    found = RULESET.findings(answer, lead=question)
+    assert [(f.entity_type, answer[f.start : f.end]) for f in found] == expected
 
 
 @pytest.mark.parametrize(

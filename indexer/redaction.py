@@ -75,8 +75,8 @@ PASSAGE_GAP_MS: Final = 15_000
 LEAD_CHARS: Final = 64
 #: Values shorter than this (alphanumeric characters) are masked, not partially masked.
 PARTIAL_MIN_CHARS: Final = 8
-#: What the operators write; the verification re-scan blanks these out first.
 _SPACE: Final = re.compile(r"\s")
+#: What the operators write; the verification re-scan blanks these out first.
 REPLACEMENT: Final = re.compile(r"\[[A-Z][A-Z0-9_]*(?: \*\*\*\*[0-9A-Za-z]{1,4}| #[a-p]{16})?\]")
 
 
@@ -276,7 +276,7 @@ class RuleSet:
     def findings(self, text: str, lead: str = "") -> list[Finding]:
         """Merged findings of every rule in ``text``.
 
-        :param lead: the other party's last words before ``text`` (see the module docs):
+        :param lead: the last words said before ``text`` (:func:`leads`, the module docs):
             the rules see it before ``text`` as context; only findings within ``text``
             count (a value never spans two speakers).
         :raises RedactionFailed: a rule raised; the message names the rule.
@@ -319,14 +319,16 @@ class RuleSet:
         found = self.findings(joined)
         counts = Counter(f.entity_type for f in found)
         per_text = _parts(found, texts, joined)
-        for k, (text, lead_text) in enumerate(zip(texts, leads, strict=True)):
-            answer = self.findings(text, lead_text) if lead_text else []
+        for k, (text, lead) in enumerate(zip(texts, leads, strict=True)):
+            after_lead = self.findings(text, lead) if lead else []
             mine = per_text[k]
-            counts.update(
-                f.entity_type for f in answer if not any(f.start < m.end and m.start < f.end for m in mine)
+            counts.update(  # values the passage scan did not find
+                f.entity_type
+                for f in after_lead
+                if not any(f.start < m.end and m.start < f.end for m in mine)
             )
-            if answer:
-                per_text[k] = _merge([*mine, *answer])
+            if after_lead:
+                per_text[k] = _merge([*mine, *after_lead])
         return per_text, counts
 
     def _replace(self, text: str, found: Sequence[Finding]) -> str:

@@ -143,10 +143,15 @@ def windows(text: str) -> list[tuple[int, int]]:
     return word_windows(text, spans, WINDOW_BEFORE, WINDOW_AFTER) if spans else []
 
 
+#: A window: its start in the text, its text and how many digits it holds.
+_Window = tuple[int, str, int]
+_DIGIT: Final = re.compile(r"\d")
+
+
 @attrs.frozen
 class _Scan:
     """Where windowed rules look in one text: its windows, and those of its spoken forms
-    rewritten that hold a rewrite, each as ``(start, window text)``."""
+    rewritten that hold a rewrite."""
 
     windows: list[_Window]
     spoken: Normalized | None
@@ -154,11 +159,6 @@ class _Scan:
 
 
 _NOTHING: Final = _Scan([], None, [])
-
-
-#: A window: its start in the text, its text and how many digits it holds.
-_Window = tuple[int, str, int]
-_DIGIT: Final = re.compile(r"\d")
 
 
 def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[_Window]:

@@ -314,13 +314,24 @@ def iban_valid(value: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
+def _iban_read_valid(value: str) -> bool:
+    """``value`` is an IBAN, or one with a zero after the check digits read as the letter O:
+    recognisers write "o" for both (an Italian CIN ``O`` said between digits), and the
+    checksum tells the readings apart."""
+    if iban_valid(value):
+        return True
+    return any(
+        iban_valid(f"{value[:i]}O{value[i + 1 :]}") for i, ch in enumerate(value) if ch == "0" and i >= 4
+    )
+
+
 @attrs.frozen
 class IbanRule:
     """IBANs written compact (``GB82WEST1234…``) or in groups of four, any case."""
 
     id: str = "pii.iban"
     entity_type: str = "IBAN_CODE"
-    version: str = "2"
+    version: str = "3"
 
     prefilter: ClassVar[Prefilter] = staticmethod(may_find)
     #: the check digits after a two-letter country code at a word start (digits first:
@@ -350,7 +361,7 @@ class IbanRule:
                 i += 1
             if count == expected and (i >= len(text) or not text[i].isalnum()):
                 end = i
-            if end is not None and iban_valid(text[start:end]):
+            if end is not None and _iban_read_valid(text[start:end]):
                 position = end
                 yield Finding(start, end, self.entity_type, self.id)
 

@@ -91,9 +91,21 @@ def test_iban_is_redacted_in_any_case_and_grouping(iban: str) -> None:
     assert redact(f"the IBAN is {iban} thanks") == "the IBAN is [IBAN_CODE] thanks"
 
 
+def test_a_spoken_o_in_an_iban_is_read_as_the_letter_when_the_checksum_says_so() -> None:
+    """'o' between digits is a zero, unless only the letter O makes the IBAN valid."""
+    said = (
+        "pay it into i t four zero, o nine eight six, eight two eight two, eight eight zero seven,"
+        " two nine oh two, two two seven nine, one eight zero please"
+    )
+    assert redact(said) == "pay it into [IBAN_CODE] please"
+
+
 def test_iban_with_wrong_checksum_survives() -> None:
     """A string shaped like an IBAN but failing mod-97 is kept."""
     assert redact("reference GB83WEST12345698765432") == "reference GB83WEST12345698765432"
+    assert (
+        redact("reference GB83WEST10305698765402") == "reference GB83WEST10305698765402"
+    )  # nor with O for 0
 
 
 @pytest.mark.parametrize("ssn", ["123-45-6789", "078 05 1120"])

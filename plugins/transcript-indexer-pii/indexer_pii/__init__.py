@@ -23,6 +23,7 @@ from indexer_pii.rules import (
     any_words,
     iban_valid,
     luhn_valid,
+    may_find,
     ssn_valid,
     with_spoken_forms,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "any_words",
     "iban_valid",
     "luhn_valid",
+    "may_find",
     "ssn_valid",
     "transcript_indexer_redaction_rules",
     "with_spoken_forms",

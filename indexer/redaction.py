@@ -371,12 +371,13 @@ class RuleSet:
         utterances = list(original)
         counts: Counter[str] = Counter()
         audit: list[AuditEntry] = []
-        text_leads = leads([u.text for u in original])
-        word_leads = leads([_spoken(u) for u in original])
+        texts = [u.text for u in original]
+        spoken = [_spoken(u) for u in original]
+        text_leads, word_leads = leads(texts), leads(spoken)
         for group in passages(original):
             members = [original[i] for i in group]
             text_found, per_type = self.passage_findings(
-                [u.text for u in members], [text_leads[i] for i in group]
+                [texts[i] for i in group], [text_leads[i] for i in group]
             )
             for index, utterance, found in zip(group, members, text_found, strict=True):
                 if found:
@@ -384,7 +385,7 @@ class RuleSet:
                     audit += [self._entry(f, utterance, "text", f.start, f.end) for f in found]
             if any(u.words for u in members):
                 word_found, word_types = self.passage_findings(
-                    [_spoken(u) for u in members], [word_leads[i] for i in group]
+                    [spoken[i] for i in group], [word_leads[i] for i in group]
                 )
                 for index, found in zip(group, word_found, strict=True):
                     if found:

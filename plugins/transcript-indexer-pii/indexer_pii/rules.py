@@ -140,7 +140,7 @@ def windows(text: str) -> list[tuple[int, int]]:
     if text.isascii() and not any(map(text.__contains__, "0123456789@:")):
         return []  # the common case, found faster than by the regular expression
     spans = [match.span() for match in CANDIDATE.finditer(text)]
-    return word_windows(text, spans, WINDOW_BEFORE, WINDOW_AFTER) if spans else []
+    return word_windows(text, spans, WINDOW_BEFORE, WINDOW_AFTER)
 
 
 #: A window: its start in the text, its text and how many digits it holds.
@@ -183,7 +183,9 @@ def may_find(text: str) -> bool:
     return _scan(text) is not _NOTHING
 
 
+@functools.lru_cache(maxsize=64)
 def _whole(text: str) -> _Scan:
+    # as _scan: every rule that is not windowed reads the same text in turn
     spoken = normalize(text)
     return _Scan(
         _pieces(text, [(0, len(text))]),
@@ -193,7 +195,7 @@ def _whole(text: str) -> _Scan:
 
 
 def with_spoken_forms(
-    find: Callable[[str], Iterable[Finding]], text: str, *, windowed: bool = True
+    find: Callable[[str], Iterable[Finding]], text: str, *, windowed: bool = True, min_digits: int = 0
 ) -> Iterable[Finding]:
     """``find`` over ``text``, then over its spoken forms rewritten, mapped back to ``text``.
 
@@ -203,9 +205,11 @@ def with_spoken_forms(
     :param windowed: ``find`` matches only around a :data:`CANDIDATE`; then only the
         :func:`windows` of both texts are searched (most text is skipped). ``False``:
         both texts are searched whole.
+    :param min_digits: texts and windows with fewer digits are skipped
+        (:attr:`PatternRule.min_digits`).
     """
     scan = _scan(text) if windowed else _whole(text)
-    return () if scan is _NOTHING else _found(find, text, scan)
+    return () if scan is _NOTHING else _found(find, text, scan, min_digits)
 
 
 def _found(
@@ -273,8 +277,7 @@ class PatternRule:
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
-        scan = _scan(text) if self.windowed else _whole(text)  # with_spoken_forms(), inlined
-        return () if scan is _NOTHING else _found(self._find, text, scan, self.min_digits)
+        return with_spoken_forms(self._find, text, windowed=self.windowed, min_digits=self.min_digits)
 
     def _find(self, text: str) -> list[Finding]:
         context, validate = self.context, self.validate

@@ -24,13 +24,13 @@ What is rewritten:
 Only stretches of the text that can hold a rewrite are tokenised: two number words (or a
 number word and digits) within a few characters of each other, and the words around an
 ``at`` when the text also says ``dot``. Text without them costs one regular expression
-scan (two when it holds a digit).
+scan.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -286,11 +286,13 @@ def _emails(tokens: list[_Token]) -> list[_Edit]:
 
 
 def word_windows(
-    text: str, spans: Iterable[tuple[int, int]], before: int, after: int
+    text: str, spans: Sequence[tuple[int, int]], before: int, after: int
 ) -> list[tuple[int, int]]:
     """``spans`` of ``text`` widened by ``before``/``after`` characters and then to the start
     of text or a space and to a space or the end, overlapping ones merged, in order."""
     merged: list[tuple[int, int]] = []
+    if not spans:
+        return merged
     for span_start, span_end in sorted(spans):
         start = text.rfind(" ", 0, max(span_start - before, 0)) + 1
         end = text.find(" ", max(span_end + after, 0))
@@ -310,7 +312,7 @@ def _stretches(text: str) -> list[tuple[int, int]]:
     spans = [(start - 1, end - 1) for start, end in (match.span() for match in _PAIR.finditer(f" {lowered}"))]
     if "dot" in lowered:
         spans += [match.span() for match in _SPOKEN_EMAIL.finditer(lowered)]
-    return word_windows(text, spans, _REACH, _REACH) if spans else []
+    return word_windows(text, spans, _REACH, _REACH)
 
 
 def normalize(text: str) -> Normalized | None:

@@ -52,6 +52,15 @@ class SubscriptionChange:
     conversation_id: str
 
 
+@attrs.frozen
+class _Closed:
+    """A conversation in its re-open window: its state, when it closed (trio time, s), why."""
+
+    state: ConversationState
+    at: float
+    reason: str
+
+
 @attrs.define
 class _Detector:
     settings: CompletionSettings
@@ -63,8 +72,8 @@ class _Detector:
     journal: Journal | None = None
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None
     open: dict[str, ConversationState] = attrs.field(factory=dict)
-    #: Closed within ``reopen_window_s``: id → (state, trio time closed), oldest first.
-    recent: OrderedDict[str, tuple[ConversationState, float]] = attrs.field(factory=OrderedDict)
+    #: Closed within ``reopen_window_s``, oldest first.
+    recent: OrderedDict[str, _Closed] = attrs.field(factory=OrderedDict)
     finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
     #: End of the latest gap, epoch ms: a conversation that started before it missed input.
@@ -90,20 +99,38 @@ class _Detector:
     def next_deadline(self) -> float:
         deadlines = [self.timers[0][0]] if self.timers else []
         if self.recent:
-            deadlines.append(next(iter(self.recent.values()))[1] + self.settings.reopen_window_s)
+            deadlines.append(next(iter(self.recent.values())).at + self.settings.reopen_window_s)
         return min(deadlines, default=float("inf"))
 
     async def gap(self, gap: Gap) -> None:
-        """The stream missed what Genesys sent during ``gap``: mark open conversations, find missed ones."""
+        """The stream missed what Genesys sent during ``gap`` (still open, or over).
+
+        Open conversations are marked: they go to recovery when they close. Those in
+        their re-open window whose document came from the live stream go to recovery now
+        (see :mod:`indexer.recovery`). Once the gap is over, recovery looks for
+        conversations that ended unseen.
+        """
         for state in self.open.values():
             state.gap_affected = True
-        self.gap_end_ms = max(self.gap_end_ms, gap.end_ms)
-        if self.recovery is not None:
+        if gap.end_ms is not None:
+            self.gap_end_ms = max(self.gap_end_ms, gap.end_ms)
+        if self.recovery is None:
+            return
+        live = [closed for closed in self.recent.values() if not closed.state.has_holes()]
+        if live:
+            log.info("%d conversations closed from the live stream go to recovery after a gap", len(live))
+        for closed in live:
+            closed.state.gap_affected = True
+            await self._send(closed.state, closed.reason)
+        if gap.end_ms is not None:
             # Open conversations may have ended unseen during the gap; recovery rebuilds those.
             # The state left here idles out later and is written again with a version no
             # higher than the rebuilt document's, which the sink keeps (a 409).
-            request = FindMissed(gap=gap, known=frozenset(self.finalized), open=frozenset(self.open))
-            await self.recovery.send(request)
+            await self.recovery.send(
+                FindMissed(
+                    gap.start_ms, gap.end_ms, known=frozenset(self.finalized), open=frozenset(self.open)
+                )
+            )
 
     async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body
@@ -168,12 +195,12 @@ class _Detector:
         if (
             entry is None
             or not isinstance(body, TranscriptionMessage)
-            or not entry[0].has_new_utterances(body)
+            or not entry.state.has_new_utterances(body)
         ):
             return False
         del self.recent[conversation_id]
         del self.finalized[conversation_id]
-        self.open[conversation_id] = entry[0]
+        self.open[conversation_id] = entry.state
         self.stats.reopened += 1
         log.info(
             "conversation %s re-opened by a late utterance",
@@ -193,8 +220,8 @@ class _Detector:
             if deadline <= now:
                 await self.finalize(state, reason)
         while self.recent:
-            conversation_id, (_, closed_at) = next(iter(self.recent.items()))
-            if closed_at + self.settings.reopen_window_s > now:
+            conversation_id, closed = next(iter(self.recent.items()))
+            if closed.at + self.settings.reopen_window_s > now:
                 break
             await self.forget(conversation_id)
 
@@ -204,7 +231,7 @@ class _Detector:
         self.finalized[state.conversation_id] = None
         while len(self.finalized) > FINALIZED_MEMORY:
             self.finalized.popitem(last=False)
-        self.recent[state.conversation_id] = (state, trio.current_time())
+        self.recent[state.conversation_id] = _Closed(state, trio.current_time(), reason)
         self.stats.completed[reason] += 1
         log.info(
             "conversation %s closed (%s, %d utterances)",
@@ -213,6 +240,10 @@ class _Detector:
             state.utterance_count(),
             extra={"conversation_id": state.conversation_id},
         )
+        await self._send(state, reason)
+
+    async def _send(self, state: ConversationState, reason: str) -> None:
+        """The document of ``state``, to recovery when its live transcript may have holes."""
         document = state.to_document(reason, self.queue_names)
         state.indexed_version = document.version
         if self.recovery is not None and state.has_holes():

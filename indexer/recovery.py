@@ -1,17 +1,25 @@
 """Gap recovery: transcripts the live stream could not deliver, from the REST API.
 
 The WebSocket has no durability: what Genesys publishes while the socket is down, or
-before it first opens, is gone (reference §3.8, §8 items 1 and 5). After every such
-period the reader puts a :class:`Gap` into the stream; the detector then
+before it first opens, is gone (reference §3.8, §8 items 1 and 5). A socket can also die
+without a close: only the watchdog notices, ``stream.heartbeat_timeout_s`` after its last
+frame (§3.6), and everything since that frame is gone. The reader puts a :class:`Gap`
+into the stream as soon as it notices a lost socket (still open, from the socket's last
+frame) and again, whole, when a socket is live again; the detector then
 
-- asks for conversations that ended unseen (:class:`FindMissed`): the analytics query
-  (``POST /api/v2/analytics/conversations/details/query``) lists the ended conversations
-  of the followed queues that started in the gap, ``GET /api/v2/analytics/conversations/
-  {id}/details`` tells which conversations open at the gap have ended, and each is rebuilt
-  from ``GET /api/v2/conversations/{id}`` and its post-call transcript;
-- sends every conversation whose live transcript may have holes (open during a gap, or
-  closed by a timer before all its sessions ended) here instead of to redaction
-  (:class:`Reconcile`): its utterances are replaced by the post-call transcript.
+- sends every conversation whose live transcript may have holes here instead of to
+  redaction (:class:`Reconcile`): its utterances are replaced by the post-call
+  transcript. These are the conversations open during a gap, those closed by a timer
+  before all their sessions ended, and, at each gap, those closed within the re-open
+  window whose document came from the live stream: a trailing utterance the grace period
+  did not wait for while the socket was silently dead, or a late one that would have
+  re-opened them, may be gone (they are indexed again, at a higher version);
+- once the gap is over, asks for conversations that ended unseen (:class:`FindMissed`):
+  the analytics query (``POST /api/v2/analytics/conversations/details/query``) lists the
+  ended conversations of the followed queues that started in the gap,
+  ``GET /api/v2/analytics/conversations/{id}/details`` tells which conversations open at
+  the gap have ended, and each is rebuilt from ``GET /api/v2/conversations/{id}`` and its
+  post-call transcript.
 
 The post-call transcript (``transcripturl``, reference §6.1-6.2) is authoritative but not
 ready at hang-up; it is asked for again every ``post_call_retry_s`` for up to
@@ -60,22 +68,27 @@ _SPEAKERS = {"internal": "agent", "external": "customer"}
 
 @attrs.frozen
 class Gap:
-    """A period without a live socket, in epoch ms."""
+    """A period without a live socket, in epoch ms (the service's clock).
+
+    :ivar end_ms: ``None`` while the gap is still open: the reader reports a lost socket at
+        once, then the whole gap when a socket is live again.
+    """
 
     start_ms: int
-    end_ms: int
+    end_ms: int | None
 
 
 @attrs.frozen
 class FindMissed:
-    """Find what ended unseen during ``gap``.
+    """Find what ended unseen during a gap that is over (epoch ms, the service's clock).
 
     :ivar known: finished conversations, not to rebuild.
     :ivar open: conversations open when the gap began: any that ended meanwhile is rebuilt
         (the analytics query selects by start, so it cannot find them).
     """
 
-    gap: Gap
+    start_ms: int
+    end_ms: int
     known: frozenset[str]
     open: frozenset[str] = frozenset()
 
@@ -228,8 +241,8 @@ class _Recovery:
             delay = min(delay * 2, RETRY_MAX_S)
 
     async def find_missed(self, request: FindMissed) -> None:
-        start = format_time(datetime.fromtimestamp(request.gap.start_ms / 1000, UTC))
-        end = format_time(datetime.fromtimestamp(request.gap.end_ms / 1000, UTC))
+        start = format_time(datetime.fromtimestamp(request.start_ms / 1000, UTC))
+        end = format_time(datetime.fromtimestamp(request.end_ms / 1000, UTC))
         found = await self._retrying(
             "gap recovery query", lambda: self.client.ended_conversations(start, end, list(self.queue_names))
         )
@@ -246,7 +259,7 @@ class _Recovery:
                 continue
             if details and details.get("conversationEnd"):
                 missed.append(details)
-        seconds = (request.gap.end_ms - request.gap.start_ms) // 1000
+        seconds = (request.end_ms - request.start_ms) // 1000
         log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
         async with trio.open_nursery() as nursery:
             for summary in missed:

@@ -151,13 +151,16 @@ async def open_pool(
 class _Socket:
     """One open WebSocket and what its reader saw.
 
+    :ivar last_frame_ms: service time of the latest frame read (of the opening at first).
     :ivar wake: set when the socket is lost or announced ``socket_closing``.
-    :ivar lost_at_ms: service time at which the socket was lost (``None`` while open).
+    :ivar lost_at_ms: when the socket was lost (``None`` while open): its ``last_frame_ms``,
+        because a socket that died silently lost everything after its last frame.
     :ivar retired: closed by us after a handover (not a loss).
     """
 
     ws: WebSocketConnection
     opened_at: float
+    last_frame_ms: int
     wake: trio.Event = attrs.field(factory=trio.Event)
     lost_at_ms: int | None = None
     retired: bool = False
@@ -186,9 +189,11 @@ class _Follower:
         self.stats.subscriptions = self.pool.topic_count()
         self.stats.waiting_for_room = len(self.pool.waiting)
 
-    async def _gap(self, start_ms: int) -> None:
-        end_ms = self.client.server_now_ms() + GAP_PADDING_MS
-        await self.envelopes.send(Gap(start_ms=start_ms - GAP_PADDING_MS, end_ms=end_ms))
+    async def _gap(self, lost_at_ms: int, *, over: bool = True) -> None:
+        """Report the time without a live socket since ``lost_at_ms``, padded; ``over``: a
+        socket is live again (else the gap is still open, see :class:`Gap`)."""
+        end_ms = self.client.server_now_ms() + GAP_PADDING_MS if over else None
+        await self.envelopes.send(Gap(start_ms=lost_at_ms - GAP_PADDING_MS, end_ms=end_ms))
 
     # --- one socket ---------------------------------------------------------------------
 
@@ -213,6 +218,7 @@ class _Follower:
                         return "the socket closed"
                 if silence.cancelled_caught:
                     return f"no message for {self.settings.heartbeat_timeout_s} s"
+                socket.last_frame_ms = self.client.server_now_ms()
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
@@ -235,9 +241,10 @@ class _Follower:
             with trio.move_on_after(CLOSE_TIMEOUT_S):
                 await ws.aclose()
         if not socket.retired:
-            socket.lost_at_ms = self.client.server_now_ms()
+            socket.lost_at_ms = socket.last_frame_ms
             log.warning("notification socket on channel %s lost (%s)", entry.channel.id, reason)
             socket.wake.set()
+            await self._gap(socket.lost_at_ms, over=False)
 
     async def _connect(self, sockets: trio.Nursery, entry: PooledChannel, channel: Channel) -> _Socket:
         """Open a socket on ``channel``, start reading it, then make the subscriptions match.
@@ -246,7 +253,7 @@ class _Follower:
         """
         with trio.fail_after(CONNECT_TIMEOUT_S):
             ws = await connect_websocket_url(sockets, channel.connect_uri)
-        socket = _Socket(ws=ws, opened_at=trio.current_time())
+        socket = _Socket(ws=ws, opened_at=trio.current_time(), last_frame_ms=self.client.server_now_ms())
         sockets.start_soon(self._read, socket, entry)
         try:
             current = {t.id for t in await self.client.get_subscriptions(channel.id)}

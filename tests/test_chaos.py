@@ -2,8 +2,9 @@
 
 The emulator plays several hundred chitchat-dataset conversations (a quarter with Faker
 PII) with duplicated, reordered and late messages, short-lived tokens and channels. At
-seeded random times it drops sockets, goes silent, announces ``socket_closing``, expires
-channels and tokens, answers 429 and sends malformed frames. The OpenSearch node is
+seeded random times it drops sockets, leaves them half-open (nothing more reaches them),
+goes silent, announces ``socket_closing``, expires channels and tokens, answers 429 and
+sends malformed frames. The OpenSearch node is
 stopped and started again, and the worker (a ``transcript-indexer run`` process) is
 killed with SIGKILL and started again. At the end every conversation must be indexed
 exactly once, whole, in order, redacted and at its newest version, and the dead-letter
@@ -47,6 +48,7 @@ PLAY_S: Final = 24.0
 SPEED: Final = 60.0
 FAULTS: Final = (
     "drop",
+    "half_open",
     "silence",
     "socket_closing",
     "expire_channels",
@@ -163,6 +165,8 @@ class Totals:
     duplicates: int = 0
     missing: list[str] = attrs.field(factory=list)
     missing_utterances: int = 0
+    #: conversations indexed without some of their utterances: id, source, reason, which
+    partial: list[str] = attrs.field(factory=list)
     out_of_order: int = 0
     stale: list[str] = attrs.field(factory=list)
     sources: Counter[str] = attrs.field(factory=Counter)
@@ -192,7 +196,13 @@ def measure(url: str, emulator: Emulator, redact: Callable[[str], str]) -> Total
         totals.sources[source["source"]] += 1
         expected = [redact(u.text) for u in scenario.utterances]
         got = [u["text"] for u in source["utterances"]]
-        totals.missing_utterances += len(set(expected) - set(got))
+        lost = [k for k, text in enumerate(expected) if text not in got]
+        totals.missing_utterances += len(lost)
+        if lost:
+            totals.partial.append(
+                f"{conversation_id} {source['source']} {source['completion_reason']} v{source['version']}"
+                f" lacks utterances {lost} of {len(expected)}"
+            )
         totals.out_of_order += got != expected and set(got) == set(expected)
         if hit["_version"] != source["version"] or not source["complete"]:
             totals.stale.append(f"{conversation_id} v{hit['_version']}/{source['version']} "
@@ -253,6 +263,8 @@ async def test_chaos(seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[st
                     fired[fault] += 1
                     if fault == "drop":
                         emulator.drop_connections()
+                    elif fault == "half_open":
+                        emulator.half_open_connections()
                     elif fault == "silence":
                         nursery.start_soon(silence)
                     elif fault == "socket_closing":

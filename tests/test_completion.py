@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 import trio.testing
 
@@ -13,6 +14,7 @@ from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.models import Envelope
+from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.stats import Statistics
 from tests.factories import conversation, transcription, utterance
 
@@ -22,13 +24,18 @@ SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600
 class Harness:
     """The detector running in a nursery, fed and read through memory channels."""
 
-    def __init__(self, state_dir: Path, settings: CompletionSettings = SETTINGS) -> None:
+    def __init__(
+        self, state_dir: Path, settings: CompletionSettings = SETTINGS, *, recovery: bool = False
+    ) -> None:
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
-        self.send, self.receive = trio.open_memory_channel[Envelope](100)
+        self.send, self.receive = trio.open_memory_channel[Envelope | Gap](100)
         self.docs_send, self.docs = trio.open_memory_channel[TranscriptDocument](100)
         self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](100)
+        self.recovery_send, self.recovery = (
+            trio.open_memory_channel[RecoveryRequest](100) if recovery else (None, None)
+        )
 
     async def run(self) -> None:
         await detect_completion(
@@ -39,6 +46,7 @@ class Harness:
             stats=self.stats,
             subscriptions=self.changes_send,
             end_reason="shutdown",
+            recovery=self.recovery_send,
         )
 
     async def send_ended_call(self, *texts: str) -> None:
@@ -206,3 +214,55 @@ async def test_utterances_beyond_the_cap_are_dead_lettered(state_dir: Path) -> N
     assert [u.text for u in document.utterances] == ["utterance 0", "utterance 1"]
     assert h.stats.limited_utterances == 2
     assert [letter["kind"] for letter in h.dead_letters.read()] == ["utterance_limit", "utterance_limit"]
+
+
+async def whole_call(h: Harness, conversation_id: str) -> None:
+    """A conversation whose live transcript has no holes: the session's opening message, one
+    utterance, both end signals."""
+    await h.send.send(conversation(ended=False, conversation_id=conversation_id))
+    await h.send.send(transcription(conversation=conversation_id, second=0))
+    await h.send.send(transcription(utterance("u1", "hello", 1000), conversation=conversation_id))
+    await h.send.send(conversation(ended=True, conversation_id=conversation_id))
+    await h.send.send(transcription(status="SESSION_ENDED", conversation=conversation_id, second=20))
+
+
+async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A lost socket may have carried the trailing or late utterances of conversations that
+    closed from the live stream: those in their re-open window go to recovery at once, at a
+    higher version, and only once; open ones when they close; the search for conversations
+    that ended unseen waits for the gap to be over."""
+    h = Harness(state_dir, recovery=True)
+    assert h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await whole_call(h, "old")
+        assert (await h.docs.receive()).conversation_id == "old"
+        await trio.sleep(SETTINGS.reopen_window_s + 1)  # out of its re-open window
+        await whole_call(h, "closed")
+        live = await h.docs.receive()
+        await h.send.send(transcription(utterance("u1", "hi", 1000), conversation="open"))
+
+        await h.send.send(Gap(start_ms=1_000, end_ms=None))  # the socket is lost
+        request = await h.recovery.receive()
+        assert isinstance(request, Reconcile)
+        assert request.document.conversation_id == "closed"
+        assert request.document.version > live.version
+        assert request.document.utterances == live.utterances
+
+        await h.send.send(Gap(start_ms=1_000, end_ms=None))  # a second socket: nothing new
+        await h.send.send(Gap(start_ms=1_000, end_ms=9_000))  # a socket is live again
+        missed = await h.recovery.receive()
+        assert isinstance(missed, FindMissed)
+        assert (missed.start_ms, missed.end_ms, missed.open) == (1_000, 9_000, frozenset({"open"}))
+        assert missed.known >= {"old", "closed"}
+
+        await h.send.send(conversation(ended=True, conversation_id="open"))
+        await h.send.send(transcription(status="SESSION_ENDED", conversation="open", second=20))
+        request = await h.recovery.receive()
+        assert isinstance(request, Reconcile) and request.document.conversation_id == "open"
+        nursery.cancel_scope.cancel()
+    assert h.drained() == []
+    with pytest.raises((trio.WouldBlock, trio.EndOfChannel)):
+        h.recovery.receive_nowait()  # "old" and a second "closed" never went

@@ -185,6 +185,28 @@ async def test_rate_limit_fault_is_waited_out_by_the_client() -> None:
         assert emulator.faults.rate_limit_count == 0
 
 
+async def test_half_open_fault_leaves_sockets_open_but_lost() -> None:
+    """POST /_emulator/faults half_open: the open socket gets nothing more, not even a pong."""
+    from trio_websocket import open_websocket_url
+
+    async with emulator_after_the_call() as (emulator, http):
+        channel = (await http.post("/api/v2/notifications/channels")).json()
+        await http.put(f"/api/v2/notifications/channels/{channel['id']}/subscriptions", json=[{"id": "t"}])
+        async with open_websocket_url(channel["connectUri"]) as socket:
+            with trio.fail_after(10):
+                while emulator.channels[channel["id"]].connection is None:  # noqa: ASYNC110 -- server state
+                    await trio.sleep(0.01)
+            emulator.publish("delivered", "t")
+            assert await socket.get_message() == "delivered"
+            await http.post("/_emulator/faults", json={"half_open": True})
+            emulator.publish("lost", "t")
+            await socket.send_message('{"message": "ping"}')
+            with trio.move_on_after(0.5) as waited:  # nothing comes: bounded wait for an absence
+                await socket.get_message()
+            assert waited.cancelled_caught and emulator.pings == 0
+            assert not socket.closed  # open, as a half-open connection looks to its client
+
+
 async def test_token_expiry_fault_makes_the_client_renew() -> None:
     """Revoked tokens answer 401; the client fetches a new token and the call succeeds."""
     from indexer.config import GenesysSettings

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -17,7 +18,8 @@ from indexer.document import TranscriptDocument
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
 from indexer.errors import GenesysError
-from indexer.recovery import FindMissed, Gap, RecoveryRequest, recover_transcripts, utterances_from_post_call
+from indexer.models import TranscriptionMessage
+from indexer.recovery import FindMissed, RecoveryRequest, recover_transcripts, utterances_from_post_call
 from indexer.stats import Statistics
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 
@@ -102,6 +104,55 @@ async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemSer
         ]
 
 
+async def test_a_socket_that_dies_silently_loses_no_trailing_utterance(
+    osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """The socket goes half-open between SESSION_ENDED and the call's last transcript message.
+
+    The grace period closes the conversation before the watchdog notices the silence; once
+    it does, the conversation (already indexed from the live stream) is reconciled with the
+    post-call transcript, so the indexed document is whole.
+    """
+    corpus, _ = build_demo_corpus(1, seed=9, pii_share=0.0, offset=2106)
+    emulator = Emulator(
+        corpus,
+        EmulatorSettings(speed=3, start_delay_s=3, heartbeat_interval_s=0.5, late_utterance_rate=1.0),
+    )
+    arrivals = Arrivals(expected=1)
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            config = attrs.evolve(
+                config, stream=attrs.evolve(config.stream, heartbeat_timeout_s=3.0, ping_interval_s=1.0)
+            )
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
+            scenario = next(iter(emulator.scenarios.values()))
+            session_ended_ms = next(
+                due
+                for due, envelope in scenario.events
+                if isinstance(envelope.event_body, TranscriptionMessage)
+                and envelope.event_body.status is not None
+                and envelope.event_body.status.status == "SESSION_ENDED"
+            )
+            # The last transcript message comes 3 s (simulated) after SESSION_ENDED.
+            await trio.sleep_until(emulator.real_time_of(session_ended_ms + 1500))
+            emulator.half_open_connections()
+            with trio.fail_after(30):
+                await arrivals.done.wait()
+                while True:
+                    documents = await trio.to_thread.run_sync(indexed_sources, index.url)
+                    if documents.get(scenario.conversation_id, {}).get("source") == "post_call":
+                        break
+                    await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+    document = documents[scenario.conversation_id]
+    assert stats.completed["ended"] == 1 and stats.reconnects >= 1
+    assert document["source"] == "post_call"
+    assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances]
+
+
 class FlakyAnalytics:
     """A client whose analytics query fails ``failures`` times (503 after retries), then answers."""
 
@@ -141,7 +192,7 @@ async def test_a_failing_gap_query_is_retried_until_it_answers(
                 queue_names={"q": "Billing"},
             )
         )
-        await requests_send.send(FindMissed(gap=Gap(0, 60_000), known=frozenset()))
+        await requests_send.send(FindMissed(0, 60_000, known=frozenset()))
         with trio.fail_after(60):
             document = await documents.receive()
         await requests_send.aclose()

@@ -21,7 +21,7 @@ from indexer.genesys import GenesysClient
 from indexer.models import Channel, Envelope
 from indexer.recovery import Gap
 from indexer.stats import Statistics
-from indexer.stream import ChannelPool, PooledChannel, follow_channels, open_pool
+from indexer.stream import GAP_PADDING_MS, ChannelPool, PooledChannel, follow_channels, open_pool
 from tests.conftest import sample
 
 # Cancelling the reader at teardown can interrupt an HTTP request of a subscription repair,
@@ -63,6 +63,13 @@ class Reader:
         """Connected, and the emulator's subscription list is what the pool wants."""
         channel = self.emulator.channels.get(entry.channel.id)
         return self.connected(entry) and channel is not None and channel.topics == list(entry.topics)
+
+    async def next_gap(self) -> Gap:
+        """The next item, which must be a Gap."""
+        with trio.fail_after(10):
+            item = await self.envelopes.receive()
+        assert isinstance(item, Gap), item
+        return item
 
     async def next_envelope(self) -> Envelope:
         """The next envelope; a Gap here fails the test."""
@@ -125,9 +132,9 @@ async def test_reconnects_to_the_same_channel_after_a_drop(tmp_path: Path) -> No
         channel_id = r.channel.channel.id
         r.emulator.drop_connections()
         await wait_until(lambda: r.stats.reconnects == 1 and r.connected(r.channel))
-        with trio.fail_after(10):
-            gap = await r.envelopes.receive()
-        assert isinstance(gap, Gap) and gap.start_ms < gap.end_ms
+        opened, over = await r.next_gap(), await r.next_gap()
+        assert opened.end_ms is None  # reported as soon as the socket was lost
+        assert over.start_ms == opened.start_ms and over.end_ms is not None and over.start_ms < over.end_ms
         r.emulator.publish(FRAME, TOPIC)
         assert (await r.next_envelope()).topic_name == TOPIC
         assert r.channel.channel.id == channel_id
@@ -152,6 +159,32 @@ async def test_silence_trips_the_watchdog(tmp_path: Path) -> None:
         StreamSettings(ping_interval_s=3600, heartbeat_timeout_s=0.2),
     ) as r:
         await wait_until(lambda: r.stats.reconnects >= 2)
+
+
+async def test_a_socket_that_dies_silently_is_a_gap_from_its_last_frame(tmp_path: Path) -> None:
+    """A half-open socket gets nothing, not even pongs: once the watchdog trips, a gap is
+    reported at once, starting at the last frame read (padded), not when the loss was
+    noticed; it is over when a socket is live again. What was published meanwhile is lost."""
+    async with running_reader(
+        tmp_path,
+        EmulatorSettings(heartbeat_interval_s=0.1),
+        StreamSettings(ping_interval_s=0.1, heartbeat_timeout_s=1.0),
+    ) as r:
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+        r.emulator.half_open_connections()
+        silent_from_ms = r.client.server_now_ms()
+        r.emulator.publish(FRAME, TOPIC)
+        opened = await r.next_gap()
+        noticed_ms = r.client.server_now_ms()
+        assert opened.end_ms is None
+        assert noticed_ms - silent_from_ms >= 1000  # the watchdog's timeout
+        assert opened.start_ms <= silent_from_ms - GAP_PADDING_MS
+        over = await r.next_gap()
+        assert over.start_ms == opened.start_ms and over.end_ms is not None and over.end_ms >= noticed_ms
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+        assert r.envelopes.statistics().current_buffer_used == 0  # the frame sent while silent is gone
 
 
 async def test_malformed_frames_are_kept_and_the_stream_goes_on(tmp_path: Path) -> None:

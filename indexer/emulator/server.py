@@ -114,9 +114,21 @@ class Faults:
 
 @attrs.define
 class _Connection:
+    """One socket; ``half_open``: it stays open, but nothing reaches it any more."""
+
     send: trio.MemorySendChannel[str]
     receive: trio.MemoryReceiveChannel[str]
     cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    half_open: bool = False
+
+    def deliver(self, frame: str) -> None:
+        """Queue ``frame`` for the socket (lost when half-open); a full queue closes it."""
+        if self.half_open:
+            return
+        try:
+            self.send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.cancel.cancel()  # a consumer this slow is cut off
 
 
 @attrs.define
@@ -165,7 +177,8 @@ class Emulator:
         """The simulated clock, epoch ms."""
         return self.epoch_ms + int((trio.current_time() - self.t0) * self.settings.speed * 1000)
 
-    def _real_time_of(self, sim_ms: int) -> float:
+    def real_time_of(self, sim_ms: int) -> float:
+        """The trio time at which the simulated clock reads ``sim_ms``."""
         return self.t0 + (sim_ms - self.epoch_ms) / 1000 / self.settings.speed
 
     def status(self) -> dict[str, int]:
@@ -316,7 +329,7 @@ class Emulator:
             while True:
                 await trio.sleep(self.settings.heartbeat_interval_s)
                 if self.faults.heartbeats:
-                    send.send_nowait(heartbeat)
+                    connection.deliver(heartbeat)
 
         async def reader() -> None:
             while True:
@@ -325,9 +338,9 @@ class Emulator:
                     message = json.loads(text).get("message")
                 except (ValueError, AttributeError):
                     continue
-                if message == "ping" and self.faults.heartbeats:
+                if message == "ping" and self.faults.heartbeats and not connection.half_open:
                     self.pings += 1
-                    send.send_nowait(pong)
+                    connection.deliver(pong)
 
         try:
             with connection.cancel:
@@ -358,23 +371,31 @@ class Emulator:
         """Send one frame to every connected channel subscribed to ``topic``."""
         for channel in self.channels.values():
             if channel.connection is not None and topic in channel.topics:
-                try:
-                    channel.connection.send.send_nowait(text)
-                except trio.WouldBlock:
-                    channel.connection.cancel.cancel()  # a consumer this slow is cut off
+                channel.connection.deliver(text)
                 self.published += 1
 
     def broadcast(self, text: str) -> None:
         """Send one frame to every connected channel, subscribed or not (system messages)."""
         for channel in self.channels.values():
             if channel.connection is not None:
-                channel.connection.send.send_nowait(text)
+                channel.connection.deliver(text)
 
     def drop_connections(self) -> None:
         """Close every socket from the server side, without a close handshake from the client."""
         for channel in self.channels.values():
             if channel.connection is not None:
                 channel.connection.cancel.cancel()
+
+    def half_open_connections(self) -> None:
+        """Every open socket stays open but gets nothing more: no frames, heartbeats or pongs.
+
+        A connection that died without a close (a NAT or proxy dropped it): only a client's
+        watchdog notices, and what Genesys published meanwhile is lost (reference §3.6).
+        Sockets opened afterwards work.
+        """
+        for channel in self.channels.values():
+            if channel.connection is not None:
+                channel.connection.half_open = True
 
     def expire_channel(self, channel_id: str) -> None:
         """The channel is gone: HEAD answers 404 and its socket is closed."""
@@ -397,7 +418,8 @@ class Emulator:
     async def faults_route(self, request: Request) -> Response:
         """``POST /_emulator/faults``: switch faults (see :class:`Faults`) or fire one-shot ones.
 
-        One-shot keys: ``drop`` (close every socket without a close frame),
+        One-shot keys: ``drop`` (close every socket without a close frame), ``half_open``
+        (every open socket gets nothing more, see :meth:`half_open_connections`),
         ``expire_channels`` (HEAD → 404, sockets closed), ``expire_tokens`` (401 until a new
         token), ``socket_closing_after_s`` (announce ``v2.system.socket_closing``, close the
         sockets that many seconds later), ``malformed`` (send that many unparseable frames).
@@ -413,6 +435,8 @@ class Emulator:
             self.faults.retry_after_s = int(body.get("retry_after_s", 1))
         if body.get("drop"):
             self.drop_connections()
+        if body.get("half_open"):
+            self.half_open_connections()
         if body.get("expire_channels"):
             for channel_id in list(self.channels):
                 self.expire_channel(channel_id)
@@ -617,7 +641,7 @@ class Emulator:
                 events.append((due_ms, len(events), dump_envelope(envelope), envelope.topic_name))
         events.sort()
         for due_ms, _, text, topic in events:
-            await trio.sleep_until(self._real_time_of(due_ms))
+            await trio.sleep_until(self.real_time_of(due_ms))
             transcription = topic.endswith(".transcription")
             if transcription and self._held is None and self.rng.random() < self.settings.reorder_rate:
                 self._held = (text, topic)  # sent after the next message (reordering fault)

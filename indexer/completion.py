@@ -125,12 +125,16 @@ class _Detector:
         if gap.end_ms is not None:
             # Open conversations may have ended unseen during the gap; recovery rebuilds those.
             # The state left here idles out later and is written again with a version no
-            # higher than the rebuilt document's, which the sink keeps (a 409).
-            await self.recovery.send(
-                FindMissed(
-                    gap.start_ms, gap.end_ms, known=frozenset(self.finalized), open=frozenset(self.open)
-                )
+            # higher than the rebuilt document's, which the sink keeps (a 409). Those whose
+            # end was seen close here soon, into recovery: they need no rebuild.
+            ending = {c for c, state in self.open.items() if state.participants_ended()}
+            request = FindMissed(
+                gap.start_ms,
+                gap.end_ms,
+                known=frozenset(self.finalized) | ending,
+                open=frozenset(self.open.keys() - ending),
             )
+            await self.recovery.send(request)
 
     async def handle(self, envelope: Envelope, *, record: bool = True) -> None:
         body = envelope.event_body

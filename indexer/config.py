@@ -134,7 +134,8 @@ class RecoverySettings:
     """Gap recovery from the REST API (all in seconds); see :mod:`indexer.recovery`.
 
     :ivar enabled: recover at all (needs analytics and recording/STA permissions).
-    :ivar lookback_s: at start-up, recover conversations that started this long before.
+    :ivar lookback_s: at start-up, recover conversations that started this long before;
+        after a gap, also those that started in an earlier gap at most this long before.
     :ivar post_call_wait_s: how long to keep asking for a post-call transcript.
     :ivar post_call_retry_s: how often to ask while it is not ready.
     """

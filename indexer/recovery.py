@@ -16,10 +16,12 @@ frame) and again, whole, when a socket is live again; the detector then
   re-opened them, may be gone (they are indexed again, at a higher version);
 - once the gap is over, asks for conversations that ended unseen (:class:`FindMissed`):
   the analytics query (``POST /api/v2/analytics/conversations/details/query``) lists the
-  ended conversations of the followed queues that started in the gap,
-  ``GET /api/v2/analytics/conversations/{id}/details`` tells which conversations open at
-  the gap have ended, and each is rebuilt from ``GET /api/v2/conversations/{id}`` and its
-  post-call transcript.
+  ended conversations of the followed queues that started in the gap or since the start
+  of an earlier gap within ``lookback_s`` (a conversation still going on at the earlier
+  gap's query, whose later events all fell in this one, was never seen: the query
+  selects by start), ``GET /api/v2/analytics/conversations/{id}/details`` tells which
+  conversations open at the gap have ended, and each is rebuilt from
+  ``GET /api/v2/conversations/{id}`` and its post-call transcript.
 
 The post-call transcript (``transcripturl``, reference §6.1-6.2) is authoritative but not
 ready at hang-up; it is asked for again every ``post_call_retry_s`` for up to
@@ -82,7 +84,7 @@ class Gap:
 class FindMissed:
     """Find what ended unseen during a gap that is over (epoch ms, the service's clock).
 
-    :ivar known: finished conversations, not to rebuild.
+    :ivar known: conversations not to rebuild: finished, or closing into recovery soon.
     :ivar open: conversations open when the gap began: any that ended meanwhile is rebuilt
         (the analytics query selects by start, so it cannot find them).
     """
@@ -176,6 +178,8 @@ class _Recovery:
     queue_names: dict[str, str]
     stopping: trio.Event = attrs.field(factory=trio.Event)
     limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(CONCURRENCY))
+    #: Starts of the gaps queried so far (epoch ms), the oldest dropped after ``lookback_s``.
+    gap_starts: list[int] = attrs.field(factory=list)
 
     async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
         """Every post-call transcript found, waiting while none is ready (until stopping)."""
@@ -241,7 +245,9 @@ class _Recovery:
             delay = min(delay * 2, RETRY_MAX_S)
 
     async def find_missed(self, request: FindMissed) -> None:
-        start = format_time(datetime.fromtimestamp(request.start_ms / 1000, UTC))
+        oldest = request.end_ms - int(self.settings.lookback_s * 1000)
+        self.gap_starts = [s for s in self.gap_starts if s >= oldest] + [request.start_ms]
+        start = format_time(datetime.fromtimestamp(min(self.gap_starts) / 1000, UTC))
         end = format_time(datetime.fromtimestamp(request.end_ms / 1000, UTC))
         found = await self._retrying(
             "gap recovery query", lambda: self.client.ended_conversations(start, end, list(self.queue_names))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,42 @@ async def test_a_failing_gap_query_is_retried_until_it_answers(
     assert document.conversation_id == "c1"
     assert client.queries == 4 and stats.recovered["missed"] == 1
     assert trio.current_time() >= 1 + 2 + 4  # backed off 1, 2, 4 s between the tries
+
+
+class QueryLog:
+    """A client that records the interval of every analytics query and finds nothing."""
+
+    def __init__(self) -> None:
+        self.intervals: list[tuple[str, str]] = []
+
+    async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
+        self.intervals.append((start, end))
+        return []
+
+
+async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A conversation that started in one gap and was still going on when it was queried
+    is found by the next gap's query, if that gap is within recovery.lookback_s of it."""
+    client = QueryLog()
+    requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
+    documents_send, _ = trio.open_memory_channel[TranscriptDocument](1)
+    hour = 3_600_000
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: recover_transcripts(
+                client,  # type: ignore[arg-type]
+                requests,
+                documents_send,
+                settings=RecoverySettings(lookback_s=3600),
+                stats=Statistics(),
+                queue_names={"q": "Billing"},
+            )
+        )
+        for start_ms, end_ms in [(0, 60_000), (hour - 60_000, hour), (3 * hour, 3 * hour + 60_000)]:
+            await requests_send.send(FindMissed(start_ms, end_ms, known=frozenset()))
+            await trio.testing.wait_all_tasks_blocked()
+        await requests_send.aclose()
+    starts = [datetime.fromisoformat(start.replace("Z", "+00:00")) for start, _ in client.intervals]
+    assert [int(t.timestamp() * 1000) for t in starts] == [0, 0, 3 * hour]

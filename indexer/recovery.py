@@ -17,9 +17,10 @@ frame) and again, whole, when a socket is live again; the detector then
 - once the gap is over, asks for conversations that ended unseen (:class:`FindMissed`):
   the analytics query (``POST /api/v2/analytics/conversations/details/query``) lists the
   ended conversations of the followed queues that started in the gap or since the start
-  of an earlier gap within ``lookback_s`` (a conversation still going on at the earlier
-  gap's query, whose later events all fell in this one, was never seen: the query
-  selects by start), ``GET /api/v2/analytics/conversations/{id}/details`` tells which
+  of an earlier gap that ended within ``lookback_s`` (at most ``lookback_s`` back: a
+  conversation still going on at the earlier gap's query, whose later events all fell in
+  this one, was never seen, and the query selects by start), leaving out those rebuilt
+  already; ``GET /api/v2/analytics/conversations/{id}/details`` tells which
   conversations open at the gap have ended, and each is rebuilt from
   ``GET /api/v2/conversations/{id}`` and its post-call transcript.
 
@@ -32,6 +33,7 @@ comes, the live document goes on unchanged (``source: "live"``).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -62,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Post-call requests handled at once.
 CONCURRENCY: Final = 8
+#: How many rebuilt conversation ids are remembered, not to rebuild them again.
+REBUILT_MEMORY: Final = 100_000
 #: Longest wait (s) between two tries of a recovery request.
 RETRY_MAX_S: Final = 300.0
 _T = TypeVar("_T")
@@ -178,8 +182,10 @@ class _Recovery:
     queue_names: dict[str, str]
     stopping: trio.Event = attrs.field(factory=trio.Event)
     limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(CONCURRENCY))
-    #: Starts of the gaps queried so far (epoch ms), the oldest dropped after ``lookback_s``.
-    gap_starts: list[int] = attrs.field(factory=list)
+    #: (start, end) of the gaps queried so far, epoch ms; dropped ``lookback_s`` after their end.
+    gaps: list[tuple[int, int]] = attrs.field(factory=list)
+    #: Conversations rebuilt so far (a later, wider query finds them again), oldest first.
+    rebuilt: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
 
     async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
         """Every post-call transcript found, waiting while none is ready (until stopping)."""
@@ -246,8 +252,9 @@ class _Recovery:
 
     async def find_missed(self, request: FindMissed) -> None:
         oldest = request.end_ms - int(self.settings.lookback_s * 1000)
-        self.gap_starts = [s for s in self.gap_starts if s >= oldest] + [request.start_ms]
-        start = format_time(datetime.fromtimestamp(min(self.gap_starts) / 1000, UTC))
+        self.gaps = [gap for gap in self.gaps if gap[1] >= oldest] + [(request.start_ms, request.end_ms)]
+        start_ms = max(min(start for start, _ in self.gaps), oldest)
+        start = format_time(datetime.fromtimestamp(start_ms / 1000, UTC))
         end = format_time(datetime.fromtimestamp(request.end_ms / 1000, UTC))
         found = await self._retrying(
             "gap recovery query", lambda: self.client.ended_conversations(start, end, list(self.queue_names))
@@ -255,7 +262,11 @@ class _Recovery:
         if found is None:
             self.stats.recovered["gap_unrecovered"] += 1
             return
-        missed = [c for c in found if c.get("conversationId") not in request.known | request.open]
+        missed = [
+            c
+            for c in found
+            if c.get("conversationId") not in request.known | request.open | self.rebuilt.keys()
+        ]
         for conversation_id in request.open:
             try:
                 details = await self.client.get_json(
@@ -273,6 +284,9 @@ class _Recovery:
 
     async def rebuild(self, summary: Any) -> None:
         conversation_id = str(summary["conversationId"])
+        self.rebuilt[conversation_id] = None
+        while len(self.rebuilt) > REBUILT_MEMORY:
+            self.rebuilt.popitem(last=False)
         sessions = [
             s.get("sessionId")
             for p in sorted(summary.get("participants") or [], key=lambda p: p.get("purpose") != "customer")

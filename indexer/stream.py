@@ -12,15 +12,18 @@ one WebSocket open (no auth on the socket, §3.4):
   token that created the channel is renewed (channels are bound to their token, §3.9)
   and ``channel_max_age_s`` after creation or shortly before the channel's ``expires``
   (24 h, §3.8), it creates a new channel, connects to it, subscribes it to the same
-  topics, and only then closes the old socket. The old socket is read until then, so
-  nothing published meanwhile is missed; the tracker drops the overlap's duplicates;
+  topics, and only then closes the old socket, once it has answered a ping (a half-open
+  socket looks open but gets nothing: its watchdog trips instead, and the time since its
+  last frame is a gap). The old socket is read until then, so nothing published
+  meanwhile is missed; the tracker drops the overlap's duplicates;
 - **reconnect** after a lost socket: jittered exponential backoff, ``HEAD`` the channel
   and create a new one if it is gone, connect, then repair the subscriptions (``GET``
   diffed against the desired set, then ``PUT``) (§3.10).
 
 Every period without a live socket on a channel goes downstream as a
-:class:`~indexer.recovery.Gap` for recovery to fill from the REST API, and so does the
-look-back before the first sockets opened.
+:class:`~indexer.recovery.Gap` for recovery to fill from the REST API, from the lost
+socket's last frame: once, still open, as soon as the loss is noticed, and again, whole,
+when a socket is live again. So does the look-back before the first sockets opened.
 
 Conversations are followed when they appear and dropped when finished, in batches. A
 conversation's topic goes to the first channel with room; a new channel is opened when all
@@ -152,6 +155,7 @@ class _Socket:
     """One open WebSocket and what its reader saw.
 
     :ivar last_frame_ms: service time of the latest frame read (of the opening at first).
+    :ivar read: set by the next frame read (then replaced), or when the socket is lost.
     :ivar wake: set when the socket is lost or announced ``socket_closing``.
     :ivar lost_at_ms: when the socket was lost (``None`` while open): its ``last_frame_ms``,
         because a socket that died silently lost everything after its last frame.
@@ -161,6 +165,7 @@ class _Socket:
     ws: WebSocketConnection
     opened_at: float
     last_frame_ms: int
+    read: trio.Event = attrs.field(factory=trio.Event)
     wake: trio.Event = attrs.field(factory=trio.Event)
     lost_at_ms: int | None = None
     retired: bool = False
@@ -219,6 +224,8 @@ class _Follower:
                 if silence.cancelled_caught:
                     return f"no message for {self.settings.heartbeat_timeout_s} s"
                 socket.last_frame_ms = self.client.server_now_ms()
+                socket.read.set()
+                socket.read = trio.Event()
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
@@ -243,8 +250,9 @@ class _Follower:
         if not socket.retired:
             socket.lost_at_ms = socket.last_frame_ms
             log.warning("notification socket on channel %s lost (%s)", entry.channel.id, reason)
-            socket.wake.set()
             await self._gap(socket.lost_at_ms, over=False)
+            socket.wake.set()
+            socket.read.set()
 
     async def _connect(self, sockets: trio.Nursery, entry: PooledChannel, channel: Channel) -> _Socket:
         """Open a socket on ``channel``, start reading it, then make the subscriptions match.
@@ -278,12 +286,24 @@ class _Follower:
                 entry.handover_at = trio.current_time() + HANDOVER_RETRY_S
                 return old
             entry.channel, entry.handover_at = fresh.channel, fresh.handover_at
+        if not await self._answers(old):  # it died silently: nothing since came through it
+            old.lost_at_ms = old.last_frame_ms
         await old.retire()
         self.stats.handovers += 1
         log.info("handed over to channel %s", entry.channel.id)
         if old.lost_at_ms is not None:  # the old socket closed before the new one was live
             await self._gap(old.lost_at_ms)
         return socket
+
+    async def _answers(self, socket: _Socket) -> bool:
+        """Whether ``socket`` still delivers: a frame is read after a ping before its watchdog
+        trips (a half-open socket looks open but gets nothing, §3.6)."""
+        try:
+            await socket.ws.send_message(PING)
+        except ConnectionClosed:
+            return False
+        await socket.read.wait()
+        return socket.lost_at_ms is None
 
     async def follow(
         self, entry: PooledChannel, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

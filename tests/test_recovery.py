@@ -203,39 +203,62 @@ async def test_a_failing_gap_query_is_retried_until_it_answers(
 
 
 class QueryLog:
-    """A client that records the interval of every analytics query and finds nothing."""
+    """A client that records the interval of every analytics query; each finds "c1"."""
 
     def __init__(self) -> None:
         self.intervals: list[tuple[str, str]] = []
 
     async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
         self.intervals.append((start, end))
-        return []
+        return [{"conversationId": "c1", "participants": []}]
+
+    async def conversation(self, conversation_id: str) -> Any:
+        return {"id": conversation_id, "participants": []}
+
+    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any:
+        return None
 
 
 async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A conversation that started in one gap and was still going on when it was queried
-    is found by the next gap's query, if that gap is within recovery.lookback_s of it."""
+    is found by the next gap's query, if that gap ended within recovery.lookback_s: the
+    query starts at the earlier gap's start, or lookback_s back. A conversation found
+    again is not rebuilt again."""
     client = QueryLog()
+    stats = Statistics()
     requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
-    documents_send, _ = trio.open_memory_channel[TranscriptDocument](1)
+    documents_send, documents = trio.open_memory_channel[TranscriptDocument](10)
     hour = 3_600_000
+    t0 = 10 * hour
+    gaps = [
+        (t0 - hour, t0),  # the look-back at start-up
+        (t0 + hour // 2, t0 + hour // 2 + 60_000),
+        (t0 + hour, t0 + hour + 60_000),
+        (t0 + 3 * hour, t0 + 3 * hour + 60_000),
+    ]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: recover_transcripts(
                 client,  # type: ignore[arg-type]
                 requests,
                 documents_send,
-                settings=RecoverySettings(lookback_s=3600),
-                stats=Statistics(),
+                settings=RecoverySettings(lookback_s=3600, post_call_wait_s=0),
+                stats=stats,
                 queue_names={"q": "Billing"},
             )
         )
-        for start_ms, end_ms in [(0, 60_000), (hour - 60_000, hour), (3 * hour, 3 * hour + 60_000)]:
+        for start_ms, end_ms in gaps:
             await requests_send.send(FindMissed(start_ms, end_ms, known=frozenset()))
             await trio.testing.wait_all_tasks_blocked()
         await requests_send.aclose()
     starts = [datetime.fromisoformat(start.replace("Z", "+00:00")) for start, _ in client.intervals]
-    assert [int(t.timestamp() * 1000) for t in starts] == [0, 0, 3 * hour]
+    assert [int(t.timestamp() * 1000) - t0 for t in starts] == [
+        -hour,
+        -hour // 2 + 60_000,  # lookback_s before this gap's end: the look-back gap reached into it
+        hour // 2,  # the previous gap ended within lookback_s
+        3 * hour,  # none did
+    ]
+    assert stats.recovered["missed"] == 1
+    assert [d.conversation_id async for d in documents] == ["c1"]

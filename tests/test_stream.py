@@ -187,6 +187,26 @@ async def test_a_socket_that_dies_silently_is_a_gap_from_its_last_frame(tmp_path
         assert r.envelopes.statistics().current_buffer_used == 0  # the frame sent while silent is gone
 
 
+async def test_a_handover_waits_for_the_old_socket_to_answer(tmp_path: Path) -> None:
+    """A handover of a half-open socket: the old socket does not answer the ping, so it is
+    not closed as if it had been fine; its watchdog trips and the gap since its last frame
+    is reported."""
+    async with running_reader(
+        tmp_path,
+        EmulatorSettings(heartbeat_interval_s=3600),
+        StreamSettings(channel_max_age_s=1.0, heartbeat_timeout_s=3.0, ping_interval_s=3600),
+    ) as r:
+        old = r.channel.channel.id
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+        r.emulator.half_open_connections()
+        silent_from_ms = r.client.server_now_ms()
+        opened, over = await r.next_gap(), await r.next_gap()
+        assert opened.end_ms is None and opened.start_ms <= silent_from_ms - GAP_PADDING_MS
+        assert over.start_ms == opened.start_ms and over.end_ms is not None
+        assert r.stats.handovers == 1 and r.channel.channel.id != old and r.live(r.channel)
+
+
 async def test_malformed_frames_are_kept_and_the_stream_goes_on(tmp_path: Path) -> None:
     """A bad frame is counted and dead-lettered with its reason; the next frame still arrives."""
     async with running_reader(tmp_path) as r:

@@ -252,8 +252,9 @@ class _Recovery:
 
     async def find_missed(self, request: FindMissed) -> None:
         oldest = request.end_ms - int(self.settings.lookback_s * 1000)
-        self.gaps = [gap for gap in self.gaps if gap[1] >= oldest] + [(request.start_ms, request.end_ms)]
-        start_ms = max(min(start for start, _ in self.gaps), oldest)
+        self.gaps = [gap for gap in self.gaps if gap[1] >= oldest]  # earlier gaps, ended recently
+        start_ms = min([request.start_ms, *(max(start, oldest) for start, _ in self.gaps)])
+        self.gaps.append((request.start_ms, request.end_ms))
         start = format_time(datetime.fromtimestamp(start_ms / 1000, UTC))
         end = format_time(datetime.fromtimestamp(request.end_ms / 1000, UTC))
         found = await self._retrying(
@@ -262,11 +263,8 @@ class _Recovery:
         if found is None:
             self.stats.recovered["gap_unrecovered"] += 1
             return
-        missed = [
-            c
-            for c in found
-            if c.get("conversationId") not in request.known | request.open | self.rebuilt.keys()
-        ]
+        skip = request.known | request.open | self.rebuilt.keys()
+        missed = [c for c in found if c.get("conversationId") not in skip]
         for conversation_id in request.open:
             try:
                 details = await self.client.get_json(

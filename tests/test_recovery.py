@@ -160,9 +160,11 @@ class FlakyAnalytics:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.queries = 0
+        self.intervals: list[tuple[str, str]] = []  # of every query, answered or not
 
     async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
         self.queries += 1
+        self.intervals.append((start, end))
         if self.queries <= self.failures:
             raise GenesysError("POST /api/v2/analytics/conversations/details/query: 503", status=503)
         return [{"conversationId": "c1", "participants": []}]
@@ -174,25 +176,34 @@ class FlakyAnalytics:
         return None
 
 
+def start_recovery(
+    nursery: trio.Nursery, client: FlakyAnalytics, settings: RecoverySettings, stats: Statistics
+) -> tuple[trio.MemorySendChannel[RecoveryRequest], trio.MemoryReceiveChannel[TranscriptDocument]]:
+    """Recovery with ``client`` running in ``nursery``: where to send requests, where documents come."""
+    requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
+    documents_send, documents = trio.open_memory_channel[TranscriptDocument](10)
+    nursery.start_soon(
+        lambda: recover_transcripts(
+            client,  # type: ignore[arg-type]
+            requests,
+            documents_send,
+            settings=settings,
+            stats=stats,
+            queue_names={"q": "Billing"},
+        )
+    )
+    return requests_send, documents
+
+
 async def test_a_failing_gap_query_is_retried_until_it_answers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Recovery does not give a gap up after REST failures: it backs off and asks again."""
     client = FlakyAnalytics(failures=3)
     stats = Statistics()
-    requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
-    documents_send, documents = trio.open_memory_channel[TranscriptDocument](1)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: recover_transcripts(
-                client,  # type: ignore[arg-type]
-                requests,
-                documents_send,
-                settings=RecoverySettings(post_call_retry_s=1.0, post_call_wait_s=0.0),
-                stats=stats,
-                queue_names={"q": "Billing"},
-            )
-        )
+        settings = RecoverySettings(post_call_retry_s=1.0, post_call_wait_s=0.0)
+        requests_send, documents = start_recovery(nursery, client, settings, stats)
         await requests_send.send(FindMissed(0, 60_000, known=frozenset()))
         with trio.fail_after(60):
             document = await documents.receive()
@@ -202,23 +213,6 @@ async def test_a_failing_gap_query_is_retried_until_it_answers(
     assert trio.current_time() >= 1 + 2 + 4  # backed off 1, 2, 4 s between the tries
 
 
-class QueryLog:
-    """A client that records the interval of every analytics query; each finds "c1"."""
-
-    def __init__(self) -> None:
-        self.intervals: list[tuple[str, str]] = []
-
-    async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
-        self.intervals.append((start, end))
-        return [{"conversationId": "c1", "participants": []}]
-
-    async def conversation(self, conversation_id: str) -> Any:
-        return {"id": conversation_id, "participants": []}
-
-    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any:
-        return None
-
-
 async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -226,10 +220,8 @@ async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
     is found by the next gap's query, if that gap ended within recovery.lookback_s: the
     query starts at the earlier gap's start, or lookback_s back. A conversation found
     again is not rebuilt again."""
-    client = QueryLog()
+    client = FlakyAnalytics(failures=0)
     stats = Statistics()
-    requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)
-    documents_send, documents = trio.open_memory_channel[TranscriptDocument](10)
     hour = 3_600_000
     t0 = 10 * hour
     gaps = [
@@ -239,16 +231,8 @@ async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
         (t0 + 3 * hour, t0 + 3 * hour + 60_000),
     ]
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: recover_transcripts(
-                client,  # type: ignore[arg-type]
-                requests,
-                documents_send,
-                settings=RecoverySettings(lookback_s=3600, post_call_wait_s=0),
-                stats=stats,
-                queue_names={"q": "Billing"},
-            )
-        )
+        settings = RecoverySettings(lookback_s=3600, post_call_wait_s=0)
+        requests_send, documents = start_recovery(nursery, client, settings, stats)
         for start_ms, end_ms in gaps:
             await requests_send.send(FindMissed(start_ms, end_ms, known=frozenset()))
             await trio.testing.wait_all_tasks_blocked()

@@ -89,8 +89,8 @@ class FindMissed:
     """Find what ended unseen during a gap that is over (epoch ms, the service's clock).
 
     :ivar known: conversations not to rebuild: finished, or closing into recovery soon.
-    :ivar open: conversations open when the gap began: any that ended meanwhile is rebuilt
-        (the analytics query selects by start, so it cannot find them).
+    :ivar open: conversations still open, their end not seen: any that ended during the
+        gap is rebuilt (the analytics query selects by start, so it cannot find them).
     """
 
     start_ms: int

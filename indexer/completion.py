@@ -169,8 +169,6 @@ class _Detector:
             state = self.open[conversation_id] = ConversationState(
                 conversation_id=conversation_id, first_event_at=now, last_event_at=now
             )
-            if self.subscriptions is not None:
-                await self.subscriptions.send(SubscriptionChange("add", conversation_id))
         if self.journal is not None and record:
             self.journal.record(conversation_id, dump_envelope(envelope))
         if isinstance(body, ConversationEvent):
@@ -185,9 +183,14 @@ class _Detector:
                     conversation_id=conversation_id,
                 )
                 body = attrs.evolve(body, transcripts=())  # its status still counts
-            duplicates_before = state.duplicates
+            duplicates_before, unusable_before = state.duplicates, state.unusable_utterances
             self.stats.utterances += state.apply_transcription(body, now)
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
+            self.stats.unusable_utterances += state.unusable_utterances - unusable_before
+        if self.subscriptions is not None and not state.subscribed and not state.is_digital():
+            # Voice (or not yet known) only: a digital conversation never has a transcript.
+            state.subscribed = True
+            await self.subscriptions.send(SubscriptionChange("add", conversation_id))
         if not state.gap_affected and state.started_before(self.gap_end_ms):
             state.gap_affected = True  # first seen after a gap it overlapped: its start is missing
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
@@ -259,10 +262,10 @@ class _Detector:
 
     async def forget(self, conversation_id: str) -> None:
         """End the re-open window: drop the state, its journal frames and its subscription."""
-        del self.recent[conversation_id]
+        closed = self.recent.pop(conversation_id)
         if self.journal is not None:
             self.journal.finalized(conversation_id)
-        if self.subscriptions is not None:
+        if self.subscriptions is not None and closed.state.subscribed:
             await self.subscriptions.send(SubscriptionChange("remove", conversation_id))
 
 

@@ -22,8 +22,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 from tqdm import tqdm
@@ -33,6 +34,7 @@ from indexer.emulator.corpus import CorpusConversation, Turn, dump_corpus
 __all__ = ["InjectedPii", "build_demo_corpus", "find_leaks", "run_demo", "worker_environment"]
 
 QUEUES: Final = ("Billing", "Support", "Sales", "Retention")
+SUBJECTS: Final = ("Question about my account", "Order status", "Problem with my bill", "Change of address")
 CARD_TYPES: Final = ("visa16", "mastercard", "amex", "discover", "jcb16", "diners", "visa13", "jcb15")
 MAX_TURNS: Final = 14
 TIMEOUT_S: Final = 170.0
@@ -67,11 +69,20 @@ def _pii_sentence(fake: Any, rng: random.Random) -> tuple[str, str, str]:
 
 
 def build_demo_corpus(
-    count: int, *, seed: int = 7, pii_share: float = 0.25, offset: int = 0
+    count: int,
+    *,
+    seed: int = 7,
+    pii_share: float = 0.25,
+    offset: int = 0,
+    digital_share: float = 0.0,
+    transfer_share: float = 0.0,
 ) -> tuple[list[CorpusConversation], list[InjectedPii]]:
     """``count`` chitchat-dataset conversations as a corpus, and the PII values injected.
 
     :param offset: skip this many conversations (in key order) first.
+    :param digital_share: share of conversations played as messaging (SMS, web messaging,
+        WhatsApp, open messaging), chat or email instead of voice.
+    :param transfer_share: share of voice calls transferred half-way to another queue.
     :raises ValueError: the dataset's 7,168 conversations do not reach ``offset + count``.
     """
     from importlib import resources
@@ -83,6 +94,7 @@ def build_demo_corpus(
     if offset + count > len(dataset):
         raise ValueError(f"chitchat-dataset holds {len(dataset)} conversations, not {offset + count}")
     rng = random.Random(seed)
+    mix = random.Random(seed + 1)  # media and transfers: the PII draws stay those of rng
     fake = Faker("en_US")
     fake.seed_instance(seed)
     corpus, injected = [], []
@@ -104,11 +116,28 @@ def build_demo_corpus(
                 at = rng.choice(customer_turns)
                 turns[at] = Turn(speaker="customer", text=f"{turns[at].text} {sentence}")
                 injected.append(InjectedPii(index, kind, value))
+        queue = rng.choice(QUEUES)
+        direction: Literal["inbound", "outbound"] = "inbound" if rng.random() < 0.8 else "outbound"
+        media: Literal["voice", "message", "chat", "email"] = "voice"
+        message_type: Literal["sms", "webmessaging", "whatsapp", "open"] | None = None
+        transfer_to = None
+        if mix.random() < digital_share:
+            media = mix.choice(("message", "message", "chat", "email"))
+            message_type = (
+                mix.choice(("sms", "webmessaging", "whatsapp", "open")) if media == "message" else None
+            )
+            direction = "inbound"
+        elif direction == "inbound" and mix.random() < transfer_share:
+            transfer_to = mix.choice([q for q in QUEUES if q != queue])
         corpus.append(
             CorpusConversation(
                 turns=tuple(turns),
-                queue=rng.choice(QUEUES),
-                direction="inbound" if rng.random() < 0.8 else "outbound",
+                queue=queue,
+                direction=direction,
+                media=media,
+                message_type=message_type,
+                subject=mix.choice(SUBJECTS) if media == "email" else None,
+                transfer_to=transfer_to,
             )
         )
     return corpus, injected
@@ -159,13 +188,13 @@ def _print_queries(client: Any, alias: str) -> None:
             "size": 3,
             "query": {"match_phrase": {"text": "how are you"}},
             "highlight": {"fields": {"text": {"fragment_size": 80, "number_of_fragments": 1}}},
-            "_source": ["conversation_id", "queues"],
+            "_source": ["conversation_id", "queues", "media_type"],
         },
     )
     print(f'\n1. Phrase search "how are you": {phrase["hits"]["total"]["value"]} conversations')
     for hit in phrase["hits"]["hits"]:
         fragment = hit.get("highlight", {}).get("text", [""])[0].replace("\n", " ")
-        print(f"   {hit['_id']}  {fragment}")
+        print(f"   {hit['_id']}  {hit['_source'].get('media_type', ''):<7} {fragment}")
     speaker = client.search(
         index=alias,
         body={
@@ -206,6 +235,22 @@ def _print_queries(client: Any, alias: str) -> None:
     for bucket in by_queue["aggregations"]["queues"]["buckets"]:
         seconds = (bucket["avg_duration_ms"]["value"] or 0) / 1000
         print(f"   {bucket['key']:<10} {bucket['doc_count']:>5} conversations, average {seconds:.0f} s")
+    by_media = client.search(
+        index=alias,
+        body={
+            "size": 0,
+            "aggs": {
+                "media": {
+                    "terms": {"field": "media_type"},
+                    "aggs": {"complete": {"filter": {"term": {"complete": True}}}},
+                }
+            },
+        },
+    )
+    print("\n4. Conversations by media type, complete (aggregation):")
+    for bucket in by_media["aggregations"]["media"]["buckets"]:
+        complete = bucket["complete"]["doc_count"]
+        print(f"   {bucket['key']:<10} {bucket['doc_count']:>5} conversations, {complete} complete")
 
 
 def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
@@ -217,10 +262,14 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     for stale in state_dir.glob("*.ndjson"):
         stale.unlink()
-    corpus, injected = build_demo_corpus(conversations)
+    corpus, injected = build_demo_corpus(conversations, digital_share=0.3, transfer_share=0.15)
     corpus_path = state_dir / "corpus.ndjson"
     dump_corpus(corpus, corpus_path)
-    print(f"corpus: {len(corpus)} chitchat-dataset conversations, {len(injected)} with injected PII")
+    media = Counter(c.media for c in corpus)
+    print(
+        f"corpus: {len(corpus)} chitchat-dataset conversations "
+        f"({', '.join(f'{n} {m}' for m, n in media.most_common())}), {len(injected)} with injected PII"
+    )
     executable = [sys.executable, "-m", "indexer"]
     with OsmemServer.start(japanese=False) as search:
         emulator = subprocess.Popen(

@@ -65,9 +65,11 @@ class DocWord:
 class DocUtterance:
     """One utterance, in spoken order within the document.
 
-    :ivar speaker: ``agent`` (Genesys channel INTERNAL) or ``customer`` (EXTERNAL);
-        ``unknown`` for UNKNOWN/BOTH.
-    :ivar text: the decorated transcript when Genesys sent one, else the raw transcript.
+    :ivar utterance_id: ``utteranceId`` (voice), the message id (digital), or a derived key.
+    :ivar speaker: ``agent`` (Genesys channel INTERNAL, or an agent's message) or
+        ``customer`` (EXTERNAL, or the customer's message); ``unknown`` otherwise.
+    :ivar text: the decorated transcript when Genesys sent one, else the raw transcript;
+        a message's text; an email's subject, a blank line and its body.
     :ivar offset_ms: offset from the start of the transcription session (``offsetMs``).
     :ivar spoken_at: session start + offset, when the session start is known.
     """
@@ -123,8 +125,12 @@ class TranscriptDocument:
     :ivar complete: ``True`` when the transcript is known whole: the conversation ended
         (``completion_reason`` ``ended``) with nothing missed by the live stream, or its
         utterances come from the post-call transcript, which exists only once a call is over.
-    :ivar source: where the utterances come from: ``live`` (notification stream) or
-        ``post_call`` (the post-call transcript, after a gap in the stream).
+    :ivar source: where the utterances come from: ``live`` (notification stream),
+        ``post_call`` (the post-call transcript, after a gap in the stream) or ``api``
+        (messages, chat or email fetched from the Platform API once the conversation ended).
+    :ivar media_type: ``voice``, ``message``, ``chat``, ``email`` or ``callback``; every
+        media has the same shape: each message is an utterance.
+    :ivar message_type: messaging only: ``sms``, ``webmessaging``, ``whatsapp``, ``open`` …
     """
 
     conversation_id: str
@@ -142,3 +148,5 @@ class TranscriptDocument:
     completion_reason: str
     redaction: RedactionSummary | None = None
     source: str = "live"
+    media_type: str = "voice"
+    message_type: str | None = None

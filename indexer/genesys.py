@@ -28,8 +28,18 @@ import trio
 
 from indexer.config import GenesysSettings
 from indexer.errors import AuthenticationError, GenesysError, MalformedMessage
-from indexer.models import Channel, ChannelTopic, Queue, QueueListing, TokenResponse
-from indexer.serialization import structure
+from indexer.models import (
+    Channel,
+    ChannelTopic,
+    MessageData,
+    MessagingConversation,
+    Queue,
+    QueueListing,
+    Recording,
+    TextMessageListing,
+    TokenResponse,
+)
+from indexer.serialization import parse_time, structure
 
 __all__ = ["API_ERRORS", "GenesysClient"]
 
@@ -41,6 +51,11 @@ TOKEN_RENEW_FRACTION: Final = 0.1
 TOKEN_RENEW_MARGIN_S: Final = 60.0
 REQUEST_ATTEMPTS: Final = 8
 REQUEST_TIMEOUT_S: Final = 120.0
+#: ``maxWaitMs`` of a recordings request: how long Genesys may hold it while not ready.
+RECORDINGS_MAX_WAIT_MS: Final = 5000
+QUEUE_PAGE_SIZE: Final = 100
+#: Most message ids one bulk request may carry (``…/messages/bulk``).
+BULK_MESSAGES: Final = 1000
 #: What a Platform API call raises once the client's own retries are spent: callers that
 #: can try again later catch these (:class:`~indexer.errors.AuthenticationError`, a
 #: subclass of ``GenesysError``, is for them to stop on first).
@@ -206,7 +221,10 @@ class GenesysClient:
     ) -> list[ChannelTopic]:
         path = f"/api/v2/notifications/channels/{channel_id}/subscriptions"
         body = None if topics is None else [{"id": t} for t in topics]
-        response = await self.request(method, path, json=body)
+        # ignoreErrors: a topic refused for a permission is answered "Rejected" instead of
+        # failing the whole request (reference §10 item 6).
+        params = None if topics is None else {"ignoreErrors": "true"}
+        response = await self.request(method, path, json=body, params=params)
         if response.status_code == 404:
             raise GenesysError(f"{method} {path}: channel not found", status=404)
         entities = response.json().get("entities", []) if response.content else []
@@ -238,8 +256,9 @@ class GenesysClient:
     async def resolve_queues(self, names_or_ids: Iterable[str]) -> dict[str, str]:
         """Queue id → name for each configured queue name or id.
 
-        Names are looked up with ``GET /api/v2/routing/queues?name=…`` (exact match among
-        the results), ids with ``GET /api/v2/routing/queues/{id}``.
+        Names are looked up with ``GET /api/v2/routing/queues?name=…`` (the service treats
+        ``*`` as a wildcard and may return other queues; the name is matched here, without
+        regard to case, reference §10 item 9), ids with ``GET /api/v2/routing/queues/{id}``.
 
         :raises ConfigError: a queue does not exist.
         """
@@ -252,21 +271,24 @@ class GenesysClient:
                 if response.status_code == 404:
                     raise ConfigError(f"GENESYS_QUEUES: no queue with id {wanted}")
                 queue: Queue = self._parse(response, Queue)
-                resolved[queue.id] = queue.name
+                resolved[queue.id] = queue.name or wanted
                 continue
             page, found = 1, None
             while found is None:
                 response = await self.request(
                     "GET",
                     "/api/v2/routing/queues",
-                    params={"name": wanted, "pageSize": 100, "pageNumber": page},
+                    params={"name": wanted, "pageSize": QUEUE_PAGE_SIZE, "pageNumber": page},
                 )
                 listing: QueueListing = self._parse(response, QueueListing)
-                found = next((q for q in listing.entities if q.name == wanted), None)
-                if found is None and listing.page_number >= listing.page_count:
+                found = next(
+                    (q for q in listing.entities if (q.name or "").casefold() == wanted.casefold()), None
+                )
+                last_page = len(listing.entities) < QUEUE_PAGE_SIZE or page >= (listing.page_count or page)
+                if found is None and last_page:
                     raise ConfigError(f"GENESYS_QUEUES: no queue named {wanted!r}")
                 page += 1
-            resolved[found.id] = found.name
+            resolved[found.id] = found.name or wanted
         return resolved
 
     async def get_json(self, path: str) -> Any | None:
@@ -301,14 +323,81 @@ class GenesysClient:
             return None
         return response.json()
 
+    async def recordings(self, conversation_id: str) -> list[Recording] | None:
+        """``GET /api/v2/conversations/{id}/recordings`` (SDK ``RecordingApi.get_conversation_recordings``).
+
+        Permission ``recording:recording:view`` or ``recording:recordingSegment:view``.
+        :returns: the recordings (chat ``transcript``, ``emailTranscript``,
+            ``messagingTranscript``); ``None`` while not ready (202, 404 or an empty list).
+        """
+        response = await self.request(
+            "GET",
+            f"/api/v2/conversations/{conversation_id}/recordings",
+            params={"maxWaitMs": RECORDINGS_MAX_WAIT_MS, "formatId": "NONE"},
+        )
+        if response.status_code != 200 or not response.content:
+            return None
+        data = response.json()
+        if not isinstance(data, list) or not data:
+            return None
+        return [self._parse_item(item, Recording, response) for item in data if item is not None]
+
+    async def messaging_conversation(self, conversation_id: str) -> MessagingConversation | None:
+        """``GET /api/v2/conversations/messages/{id}`` (SDK ``MessageConversation``), ``None`` on 404.
+
+        Permission ``conversation:message:view`` or ``conversation:webmessaging:view``.
+        """
+        response = await self.request("GET", f"/api/v2/conversations/messages/{conversation_id}")
+        if response.status_code == 404:
+            return None
+        found: MessagingConversation = self._parse(response, MessagingConversation)
+        return found
+
+    async def messages(self, conversation_id: str, message_ids: Iterable[str]) -> list[MessageData]:
+        """The messages with ``message_ids``: ``POST /api/v2/conversations/messages/{id}/messages/bulk``,
+        at most :data:`BULK_MESSAGES` ids a call (SDK ``TextMessageListing``)."""
+        ids = list(dict.fromkeys(message_ids))
+        found: list[MessageData] = []
+        for begin in range(0, len(ids), BULK_MESSAGES):
+            response = await self.request(
+                "POST",
+                f"/api/v2/conversations/messages/{conversation_id}/messages/bulk",
+                json=ids[begin : begin + BULK_MESSAGES],
+            )
+            if response.status_code == 404:
+                continue
+            listing: TextMessageListing = self._parse(response, TextMessageListing)
+            found.extend(listing.entities)
+        return found
+
+    def _parse_item(self, data: Any, cls: type[Any], response: httpx.Response) -> Any:
+        try:
+            return structure(data, cls, what=response.request.url.path)
+        except MalformedMessage as exc:
+            raise GenesysError(f"unexpected response from {response.request.url.path}: {exc}") from None
+
     async def ended_conversations(self, start: str, end: str, queue_ids: Iterable[str]) -> list[Any]:
         """Conversations on ``queue_ids`` that started in ``start/end`` and have ended (§6.4).
 
-        ``POST /api/v2/analytics/conversations/details/query``, every page.
+        ``POST /api/v2/analytics/conversations/details/query``, every page. The service
+        returns every conversation that started on a *day* the interval touches, and pages
+        of an interval near now may repeat rows (developer blog 2022-04-21, reference
+        §10 item 4): rows are kept once each and only when ``conversationStart`` is in the
+        interval.
 
         :param start: ISO-8601 interval start; ``end`` its end.
+        :returns: ``AnalyticsConversationWithoutAttributes`` rows as plain JSON.
         """
-        found: list[Any] = []
+        begin_at, end_at = parse_time(start), parse_time(end)
+
+        def in_interval(row: Any) -> bool:
+            try:
+                started = parse_time(str(row.get("conversationStart")))
+            except ValueError:
+                return True  # no start to judge by: keep it (a rebuild is idempotent)
+            return begin_at <= started < end_at
+
+        found: dict[str, Any] = {}
         page = 1
         while True:
             body = {
@@ -332,10 +421,12 @@ class GenesysClient:
             }  # fmt: skip
             response = await self.request("POST", "/api/v2/analytics/conversations/details/query", json=body)
             result = response.json()
-            conversations = result.get("conversations") or []
-            found.extend(conversations)
-            if len(conversations) < 100 or len(found) >= int(result.get("totalHits", 0)):
-                return found
+            rows = [row for row in result.get("conversations") or [] if isinstance(row, dict)]
+            for row in rows:
+                if row.get("conversationId") and in_interval(row):
+                    found.setdefault(str(row["conversationId"]), row)
+            if len(rows) < 100:
+                return list(found.values())
             page += 1
 
 

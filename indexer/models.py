@@ -2,9 +2,34 @@
 
 Python attribute names are snake_case; the converter in :mod:`indexer.serialization`
 maps them to the camelCase wire names (``session_start_time_ms`` ↔ ``sessionStartTimeMs``).
-Parsing is tolerant of unknown fields (Genesys adds fields) and strict about the fields
-the worker needs. Field lists follow the Python SDK models named in each docstring
-(reference: ``genesys-cloud.md``).
+Field lists follow the official Python SDK models (``purecloudplatformclientv2``) named
+in each docstring; the SDK is the reference, not our emulator. In the SDK every field is
+optional, so here too: a field may be absent, ``null`` or empty (``{}``, ``[]``), and
+unknown fields are ignored (Genesys adds fields). The only **required fields**, because
+the worker cannot act without them, are:
+
+========================================  ==============================================
+field                                      why
+========================================  ==============================================
+``topicName`` of an envelope               it says which model the body is
+``id`` of a conversation event             the document's ``_id``
+``participants[].id``                      participants are merged across snapshots by it
+``conversationId`` of a transcription      the document; taken from the topic name when
+message                                    the body lacks it
+``communicationId`` of a transcription     the session it ends (``SESSION_ENDED``) and the
+message                                    post-call transcript to fetch
+``id`` and ``connectUri`` of a channel     where to subscribe and connect
+``access_token`` of a token response       every API call
+``id`` of a queue and of a channel topic   what is followed
+========================================  ==============================================
+
+Where an optional field the worker uses is missing, it falls back: queue names come from
+the queues resolved at start-up or the REST ``participants[].queueName``; an utterance
+without ``utteranceId`` is keyed by its offset and text; without ``offsetMs`` it keeps
+its arrival order; without ``transcript`` its decorated text or words are used, and an
+utterance with no text at all is counted (``unusable_utterances``), never the message
+dropped. ``tests/test_sdk_conformance.py`` drops optional fields from real-shaped
+payloads to prove it.
 
 Epoch-millisecond fields are Python ints (64-bit safe, reference §8 item 14); ISO-8601
 times are timezone-aware :class:`datetime.datetime` values.
@@ -23,20 +48,34 @@ __all__ = [
     "Channel",
     "ChannelMetadata",
     "ChannelTopic",
+    "ChatMessage",
+    "Communication",
     "ConversationEvent",
+    "EmailAddress",
     "Envelope",
     "EventBody",
+    "MessageData",
+    "MessageDetails",
+    "MessagingConversation",
+    "MessagingParticipant",
+    "NormalizedMessage",
     "Participant",
     "Queue",
     "QueueListing",
+    "QueueRef",
+    "Recording",
+    "RecordingEmailMessage",
+    "RecordingMessagingMessage",
     "RoutingData",
     "SystemMessage",
+    "TextMessageListing",
     "TokenResponse",
     "TranscriptAlternative",
     "TranscriptResult",
     "TranscriptionMessage",
     "TranscriptionStatus",
     "Word",
+    "Wrapup",
 ]
 
 
@@ -53,7 +92,7 @@ class TokenResponse:
     __wire_names__ = "snake"  # the OAuth endpoint uses snake_case, unlike the Platform API
 
     access_token: str
-    token_type: str = "bearer"
+    token_type: str | None = None
     expires_in: int = 86399
 
 
@@ -81,10 +120,10 @@ class ChannelTopic:
 
 @attrs.frozen
 class Queue:
-    """A routing queue, from ``GET /api/v2/routing/queues``."""
+    """A routing queue, from ``GET /api/v2/routing/queues`` (SDK ``Queue``; ``name`` optional there)."""
 
     id: str
-    name: str
+    name: str | None = None
 
 
 @attrs.frozen
@@ -92,8 +131,8 @@ class QueueListing:
     """A page of ``GET /api/v2/routing/queues`` (``QueueEntityListing``)."""
 
     entities: tuple[Queue, ...] = ()
-    page_number: int = 1
-    page_count: int = 1
+    page_number: int | None = None
+    page_count: int | None = None
 
 
 # --- Notification envelope and topic payloads (reference §3.5-§5) ----------------------
@@ -123,13 +162,13 @@ class SystemMessage:
 
 @attrs.frozen
 class Word:
-    """One recognised word (``TranscriptionTopicTranscriptWord``).
+    """One recognised word (``TranscriptionTopicTranscriptWord``); every field optional in the SDK.
 
     :ivar offset_ms: offset from the start of the transcription session, in ms.
     :ivar start_time_ms: epoch ms, when present (semantics unconfirmed, reference §4.4).
     """
 
-    word: str
+    word: str = ""
     offset_ms: int | None = None
     duration_ms: int | None = None
     confidence: float | None = None
@@ -140,13 +179,16 @@ class Word:
 class TranscriptAlternative:
     """One hypothesis of an utterance (``TranscriptionTopicTranscriptAlternative``).
 
+    Every field is optional in the SDK: the tracker falls back to the decorated text or
+    the words when ``transcript`` is absent, and to arrival order when ``offsetMs`` is.
+
     :ivar transcript: raw ASR text: lower case, no sentence punctuation.
     :ivar decorated_transcript: formatted text, when the engine provides it.
     """
 
-    transcript: str
-    offset_ms: int
-    duration_ms: int = 0
+    transcript: str | None = None
+    offset_ms: int | None = None
+    duration_ms: int | None = None
     confidence: float | None = None
     words: tuple[Word, ...] = ()
     decorated_transcript: str | None = None
@@ -157,12 +199,14 @@ class TranscriptAlternative:
 class TranscriptResult:
     """One utterance (``TranscriptionTopicTranscriptResult``).
 
+    :ivar utterance_id: the de-duplication key; when absent the tracker derives one from
+        the offset and the text (see :func:`indexer.tracker.utterance_key`).
     :ivar channel: ``INTERNAL`` (agent), ``EXTERNAL`` (customer), ``BOTH`` or ``UNKNOWN``.
     """
 
-    utterance_id: str
-    alternatives: tuple[TranscriptAlternative, ...]
-    channel: str = "UNKNOWN"
+    utterance_id: str | None = None
+    alternatives: tuple[TranscriptAlternative, ...] = ()
+    channel: str | None = None
     is_final: bool | None = None
     agent_assistant_id: str | None = None
     engine_provider: str | None = None
@@ -178,7 +222,7 @@ class TranscriptResult:
 class TranscriptionStatus:
     """``status`` of a transcription message: ``SESSION_ONGOING``, ``SESSION_ENDED`` or ``UNKNOWN``."""
 
-    status: str
+    status: str | None = None
     offset_ms: int | None = None
 
 
@@ -186,7 +230,9 @@ class TranscriptionStatus:
 class TranscriptionMessage:
     """``v2.conversations.{id}.transcription`` body (``TranscriptionTopicTranscriptionMessage``, §4.3).
 
-    ``transcripts`` is empty on status-only keep-alives and on ``SESSION_ENDED``.
+    ``transcripts`` is empty (absent or null) on status-only keep-alives and on
+    ``SESSION_ENDED``. ``conversation_id`` is taken from the topic name when the body
+    lacks it (:func:`indexer.serialization.parse_envelope`).
     """
 
     conversation_id: str
@@ -202,7 +248,7 @@ class TranscriptionMessage:
 
 @attrs.frozen
 class AfterCallWork:
-    """``afterCallWork`` of a call: state ``unknown|skipped|pending|complete|notApplicable``."""
+    """``afterCallWork`` of a communication: state ``unknown|skipped|pending|complete|notApplicable``."""
 
     state: str | None = None
     start_time: datetime | None = None
@@ -210,14 +256,42 @@ class AfterCallWork:
 
 
 @attrs.frozen
-class Call:
-    """A voice communication of a participant (``ConversationEventTopicCall``, §5.2).
+class Wrapup:
+    """``wrapup`` of a participant or communication.
+
+    SDK ``QueueConversationEventTopicWrapup`` on the topic, ``Wrapup`` in REST.
+    """
+
+    code: str | None = None
+    name: str | None = None
+    duration_seconds: int | None = None
+    end_time: datetime | None = None
+
+
+@attrs.frozen
+class MessageDetails:
+    """One entry of ``messages[].messages`` (``QueueConversationEventTopicMessageDetails``): no text."""
+
+    message_id: str | None = None
+    message_time: datetime | None = None
+    message_status: str | None = None
+
+
+@attrs.frozen
+class Communication:
+    """One communication of a participant: a call, callback, chat, email or message.
+
+    The same fields are read from ``QueueConversationEventTopicCall`` / ``…Callback`` /
+    ``…Chat`` / ``…Email`` / ``…Message`` and their REST counterparts (``Call``,
+    ``Callback``, ``ConversationChat``, ``Email``, ``Message``); all optional in the SDK.
 
     :ivar state: ``alerting``, ``dialing``, ``contacting``, ``offering``, ``connected``,
         ``disconnected``, ``terminated`` …
+    :ivar type: messages only: ``sms``, ``webmessaging``, ``whatsapp``, ``open`` …
+    :ivar messages: messages only: message ids and times (never their text).
     """
 
-    id: str
+    id: str | None = None
     state: str | None = None
     initial_state: str | None = None
     direction: str | None = None
@@ -230,50 +304,90 @@ class Call:
     peer_id: str | None = None
     after_call_work: AfterCallWork | None = None
     after_call_work_required: bool | None = None
+    type: str | None = None
+    subject: str | None = None
+    messages: tuple[MessageDetails, ...] = ()
+
+
+#: Kept for callers of the voice-only name.
+Call = Communication
+
+
+@attrs.frozen
+class QueueRef:
+    """A queue reference: ``QueueConversationEventTopicUriReference{id, name}`` on the topic,
+    ``AddressableEntityRef{id, selfUri}`` in REST; both fields optional.
+    """
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
 class RoutingData:
-    """``conversationRoutingData``: the queue a participant was routed through."""
+    """``conversationRoutingData``: the queue a participant was routed through (``{}`` for agents)."""
 
-    queue: Queue | None = None
+    queue: QueueRef | None = None
 
 
 @attrs.frozen
 class Participant:
-    """A participant of a conversation event (``ConversationEventTopicParticipant``, §5.2).
+    """A participant of a conversation (``QueueConversationEventTopicParticipant``; REST ``Participant``).
 
     Names and addresses are deliberately not modelled: they are PII the index never holds.
 
-    :ivar purpose: ``customer``, ``agent``, ``acd``, ``ivr``, ``external`` …
+    :ivar purpose: ``customer``, ``agent``, ``acd``, ``ivr``, ``external`` …; may be absent.
+    :ivar queue_name: REST only (``GET /api/v2/conversations/{id}``).
     """
 
     id: str
     purpose: str | None = None
     user_id: str | None = None
     queue_id: str | None = None
+    queue_name: str | None = None
     team_id: str | None = None
+    start_time: datetime | None = None
     connected_time: datetime | None = None
     end_time: datetime | None = None
     wrapup_required: bool | None = None
+    wrapup: Wrapup | None = None
     start_acw_time: datetime | None = None
     end_acw_time: datetime | None = None
     conversation_routing_data: RoutingData | None = None
-    calls: tuple[Call, ...] = ()
+    calls: tuple[Communication, ...] = ()
+    callbacks: tuple[Communication, ...] = ()
+    chats: tuple[Communication, ...] = ()
+    emails: tuple[Communication, ...] = ()
+    messages: tuple[Communication, ...] = ()
+
+    def communications(self) -> tuple[tuple[str, Communication], ...]:
+        """``(media type, communication)`` for each communication, media types as in the
+        document: ``voice``, ``callback``, ``chat``, ``email``, ``message``."""
+        return (
+            *(("voice", c) for c in self.calls),
+            *(("callback", c) for c in self.callbacks),
+            *(("chat", c) for c in self.chats),
+            *(("email", c) for c in self.emails),
+            *(("message", c) for c in self.messages),
+        )
 
 
 @attrs.frozen
 class ConversationEvent:
-    """``v2.routing.queues.{id}.conversations`` body (``ConversationEventTopicConversation``, §5.2).
+    """A conversation snapshot: ``v2.routing.queues.{id}.conversations`` body
+    (``QueueConversationEventTopicConversation``, §5.2), or the REST ``Conversation``
+    (``GET /api/v2/conversations/{id}``, §6.3), which adds ``startTime``/``endTime``.
 
     Each event is a snapshot of the whole conversation; there is no conversation-level
-    ``endTime`` on this topic.
+    ``endTime`` on the topic.
     """
 
     id: str
     participants: tuple[Participant, ...] = ()
     external_tag: str | None = None
     recording_state: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
 
 
 EventBody = ChannelMetadata | SystemMessage | TranscriptionMessage | ConversationEvent
@@ -291,3 +405,129 @@ class Envelope:
     event_body: EventBody
     version: str | None = None
     correlation_id: str | None = None
+
+
+# --- Digital conversations' text: recordings and messaging APIs (reference §10) --------
+
+
+@attrs.frozen
+class RecordingMessagingMessage:
+    """One message of ``Recording.messagingTranscript`` (SDK ``RecordingMessagingMessage``).
+
+    :ivar purpose: the sender's participant purpose (``customer``, ``agent``, ``acd`` …).
+    """
+
+    id: str | None = None
+    timestamp: datetime | None = None
+    purpose: str | None = None
+    participant_id: str | None = None
+    message_text: str | None = None
+    content_type: str | None = None
+
+
+@attrs.frozen
+class EmailAddress:
+    """``EmailAddress{email, name}``: compared, never indexed (it is PII)."""
+
+    email: str | None = None
+
+
+@attrs.frozen
+class RecordingEmailMessage:
+    """One email of ``Recording.emailTranscript`` (SDK ``RecordingEmailMessage``).
+
+    :ivar from_: the sender (wire name ``from``), used only to tell the senders apart.
+    """
+
+    id: str | None = None
+    from_: EmailAddress | None = None
+    time: datetime | None = None
+    subject: str | None = None
+    text_body: str | None = None
+    html_body: str | None = None
+
+
+@attrs.frozen
+class ChatMessage:
+    """One line of ``Recording.transcript``, an ACD web chat (SDK ``ChatMessage``).
+
+    :ivar utc: the time, as a string (ISO-8601 or epoch ms, the SDK types it ``str``).
+    :ivar participant_purpose: the sender's purpose (``customer``, ``agent`` …).
+    """
+
+    id: str | None = None
+    body: str | None = None
+    utc: str | None = None
+    type: str | None = None
+    body_type: str | None = None
+    participant_purpose: str | None = None
+
+
+@attrs.frozen
+class Recording:
+    """One entry of ``GET /api/v2/conversations/{id}/recordings`` (SDK ``Recording``).
+
+    :ivar media: ``audio``, ``email``, ``chat``, ``messaging`` …
+    """
+
+    id: str | None = None
+    media: str | None = None
+    media_subtype: str | None = None
+    transcript: tuple[ChatMessage, ...] = ()
+    email_transcript: tuple[RecordingEmailMessage, ...] = ()
+    messaging_transcript: tuple[RecordingMessagingMessage, ...] = ()
+
+
+@attrs.frozen
+class MessagingParticipant:
+    """A participant of ``GET /api/v2/conversations/messages/{id}`` (SDK ``MessageMediaParticipant``)."""
+
+    id: str
+    purpose: str | None = None
+    direction: str | None = None
+    type: str | None = None
+    messages: tuple[MessageDetails, ...] = ()
+
+
+@attrs.frozen
+class MessagingConversation:
+    """``GET /api/v2/conversations/messages/{id}`` (SDK ``MessageConversation``)."""
+
+    id: str | None = None
+    participants: tuple[MessagingParticipant, ...] = ()
+
+
+@attrs.frozen
+class NormalizedMessage:
+    """``MessageData.normalizedMessage`` (SDK ``ConversationNormalizedMessage``): ``text`` holds the text."""
+
+    type: str | None = None
+    text: str | None = None
+    direction: str | None = None
+
+
+@attrs.frozen
+class MessageData:
+    """One entity of ``POST …/messages/{id}/messages/bulk`` (SDK ``MessageData`` in ``TextMessageListing``).
+
+    The SDK (v269) carries the text in ``normalizedMessage.text``; older API versions sent
+    ``textBody``, which is read too. An entry without text is an event (typing, presence,
+    receipt), not a message.
+
+    :ivar direction: ``inbound`` (from the customer) or ``outbound``.
+    """
+
+    id: str | None = None
+    timestamp: datetime | None = None
+    direction: str | None = None
+    messenger_type: str | None = None
+    status: str | None = None
+    text_body: str | None = None
+    normalized_message: NormalizedMessage | None = None
+
+
+@attrs.frozen
+class TextMessageListing:
+    """``TextMessageListing{entities: MessageData[]}``."""
+
+    entities: tuple[MessageData, ...] = ()

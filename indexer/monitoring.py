@@ -72,6 +72,7 @@ class StatisticsCollector(Collector):
         yield gauge("open_conversations", "Conversations open now", s.open_conversations)
         yield counter("utterances", "Utterances received (new ones)", s.utterances)
         yield counter("duplicate_utterances", "Utterances received again", s.duplicate_utterances)
+        yield counter("unusable_utterances", "Utterances without text, not indexed", s.unusable_utterances)
         yield counter("late_messages", "Messages after a conversation was finalized", s.late_messages)
         yield counter("reopened", "Conversations re-opened by a late utterance", s.reopened)
         yield counter("indexed", "Documents in every sink", s.indexed)

@@ -42,6 +42,7 @@ import attrs
 import trio
 
 from indexer.config import RecoverySettings
+from indexer.digital import fetch_messages
 from indexer.document import DocUtterance, DocWord, TranscriptDocument
 from indexer.errors import MalformedMessage
 from indexer.genesys import API_ERRORS, GenesysClient
@@ -49,7 +50,7 @@ from indexer.models import ConversationEvent
 from indexer.redaction import join_text
 from indexer.serialization import format_time, structure
 from indexer.stats import Statistics
-from indexer.tracker import ConversationState
+from indexer.tracker import DIGITAL_MEDIA, ConversationState
 
 __all__ = [
     "FindMissed",
@@ -102,6 +103,9 @@ class FindMissed:
 @attrs.frozen
 class Reconcile:
     """Replace the utterances of ``document`` by the post-call transcript when there is one.
+
+    A digital conversation's ``document`` (``media_type`` ``message``, ``chat``,
+    ``email``) has no utterances yet: its messages are fetched (:mod:`indexer.digital`).
 
     :ivar communication_ids: communications to ask ``transcripturl`` for, likeliest first.
     """
@@ -156,6 +160,16 @@ def utterances_from_post_call(transcript: Any) -> list[DocUtterance]:
     return sorted(utterances, key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
 
 
+def _with_messages(document: TranscriptDocument, utterances: Sequence[DocUtterance]) -> TranscriptDocument:
+    return attrs.evolve(
+        document,
+        utterances=tuple(utterances),
+        text=join_text(utterances),
+        source="api",
+        complete=document.completion_reason == "ended",
+    )
+
+
 def _with_post_call(document: TranscriptDocument, transcripts: Sequence[Any]) -> TranscriptDocument:
     utterances = [u for t in transcripts for u in utterances_from_post_call(t)]
     utterances.sort(key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
@@ -190,7 +204,7 @@ class _Recovery:
     async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
         """Every post-call transcript found, waiting while none is ready (until stopping)."""
         deadline = trio.current_time() + self.settings.post_call_wait_s
-        while True:
+        while communication_ids:
             found = []
             for communication_id in dict.fromkeys(communication_ids):
                 transcript = await self.client.post_call_transcript(conversation_id, communication_id)
@@ -200,9 +214,29 @@ class _Recovery:
                 return found
             with trio.move_on_after(self.settings.post_call_retry_s):
                 await self.stopping.wait()
+        return []
+
+    async def messages(self, document: TranscriptDocument) -> list[DocUtterance]:
+        """A digital conversation's messages, waiting while none can be had (until stopping)."""
+        deadline = trio.current_time() + self.settings.post_call_wait_s
+        while True:
+            found = await fetch_messages(
+                self.client,
+                document.conversation_id,
+                document.media_type,
+                document.started_at,
+                inbound=document.direction != "outbound",
+            )
+            if found or trio.current_time() >= deadline or self.stopping.is_set():
+                return found or []
+            with trio.move_on_after(self.settings.post_call_retry_s):
+                await self.stopping.wait()
 
     async def reconcile(self, request: Reconcile) -> None:
         document = request.document
+        if document.media_type in DIGITAL_MEDIA:
+            await self.reconcile_digital(document)
+            return
         try:
             async with self.limiter:
                 transcripts = await self.post_call(document.conversation_id, request.communication_ids)
@@ -222,6 +256,25 @@ class _Recovery:
             document = attrs.evolve(document, complete=False)  # the live transcript has holes
             self.stats.recovered["unavailable"] += 1
         await self.documents.send(document)
+
+    async def reconcile_digital(self, document: TranscriptDocument) -> None:
+        try:
+            async with self.limiter:
+                utterances = await self.messages(document)
+        except API_ERRORS as exc:
+            log.warning(
+                "messages of %s unavailable (%s)",
+                document.conversation_id,
+                getattr(exc, "status", None),
+                extra={"conversation_id": document.conversation_id},
+            )
+            utterances = []
+        if utterances:
+            self.stats.recovered["messages"] += 1
+            await self.documents.send(_with_messages(document, utterances))
+        else:
+            self.stats.recovered["unavailable"] += 1
+            await self.documents.send(attrs.evolve(document, complete=False))
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T | None:
         """``call()``, tried again with backoff after REST failures until it answers.
@@ -293,20 +346,17 @@ class _Recovery:
             if s.get("sessionId") and s.get("mediaType", "voice") == "voice"
         ]
 
-        async def fetch() -> tuple[Any, list[Any]]:
+        async def fetch() -> Any:
             async with self.limiter:
-                return (
-                    await self.client.conversation(conversation_id),
-                    await self.post_call(conversation_id, sessions),
-                )
+                # A conversation REST no longer knows is rebuilt from its transcripts alone.
+                return await self.client.conversation(conversation_id) or {"id": conversation_id}
 
-        fetched = await self._retrying(f"recovery of conversation {conversation_id}", fetch)
-        if fetched is None:
+        conversation = await self._retrying(f"recovery of conversation {conversation_id}", fetch)
+        if conversation is None:
             self.stats.recovered["failed"] += 1
             return
-        conversation, transcripts = fetched
         try:
-            event = structure(conversation or {"id": conversation_id}, ConversationEvent, what="conversation")
+            event = structure(conversation, ConversationEvent, what="conversation")
         except MalformedMessage as exc:
             log.warning(
                 "conversation %s could not be recovered: %s",
@@ -319,7 +369,16 @@ class _Recovery:
         state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)
         state.apply_conversation(event, 0.0)
         document = state.to_document("ended", self.queue_names)
-        await self.documents.send(_with_post_call(document, transcripts))
+        if state.is_digital():
+            await self.reconcile_digital(document)
+            return
+
+        async def fetch_transcripts() -> list[Any]:
+            async with self.limiter:
+                return await self.post_call(conversation_id, sessions or state.communication_ids())
+
+        transcripts = await self._retrying(f"recovery of conversation {conversation_id}", fetch_transcripts)
+        await self.documents.send(_with_post_call(document, transcripts or []))
         self.stats.recovered["missed"] += 1
 
 

@@ -17,6 +17,7 @@ always means "a task failed".
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -90,9 +91,24 @@ def _build() -> cattrs.Converter:
             result[field.name] = override(rename=wire, omit_if_default=field.default is None)
         return result
 
-    conv.register_structure_hook_factory(
-        _is_wire, lambda cls: make_dict_structure_fn(cls, conv, **_wire_overrides(cls))
-    )
+    def _wire_structure(cls: type) -> Any:
+        # Every SDK field may be null: a null field is an absent one (its default), and a
+        # null inside a list is no element. Required fields then fail as missing.
+        structure_dict: Callable[[Any, type], Any] = make_dict_structure_fn(cls, conv, **_wire_overrides(cls))
+
+        def structure_wire(data: Any, _: type) -> Any:
+            if not isinstance(data, dict):
+                raise TypeError("expected a JSON object")
+            present = {
+                key: [item for item in value if item is not None] if type(value) is list else value
+                for key, value in data.items()
+                if value is not None
+            }
+            return structure_dict(present, cls)
+
+        return structure_wire
+
+    conv.register_structure_hook_factory(_is_wire, _wire_structure)
     conv.register_unstructure_hook_factory(
         _is_wire, lambda cls: make_dict_unstructure_fn(cls, conv, **_wire_overrides(cls))
     )
@@ -157,7 +173,10 @@ def parse_envelope(raw: str | bytes) -> models.Envelope:
     if kind is None:
         raise MalformedMessage("unknown topic")
     body_cls = _BODY_CLASS[kind]
-    body = structure(data.get("eventBody") or {}, body_cls, what="$.eventBody")
+    event_body = data.get("eventBody") or {}
+    if kind == "transcription" and isinstance(event_body, dict) and not event_body.get("conversationId"):
+        event_body = {**event_body, "conversationId": topics.conversation_id_of_transcription_topic(topic)}
+    body = structure(event_body, body_cls, what="$.eventBody")
     metadata = data.get("metadata")
     correlation_id = metadata.get("CorrelationId") if isinstance(metadata, dict) else None
     version = data.get("version")

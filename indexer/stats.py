@@ -34,6 +34,8 @@ class Statistics:
     recovered: Counter[str] = attrs.field(factory=Counter)
     utterances: int = 0
     duplicate_utterances: int = 0
+    #: Utterances with no text in any field (SDK-optional ``transcript`` and words absent).
+    unusable_utterances: int = 0
     late_messages: int = 0
     limited_utterances: int = 0
     indexed: int = 0
@@ -74,6 +76,7 @@ class Statistics:
             "recovered": dict(self.recovered),
             "utterances": self.utterances,
             "duplicate_utterances": self.duplicate_utterances,
+            "unusable_utterances": self.unusable_utterances,
             "late_messages": self.late_messages,
             "limited_utterances": self.limited_utterances,
             "indexed": self.indexed,

@@ -52,13 +52,15 @@ from indexer.deadletter import DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError
 from indexer.frames import accept_frame
 from indexer.genesys import API_ERRORS, GenesysClient
-from indexer.models import Channel, Envelope
+from indexer.models import Channel, Envelope, SystemMessage
 from indexer.recovery import Gap
 from indexer.stats import Statistics
 from indexer.topics import SOCKET_CLOSING, transcription_topic
 
 __all__ = ["TOPIC_LIMIT", "ChannelPool", "PooledChannel", "follow_channels", "open_pool"]
 
+#: ``systemTopicType`` values of system messages after which a channel gets nothing more.
+_LOST_SUBSCRIPTIONS: Final = frozenset({"no_longer_subscribed", "subscription_changed", "token_revoked"})
 log = logging.getLogger(__name__)
 
 #: Topics one channel may hold (reference §3.8).
@@ -160,6 +162,10 @@ class _Socket:
     :ivar lost_at_ms: when the socket was lost (``None`` while open): its ``last_frame_ms``,
         because a socket that died silently lost everything after its last frame.
     :ivar retired: closed by us after a handover (not a loss).
+    :ivar unsubscribed_at_ms: when a system message said the channel lost its subscriptions
+        or its token (``v2.system.no_longer_subscribed``, ``…token_revoked``,
+        ``subscription_changed``): events since then are gone, a gap to recover.
+    :ivar token_revoked: the channel's token was revoked: renew it before the handover.
     """
 
     ws: WebSocketConnection
@@ -169,6 +175,8 @@ class _Socket:
     wake: trio.Event = attrs.field(factory=trio.Event)
     lost_at_ms: int | None = None
     retired: bool = False
+    unsubscribed_at_ms: int | None = None
+    token_revoked: bool = False
 
     async def retire(self) -> None:
         """Close the socket on purpose: its reader stops without reporting a loss."""
@@ -232,8 +240,25 @@ class _Follower:
                 envelope = await accept_frame(
                     text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
                 )
-                if envelope is not None and envelope.topic_name == SOCKET_CLOSING and not socket.retired:
+                if envelope is None or socket.retired:
+                    continue
+                body = envelope.event_body
+                if envelope.topic_name == SOCKET_CLOSING:
                     log.info("channel %s announced socket_closing: handing over", entry.channel.id)
+                    entry.handover_at = trio.current_time()
+                    socket.wake.set()
+                elif isinstance(body, SystemMessage) and body.system_topic_type in _LOST_SUBSCRIPTIONS:
+                    # SDK SystemMessageSystemMessage: the channel no longer gets its topics (another
+                    # channel took them, or the token was revoked). A new channel, subscribed to
+                    # the whole topic set, takes over; what was published meanwhile is a gap.
+                    log.warning(
+                        "channel %s: %s (%s): handing over to a new channel",
+                        entry.channel.id,
+                        body.system_topic_type,
+                        body.reason or "no reason given",
+                    )
+                    socket.unsubscribed_at_ms = socket.unsubscribed_at_ms or socket.last_frame_ms
+                    socket.token_revoked |= body.system_topic_type == "token_revoked"
                     entry.handover_at = trio.current_time()
                     socket.wake.set()
 
@@ -277,6 +302,8 @@ class _Follower:
         """Make before break: a new channel with the same topics is live before ``old`` closes."""
         async with entry.lock:
             try:
+                if old.token_revoked:
+                    await self.client.access_token(renew=True)
                 fresh = await _create(self.client, entry.topics, self.settings)
                 socket = await self._connect(sockets, entry, fresh.channel)
             except AuthenticationError:
@@ -291,8 +318,9 @@ class _Follower:
         await old.retire()
         self.stats.handovers += 1
         log.info("handed over to channel %s", entry.channel.id)
-        if old.lost_at_ms is not None:  # the old socket closed before the new one was live
-            await self._gap(old.lost_at_ms)
+        if old.lost_at_ms is not None or old.unsubscribed_at_ms is not None:
+            # The old socket closed, or lost its subscriptions, before the new one was live.
+            await self._gap(min(t for t in (old.lost_at_ms, old.unsubscribed_at_ms) if t is not None))
         return socket
 
     async def _answers(self, socket: _Socket) -> bool:

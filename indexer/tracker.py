@@ -8,25 +8,60 @@ deduplicated by ``utteranceId`` (reference §4.5).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import attrs
 
 from indexer.document import DocParticipant, DocUtterance, DocWord, QueueRef, TranscriptDocument
-from indexer.models import ConversationEvent, TranscriptionMessage, TranscriptResult
+from indexer.models import (
+    ConversationEvent,
+    TranscriptAlternative,
+    TranscriptionMessage,
+    TranscriptResult,
+)
 from indexer.redaction import join_text
 
-__all__ = ["ConversationState", "SessionState", "speaker_of"]
+__all__ = [
+    "DIGITAL_MEDIA",
+    "ConversationState",
+    "SessionState",
+    "speaker_of",
+    "utterance_key",
+    "utterance_text",
+]
 
 _ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
+#: Media types whose text comes from the Platform API once the conversation ends.
+DIGITAL_MEDIA = frozenset({"message", "email", "chat"})
 #: A status-only message this close to the session start (ms) is the session's opening one.
 SESSION_START_MS = 10_000
 _SPEAKERS = {"INTERNAL": "agent", "EXTERNAL": "customer"}
 
 
-def speaker_of(channel: str) -> str:
+def speaker_of(channel: str | None) -> str:
     """``agent`` for INTERNAL, ``customer`` for EXTERNAL, else ``unknown`` (reference §4.3)."""
-    return _SPEAKERS.get(channel.upper(), "unknown")
+    return _SPEAKERS.get((channel or "").upper(), "unknown")
+
+
+def utterance_text(alternative: TranscriptAlternative) -> str:
+    """The text of an alternative: decorated, else raw, else its words joined ("" if none)."""
+    if alternative.decorated_transcript:
+        return alternative.decorated_transcript
+    if alternative.transcript:
+        return alternative.transcript
+    words = alternative.decorated_words or alternative.words
+    return " ".join(w.word for w in words if w.word)
+
+
+def utterance_key(result: TranscriptResult) -> str:
+    """``utteranceId``, or (when the SDK-optional id is absent) one derived from the first
+    alternative's offset and text, so that a repeated message is still recognised."""
+    if result.utterance_id:
+        return result.utterance_id
+    alternative = result.alternatives[0] if result.alternatives else TranscriptAlternative()
+    digest = hashlib.sha256(utterance_text(alternative).encode()).hexdigest()[:16]
+    return f"derived:{alternative.offset_ms}:{result.channel}:{digest}"
 
 
 def _ms(value: datetime | None) -> int:
@@ -39,6 +74,8 @@ class SessionState:
 
     :ivar saw_start: the status-only ``SESSION_ONGOING`` message that opens every session
         (reference §4.2) arrived; without it the worker joined late and may lack utterances.
+    :ivar utterances: utterance key (:func:`utterance_key`) → result, in arrival order
+        (the order kept for utterances without ``offsetMs``).
     """
 
     communication_id: str
@@ -62,6 +99,9 @@ class ParticipantState:
     ended_at: datetime | None = None
     ended: bool = False
     call_ids: list[str] = attrs.field(factory=list)
+    #: Media types of its communications (``voice``, ``message`` …), first seen first.
+    media: list[str] = attrs.field(factory=list)
+    message_type: str | None = None
 
 
 @attrs.define
@@ -87,6 +127,10 @@ class ConversationState:
     duplicates: int = 0
     indexed_version: int = 0
     gap_affected: bool = False
+    #: Utterances that carried no text at all (counted, not indexed).
+    unusable_utterances: int = 0
+    #: Its transcription topic was asked for (voice conversations only).
+    subscribed: bool = False
 
     def apply_conversation(self, event: ConversationEvent, now: float) -> None:
         """Merge a conversation snapshot (queue conversation topic)."""
@@ -97,24 +141,36 @@ class ConversationState:
             state.user_id = p.user_id or state.user_id
             routed = p.conversation_routing_data.queue if p.conversation_routing_data else None
             state.queue_id = p.queue_id or (routed.id if routed else None) or state.queue_id
-            state.queue_name = (routed.name if routed else None) or state.queue_name
+            state.queue_name = p.queue_name or (routed.name if routed else None) or state.queue_name
+            communications = [c for _, c in p.communications()]
             state.started_at = (
                 state.started_at
                 or p.connected_time
-                or next((c.connected_time for c in p.calls if c.connected_time), None)
+                or next((c.connected_time for c in communications if c.connected_time), None)
+                or p.start_time
             )
-            state.direction = state.direction or next((c.direction for c in p.calls if c.direction), None)
-            state.call_ids.extend(c.id for c in p.calls if c.id not in state.call_ids)
-            calls_ended = bool(p.calls) and all(
-                (c.state or "").lower() in _ENDED_CALL_STATES for c in p.calls
+            state.direction = state.direction or next(
+                (c.direction for c in communications if c.direction), None
+            )
+            for media, communication in p.communications():
+                if media not in state.media:
+                    state.media.append(media)
+                if media == "message":
+                    state.message_type = state.message_type or communication.type
+                if media == "voice" and communication.id and communication.id not in state.call_ids:
+                    state.call_ids.append(communication.id)
+            # A communication without a state has ended when it has a disconnected time.
+            communications_ended = bool(communications) and all(
+                (c.state or "").lower() in _ENDED_CALL_STATES or (c.state is None and c.disconnected_time)
+                for c in communications
             )
             end_time = p.end_time or max(
-                (c.disconnected_time for c in p.calls if c.disconnected_time), default=None
+                (c.disconnected_time for c in communications if c.disconnected_time), default=None
             )
-            if p.end_time is not None or calls_ended:
+            if p.end_time is not None or communications_ended:
                 state.ended = True
                 state.ended_at = state.ended_at or end_time
-            for value in (p.connected_time, end_time):
+            for value in (p.connected_time, end_time, p.end_acw_time):
                 self.version_ms = max(self.version_ms, _ms(value))
         self._update_ended(now)
 
@@ -128,16 +184,18 @@ class ConversationState:
         self.version_ms = max(self.version_ms, _ms(message.event_time))
         added = 0
         for result in message.transcripts:
-            if not result.alternatives:
+            if not result.alternatives or not utterance_text(result.alternatives[0]).strip():
+                self.unusable_utterances += 1
                 continue
-            known = session.utterances.get(result.utterance_id)
+            key = utterance_key(result)
+            known = session.utterances.get(key)
             if known is None:
                 added += 1
             else:
                 self.duplicates += 1
                 if known.is_final or not result.is_final:
                     continue
-            session.utterances[result.utterance_id] = result
+            session.utterances[key] = result
             self.language = self.language or result.dialect
         status = message.status
         if status is not None and status.status == "SESSION_ENDED":
@@ -146,6 +204,23 @@ class ConversationState:
             session.saw_start = True
         self._update_ended(now)
         return added
+
+    def media_type(self) -> str:
+        """``voice`` when any participant has a call (or nothing says otherwise: a
+        transcription-only capture), else the first digital media seen (``message``,
+        ``email``, ``chat``) or ``callback``."""
+        media = [m for p in self.participants.values() for m in p.media]
+        if "voice" in media or not media:
+            return "voice"
+        return next((m for m in media if m in DIGITAL_MEDIA), media[0])
+
+    def message_type(self) -> str | None:
+        """The messaging channel (``sms``, ``webmessaging``, ``whatsapp``, ``open`` …), if any."""
+        return next((p.message_type for p in self.participants.values() if p.message_type), None)
+
+    def is_digital(self) -> bool:
+        """A messaging, chat or email conversation: its text comes from the Platform API."""
+        return self.media_type() in DIGITAL_MEDIA
 
     def participants_ended(self) -> bool:
         """Every participant seen has ended (``endTime`` or all calls disconnected/terminated)."""
@@ -156,8 +231,9 @@ class ConversationState:
         return bool(self.sessions) and all(s.ended for s in self.sessions.values())
 
     def ended(self) -> bool:
-        """Both end conditions hold (the completion rule of reference §5.4, items 1-2)."""
-        return self.participants_ended() and self.sessions_ended()
+        """Both end conditions hold (the completion rule of reference §5.4, items 1-2); a
+        digital conversation has no transcription session and ends with its participants."""
+        return self.participants_ended() and (self.is_digital() or self.sessions_ended())
 
     def _update_ended(self, now: float) -> None:
         if self.ended():
@@ -169,16 +245,18 @@ class ConversationState:
         """Whether ``message`` carries an utterance this state does not hold yet."""
         session = self.sessions.get(message.communication_id)
         known = session.utterances if session else {}
-        return any(r.utterance_id not in known for r in message.transcripts if r.alternatives)
+        return any(utterance_key(r) not in known for r in message.transcripts if r.alternatives)
 
     def has_holes(self) -> bool:
-        """Whether the live transcript may lack utterances.
+        """Whether the text must come from the Platform API, not (only) the stream.
 
-        True after a gap, without any transcription session, when a session was joined
-        after its start, or when a session never ended.
+        True for digital conversations (their text is never on the stream); for voice,
+        after a gap, without any transcription session, when a session was joined after
+        its start, or when a session never ended.
         """
         return (
-            self.gap_affected
+            self.is_digital()
+            or self.gap_affected
             or not self.sessions
             or any(not s.saw_start or not s.ended for s in self.sessions.values())
         )
@@ -210,14 +288,21 @@ class ConversationState:
         :param reason: the completion reason (see :data:`indexer.document.COMPLETION_REASONS`).
         :param queue_names: queue id → name, for queues whose events carried no name.
         """
-        utterances = sorted(
+        # Spoken order; utterances without an offset keep their arrival order.
+        ordered = sorted(
             (
-                self._utterance(session, result)
+                (self._utterance(session, key, result), arrival)
                 for session in self.sessions.values()
-                for result in session.utterances.values()
+                for arrival, (key, result) in enumerate(session.utterances.items())
             ),
-            key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.offset_ms, u.utterance_id),
+            key=lambda pair: (
+                pair[0].spoken_at or datetime.min.replace(tzinfo=UTC),
+                pair[0].offset_ms,
+                pair[1],
+                pair[0].utterance_id,
+            ),
         )
+        utterances = [utterance for utterance, _ in ordered]
         participants = sorted(
             self.participants.values(), key=lambda p: p.started_at or datetime.max.replace(tzinfo=UTC)
         )
@@ -237,8 +322,11 @@ class ConversationState:
         direction = (
             customer or next((p for p in participants if p.direction), ParticipantState(""))
         ).direction
+        media_type = self.media_type()
         return TranscriptDocument(
             conversation_id=self.conversation_id,
+            media_type=media_type,
+            message_type=self.message_type(),
             version=max(self.version_ms, self.indexed_version + 1, 1),
             started_at=started_at,
             ended_at=ended_at,
@@ -259,25 +347,29 @@ class ConversationState:
             ),
             utterances=tuple(utterances),
             text=join_text(utterances),
-            complete=reason == "ended",
+            # A digital conversation is complete once its messages are fetched (recovery).
+            complete=reason == "ended" and media_type not in DIGITAL_MEDIA,
             completion_reason=reason,
         )
 
     @staticmethod
-    def _utterance(session: SessionState, result: TranscriptResult) -> DocUtterance:
+    def _utterance(session: SessionState, key: str, result: TranscriptResult) -> DocUtterance:
         alt = result.alternatives[0]
+        offset_ms = alt.offset_ms
+        if offset_ms is None:
+            offset_ms = next((w.offset_ms for w in alt.words if w.offset_ms is not None), None)
         spoken_at = (
-            datetime.fromtimestamp((session.session_start_ms + alt.offset_ms) / 1000, UTC)
-            if session.session_start_ms
+            datetime.fromtimestamp((session.session_start_ms + offset_ms) / 1000, UTC)
+            if session.session_start_ms and offset_ms is not None
             else None
         )
         return DocUtterance(
-            utterance_id=result.utterance_id,
+            utterance_id=key,
             communication_id=session.communication_id,
             speaker=speaker_of(result.channel),
-            text=alt.decorated_transcript or alt.transcript,
-            offset_ms=alt.offset_ms,
-            duration_ms=alt.duration_ms,
+            text=utterance_text(alt),
+            offset_ms=offset_ms if offset_ms is not None else 0,
+            duration_ms=alt.duration_ms or 0,
             confidence=alt.confidence,
             spoken_at=spoken_at,
             words=tuple(

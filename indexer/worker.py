@@ -271,11 +271,21 @@ async def run_replay(
     """Run the same flow over captured envelopes (NDJSON) and return at the end of the file.
 
     Every conversation still open at the end is flushed (reason ``ended`` when its end
-    signals arrived, else ``stream_end``).
+    signals arrived, else ``stream_end``). Queue events name queues by id only (the SDK's
+    queue reference has an optional name, which real events leave out): when Genesys
+    Cloud settings are configured, the configured queues are resolved first, as ``run``
+    does, so documents carry queue names; without them names are ``null``.
 
     :param progress: called with the bytes of each line read (for a progress bar).
+    :raises ConfigError: a configured queue does not exist.
     """
     stats = stats or Statistics()
+    queue_names: dict[str, str] = {}
+    if config.genesys is not None:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            queue_names = await GenesysClient(http, config.genesys).resolve_queues(config.genesys.queues)
+    else:
+        log.info("no Genesys Cloud settings: queue names stay unknown (null) in replayed documents")
 
     async def source(
         envelopes: trio.MemorySendChannel[Envelope | Gap],
@@ -287,6 +297,12 @@ async def run_replay(
         await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters, progress=progress)
 
     await _run_flow(
-        config, plugins, stats, start_source=source, queue_names={}, live=False, drain_on_signals=False
+        config,
+        plugins,
+        stats,
+        start_source=source,
+        queue_names=queue_names,
+        live=False,
+        drain_on_signals=False,
     )
     return stats

@@ -20,7 +20,6 @@ from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from indexer.config import Config
 from indexer.demo import build_demo_corpus, find_leaks
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.plugins import Plugins, get_plugin_manager
@@ -108,14 +107,24 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         assert find_leaks(OpenSearch(hosts=[live_index.url]), "transcripts", injected) == []
         assert sum(sum(d["redaction"]["counts"].values()) for d in documents.values()) >= len(injected)
 
-        replay_config = Config(
-            state_dir=str(tmp_path / "replay-state"), plugins={"opensearch": {"url": replay_index.url}}
-        )
         frames = [json.loads(line) for line in capture.read_text().splitlines()]
         assert any(f["topicName"] == "channel.metadata" for f in frames) or len(frames) > CONVERSATIONS
-        replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
+        # Queue events name queues by id only: the replay resolves the configured queues'
+        # names from Genesys Cloud (an emulator of the same organization) as run does.
+        async with trio.open_nursery() as nursery:
+            names_url = await nursery.start(Emulator(corpus, EmulatorSettings()).run)
+            replay_config = attrs.evolve(
+                live_config(names_url, corpus, {"url": replay_index.url}, tmp_path),
+                state_dir=str(tmp_path / "replay-state"),
+            )
+            replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
+            nursery.cancel_scope.cancel()
         assert replay_stats.indexed == CONVERSATIONS
-        assert indexed_sources(replay_index.url) == documents
+        replayed = indexed_sources(replay_index.url)
+        for conversation_id, document in documents.items():
+            for key in document:
+                assert replayed[conversation_id][key] == document[key], (conversation_id, key)
+        assert replayed == documents
         status = json.loads((tmp_path / "replay-state" / "status.json").read_text())
         assert status["stopped"] is True
         assert (status["indexed"], status["open_conversations"]) == (CONVERSATIONS, 0)

@@ -19,7 +19,6 @@ from indexer.document import TranscriptDocument
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
 from indexer.errors import GenesysError
-from indexer.models import TranscriptionMessage
 from indexer.recovery import FindMissed, RecoveryRequest, recover_transcripts, utterances_from_post_call
 from indexer.stats import Statistics
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
@@ -70,7 +69,9 @@ async def test_conversations_before_the_worker_started_are_recovered(
         document = documents[scenario.conversation_id]
         assert document["source"] == "post_call"
         assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances]
-        assert [p["purpose"] for p in document["participants"]] == ["customer", "acd", "agent"]
+        played = sorted(p["purpose"] for p in scenario.snapshots[-1][1]["participants"])
+        assert sorted(p["purpose"] for p in document["participants"]) == played  # ivr, acd, agent …
+        assert document["queues"] == [{"id": i, "name": n} for i, n in scenario.queues]
 
 
 async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemServer, tmp_path: Path) -> None:
@@ -131,11 +132,9 @@ async def test_a_socket_that_dies_silently_loses_no_trailing_utterance(
             start_worker(nursery, config, stats=stats, arrivals=arrivals)
             scenario = next(iter(emulator.scenarios.values()))
             session_ended_ms = next(
-                due
-                for due, envelope in scenario.events
-                if isinstance(envelope.event_body, TranscriptionMessage)
-                and envelope.event_body.status is not None
-                and envelope.event_body.status.status == "SESSION_ENDED"
+                frame.due_ms
+                for frame in scenario.events
+                if frame.body.get("status", {}).get("status") == "SESSION_ENDED"
             )
             # The last transcript message comes 3 s (simulated) after SESSION_ENDED.
             await trio.sleep_until(emulator.real_time_of(session_ended_ms + 1500))
@@ -246,3 +245,59 @@ async def test_a_gap_query_reaches_back_to_earlier_gaps_within_the_lookback(
     ]
     assert stats.recovered["missed"] == 1
     assert [d.conversation_id async for d in documents] == ["c1"]
+
+
+@pytest.mark.parametrize("kind", ["no_longer_subscribed", "token_revoked", "subscription_changed"])
+async def test_a_channel_that_loses_its_topics_is_replaced(
+    kind: str, osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """A system message says the channel gets nothing more (SDK ``SystemMessageSystemMessage``):
+    a new channel takes over the whole topic set, the lost time is recovered, nothing is lost."""
+    count = 8
+    corpus, _ = build_demo_corpus(count, seed=21, pii_share=0.0, offset=3000)
+    emulator = Emulator(corpus, EmulatorSettings(speed=25, start_interval_s=10, start_delay_s=0.5))
+    arrivals = Arrivals(expected=count)
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(emulator.run)
+            start_worker(nursery, live_config(base_url, corpus, {"url": index.url}, tmp_path), stats=stats,
+                         arrivals=arrivals)  # fmt: skip
+            await trio.sleep(1.5)
+            emulator.system_message(kind)
+            assert all(not c.topics for c in emulator.channels.values())
+            with trio.fail_after(90):
+                await arrivals.done.wait()
+            nursery.cancel_scope.cancel()
+        documents = indexed_sources(index.url)
+    assert stats.handovers >= 1, "a new channel took over"
+    for scenario in emulator.scenarios.values():
+        document = documents[scenario.conversation_id]
+        assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances]
+        assert document["complete"] is True
+
+
+async def test_a_rejected_transcription_topic_is_reported_and_recovered(
+    osmem: OsmemServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ignoreErrors, one rejected topic does not fail the subscription call: the queue
+    topics stay, the refusal is logged, and the calls are indexed from the post-call transcript."""
+    count = 3
+    corpus, _ = build_demo_corpus(count, seed=22, pii_share=0.0, offset=3100)
+    emulator = Emulator(corpus, EmulatorSettings(speed=25, start_interval_s=10, start_delay_s=1.0))
+    emulator.faults.reject_topics = ["v2.conversations."]
+    arrivals = Arrivals(expected=count)
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(emulator.run)
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            start_worker(nursery, config, stats=Statistics(), arrivals=arrivals)
+            with trio.fail_after(90):
+                await arrivals.done.wait()
+            nursery.cancel_scope.cancel()
+        documents = indexed_sources(index.url)
+    assert any("Rejected" in r.getMessage() for r in caplog.records)
+    for scenario in emulator.scenarios.values():
+        document = documents[scenario.conversation_id]
+        assert document["source"] == "post_call" and document["complete"] is True
+        assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances]

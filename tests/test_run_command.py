@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
 
+from indexer.demo import QUEUES as QUEUE_NAMES
 from indexer.demo import build_demo_corpus, find_leaks, worker_environment
 from indexer.emulator import CorpusConversation, dump_corpus
 from indexer.emulator.scenario import asr_text
@@ -235,3 +237,51 @@ def test_sigkill_mid_call_resumes_and_recovers_the_gap(osmem: OsmemServer, tmp_p
     assert any(d["source"] == "post_call" for d in indexed), (
         "the gap was recovered from post-call transcripts"
     )
+
+
+def test_run_indexes_every_media_type_whole(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Voice (with transfers and outbound calls), messaging, chat and email conversations on the
+    followed queues, shaped as the SDK models them, are each indexed whole and named right."""
+    count = 24
+    corpus, _ = build_demo_corpus(
+        count, seed=77, pii_share=0.0, offset=7168 - 2 * COUNT - count, digital_share=0.5, transfer_share=0.5
+    )
+    media = {c.media for c in corpus}
+    assert media == {"voice", "message", "chat", "email"} and any(c.transfer_to for c in corpus)
+    worker = None
+    with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6") as ready, osmem.clone() as index:
+        try:
+            worker = run_worker("[completion]\ngrace_period_s = 1.0\n", ready, index.url, tmp_path)
+            client = OpenSearch(hosts=[index.url])
+            wait_for(lambda: indexed_count(client) >= count or worker.poll() is not None, 150)
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        finally:
+            stop(worker)
+        documents = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]
+    assert worker.returncode == 0
+    assert not (tmp_path / "state" / "dead-letters.ndjson").exists()
+
+    def texts(conversation: CorpusConversation) -> list[str]:
+        said = [t.text for t in conversation.turns if asr_text(t.text)]
+        if conversation.media == "email":
+            subject = conversation.subject or ""
+            return [f"{subject if i == 0 else 'Re: ' + subject}\n\n{text}" for i, text in enumerate(said)]
+        return said
+
+    played = sorted((c.media, tuple(texts(c))) for c in corpus)
+    indexed = sorted((d["media_type"], tuple(u["text"] for u in d["utterances"])) for d in documents)
+    assert indexed == played
+    for document in documents:
+        assert document["complete"] is True and document["completion_reason"] == "ended", document[
+            "media_type"
+        ]
+        assert document["source"] == ("api" if document["media_type"] != "voice" else document["source"])
+        assert document["queues"] and all(q["name"] in QUEUE_NAMES for q in document["queues"])
+        speakers = {u["speaker"] for u in document["utterances"]}
+        assert speakers <= {"customer", "agent"} and speakers
+    transferred = sum(len(d["queues"]) == 2 for d in documents)
+    # The emulator transfers a call half-way: only calls with two turns or more.
+    assert transferred == sum(1 for c in corpus if c.transfer_to and len(texts(c)) >= 2) > 0
+    by_media = sorted(Counter(d["media_type"] for d in documents).items())
+    print(f"\nevery media type: {by_media}, {transferred} transferred")

@@ -7,7 +7,11 @@
      "queue": "Billing", "direction": "inbound", "language": "en-US"}
 
 Only ``turns`` is required; ``queue`` defaults to ``General``, ``direction`` to
-``inbound`` and ``language`` to ``en-US``.
+``inbound``, ``language`` to ``en-US`` and ``media`` to ``voice``. A ``message``
+conversation's turns are messages (``message_type``: ``sms``, ``webmessaging``,
+``whatsapp``, ``open``), a ``chat``'s are chat lines, an ``email``'s are emails (the first
+with ``subject``). ``transfer_to`` names a second queue the conversation is transferred
+to half-way (voice).
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class CorpusConversation:
     queue: str = "General"
     direction: Literal["inbound", "outbound"] = "inbound"
     language: str = "en-US"
+    media: Literal["voice", "message", "chat", "email"] = "voice"
+    message_type: Literal["sms", "webmessaging", "whatsapp", "open"] | None = None
+    subject: str | None = None
+    transfer_to: str | None = None
 
 
 def load_corpus(path: Path) -> list[CorpusConversation]:

@@ -47,7 +47,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from indexer.emulator.corpus import CorpusConversation
 from indexer.emulator.scenario import Scenario, build_scenario, queue_id_for
-from indexer.serialization import dump_envelope, format_time
+from indexer.serialization import format_time
 from indexer.topics import CHANNEL_METADATA
 
 __all__ = ["Emulator", "EmulatorSettings"]
@@ -55,6 +55,7 @@ __all__ = ["Emulator", "EmulatorSettings"]
 log = logging.getLogger(__name__)
 
 TOPIC_LIMIT: Final = 1000
+BULK_MESSAGES: Final = 1000
 CHANNEL_LIMIT: Final = 20
 #: What the ``malformed`` fault sends: a conversation event without its required ``id``.
 MALFORMED: Final = '{"topicName": "v2.routing.queues.q.conversations", "eventBody": {"participants": []}}'
@@ -110,6 +111,8 @@ class Faults:
     heartbeats: bool = True
     rate_limit_count: int = 0
     retry_after_s: int = 1
+    #: Topics starting with one of these are answered ``Rejected`` (missing permission).
+    reject_topics: list[str] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -154,7 +157,12 @@ class Emulator:
         self.conversations = list(conversations)
         self.rng = random.Random(settings.seed)
         self.organization_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        self.queues = {queue_id_for(c.queue): c.queue for c in self.conversations}
+        self.queues = {
+            queue_id_for(name): name
+            for c in self.conversations
+            for name in (c.queue, c.transfer_to)
+            if name is not None
+        }
         self.tokens: dict[str, float] = {}  # valid for REST calls until (trio time)
         self.token_lifetimes: dict[str, float] = {}  # what expires_in promised; channels close then
         self.channels: dict[str, _Channel] = {}
@@ -281,19 +289,29 @@ class Emulator:
         exists = request.path_params["channel_id"] in self.channels
         return Response(status_code=200 if exists else 404)
 
+    def _rejected(self, topic: str) -> bool:
+        return any(topic.startswith(prefix) for prefix in self.faults.reject_topics)
+
     async def subscriptions(self, request: Request) -> Response:
+        """Subscriptions (§3.3); topics the client may not have are ``Rejected`` with
+        ``ignoreErrors=true`` and fail the whole request (403) without it (§10 item 6)."""
         _, denied = self._authorized(request)
         if denied:
             return denied
         channel = self.channels.get(request.path_params["channel_id"])
         if channel is None:
             return _error(404, "not.found", "Channel not found")
+        rejected: list[str] = []
         if request.method in ("POST", "PUT"):
             try:
                 body = await request.json()
                 topics = [item["id"] for item in body]
             except (ValueError, TypeError, KeyError):
                 return _error(400, "bad.request", "Expected a list of {id} objects")
+            rejected = [t for t in topics if self._rejected(t)]
+            if rejected and request.query_params.get("ignoreErrors", "false").lower() != "true":
+                return _error(403, "missing.permissions", "Missing permissions for a topic")
+            topics = [t for t in topics if t not in rejected]
             wanted = (channel.topics if request.method == "POST" else []) + topics
             wanted = list(dict.fromkeys(wanted))
             if len(wanted) > TOPIC_LIMIT:
@@ -303,7 +321,16 @@ class Emulator:
             channel.topics = wanted
         elif request.method == "DELETE":
             channel.topics = []
-        return JSONResponse({"entities": [{"id": t, "state": "Permitted"} for t in channel.topics]})
+        entities = [{"id": t, "state": "Permitted"} for t in channel.topics] + [
+            {
+                "id": t,
+                "state": "Rejected",
+                "rejectionReason": "Missing permissions",
+                "missingPermissions": ["conversation:transcription:view"],
+            }
+            for t in rejected
+        ]
+        return JSONResponse({"entities": entities})
 
     async def websocket(self, websocket: WebSocket) -> None:
         channel = self.channels.get(websocket.path_params["channel_id"])
@@ -415,10 +442,46 @@ class Emulator:
         await trio.sleep(close_after_s)
         self.drop_connections()
 
+    def system_message(self, kind: str) -> None:
+        """Tell every connected channel it lost its topics (SDK ``SystemMessageSystemMessage``).
+
+        ``no_longer_subscribed`` (another channel took the topics) and
+        ``subscription_changed`` clear the channel's subscriptions; ``token_revoked``
+        also revokes every token (API calls answer 401 until a new one is fetched).
+        Topics: ``v2.system.no_longer_subscribed.{id}``, ``v2.system.token_revoked.{id}``,
+        ``v2.system.{id}.{id}`` (reference §10 item 5).
+        """
+        reasons = {
+            "no_longer_subscribed": "another_channel_subscribed",
+            "token_revoked": "user_tokens_revoked",
+        }
+        for channel in self.channels.values():
+            if channel.connection is None:
+                continue
+            topic = (
+                f"v2.system.{self.organization_id}.{channel.id}"
+                if kind == "subscription_changed"
+                else f"v2.system.{kind}.{channel.id}"
+            )
+            body: dict[str, Any] = {
+                "channelId": channel.id,
+                "systemTopicType": kind,
+                "organizationId": self.organization_id,
+                "message": f"The channel's subscriptions were removed ({kind})",
+            }
+            if kind in reasons:
+                body["reason"] = reasons[kind]
+            channel.connection.deliver(json.dumps({"topicName": topic, "version": "2", "eventBody": body}))
+            channel.topics = []
+        if kind == "token_revoked":
+            self.expire_tokens()
+
     async def faults_route(self, request: Request) -> Response:
         """``POST /_emulator/faults``: switch faults (see :class:`Faults`) or fire one-shot ones.
 
-        One-shot keys: ``drop`` (close every socket without a close frame), ``half_open``
+        One-shot keys: ``system_message`` (``no_longer_subscribed``, ``token_revoked`` or
+        ``subscription_changed``, see :meth:`system_message`), ``drop`` (close every socket
+        without a close frame), ``half_open``
         (every open socket gets nothing more, see :meth:`half_open_connections`),
         ``expire_channels`` (HEAD → 404, sockets closed), ``expire_tokens`` (401 until a new
         token), ``socket_closing_after_s`` (announce ``v2.system.socket_closing``, close the
@@ -442,6 +505,10 @@ class Emulator:
                 self.expire_channel(channel_id)
         if body.get("expire_tokens"):
             self.expire_tokens()
+        if "reject_topics" in body:
+            self.faults.reject_topics = [str(t) for t in body["reject_topics"]]
+        if body.get("system_message") in ("no_longer_subscribed", "token_revoked", "subscription_changed"):
+            self.system_message(str(body["system_message"]))
         for _ in range(int(body.get("malformed", 0))):
             self.broadcast(MALFORMED)
             self.malformed_sent += 1
@@ -547,6 +614,7 @@ class Emulator:
         communication_id = request.path_params["communication_id"]
         if (
             scenario is None
+            or scenario.media != "voice"
             or scenario.communication_id != communication_id
             or scenario.hangup_ms > self.now_ms()
         ):
@@ -575,6 +643,51 @@ class Emulator:
             )
         return JSONResponse(scenario.transcript_json())
 
+    async def recordings(self, request: Request) -> Response:
+        """``GET /api/v2/conversations/{id}/recordings``: a digital conversation's text once it ended.
+
+        While a conversation is going on (or its recordings are not ready) the service
+        answers 202 with no body; a voice call's audio recordings are not served.
+        """
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        if scenario is None:
+            return _error(404, "not.found", "Conversation not found")
+        if scenario.media == "voice":
+            return JSONResponse([])
+        if scenario.hangup_ms > self.now_ms():
+            return Response(status_code=202)
+        return JSONResponse(scenario.recordings_json())
+
+    async def messaging_conversation(self, request: Request) -> Response:
+        """``GET /api/v2/conversations/messages/{id}`` (``MessageConversation``)."""
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        view = scenario.messaging_conversation_json(self.now_ms()) if scenario else None
+        if view is None:
+            return _error(404, "not.found", "Conversation not found")
+        return JSONResponse(view)
+
+    async def messages_bulk(self, request: Request) -> Response:
+        """``POST /api/v2/conversations/messages/{id}/messages/bulk``: at most 1,000 ids."""
+        _, denied = self._authorized(request)
+        if denied:
+            return denied
+        scenario = self._scenario(request)
+        if scenario is None or scenario.media != "message":
+            return _error(404, "not.found", "Conversation not found")
+        try:
+            ids = [str(i) for i in await request.json()]
+        except (ValueError, TypeError):
+            return _error(400, "bad.request", "Expected a list of message ids")
+        if len(ids) > BULK_MESSAGES:
+            return _error(400, "bad.request", f"At most {BULK_MESSAGES} message ids")
+        return JSONResponse(scenario.messages_json(ids))
+
     async def status_route(self, request: Request) -> Response:
         return JSONResponse(self.status())
 
@@ -597,6 +710,19 @@ class Emulator:
                 Route(f"{api}/routing/queues", self.queues_list, methods=["GET"]),
                 Route(f"{api}/routing/queues/{{queue_id}}", self.queue, methods=["GET"]),
                 Route(f"{api}/conversations/{{conversation_id}}", self.conversation, methods=["GET"]),
+                Route(
+                    f"{api}/conversations/{{conversation_id}}/recordings", self.recordings, methods=["GET"]
+                ),
+                Route(
+                    f"{api}/conversations/messages/{{conversation_id}}",
+                    self.messaging_conversation,
+                    methods=["GET"],
+                ),
+                Route(
+                    f"{api}/conversations/messages/{{conversation_id}}/messages/bulk",
+                    self.messages_bulk,
+                    methods=["POST"],
+                ),
                 Route(
                     f"{api}/analytics/conversations/{{conversation_id}}/details",
                     self.analytics_details,
@@ -637,8 +763,8 @@ class Emulator:
     async def _play(self) -> None:
         events: list[tuple[int, int, str, str]] = []
         for scenario in self.scenarios.values():
-            for due_ms, envelope in scenario.events:
-                events.append((due_ms, len(events), dump_envelope(envelope), envelope.topic_name))
+            for frame in scenario.events:
+                events.append((frame.due_ms, len(events), frame.text, frame.topic))
         events.sort()
         for due_ms, _, text, topic in events:
             await trio.sleep_until(self.real_time_of(due_ms))

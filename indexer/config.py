@@ -136,14 +136,23 @@ class RecoverySettings:
     :ivar enabled: recover at all (needs analytics and recording/STA permissions).
     :ivar lookback_s: at start-up, recover conversations that started this long before;
         after a gap, also those that started in an earlier gap at most this long before.
-    :ivar post_call_wait_s: how long to keep asking for a post-call transcript.
+    :ivar post_call_wait_s: how long to keep asking for a post-call transcript (or a
+        digital conversation's messages) before the document is indexed as it is, marked
+        ``complete: false``.
     :ivar post_call_retry_s: how often to ask while it is not ready.
+    :ivar post_call_follow_up_s: after that, keep asking (waits doubling from
+        ``post_call_wait_s`` up to ``post_call_follow_up_max_interval_s``) for this long
+        after the first ask, and replace the document when the transcript comes: it can
+        take hours (reference §10 item 3). ``0`` stops at ``post_call_wait_s``.
+    :ivar post_call_follow_up_max_interval_s: the longest wait between two follow-up asks.
     """
 
     enabled: bool = True
     lookback_s: float = 3600.0
     post_call_wait_s: float = 300.0
     post_call_retry_s: float = 10.0
+    post_call_follow_up_s: float = 24 * 3600.0
+    post_call_follow_up_max_interval_s: float = 1800.0
 
 
 @attrs.frozen

@@ -32,10 +32,13 @@ comes, the live document goes on unchanged (``source: "live"``).
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -44,7 +47,8 @@ import trio
 from indexer.config import RecoverySettings
 from indexer.digital import fetch_messages
 from indexer.document import DocUtterance, DocWord, TranscriptDocument
-from indexer.errors import MalformedMessage
+from indexer.errors import AuthenticationError, MalformedMessage
+from indexer.files import replace_synced
 from indexer.genesys import API_ERRORS, GenesysClient
 from indexer.models import ConversationEvent
 from indexer.redaction import join_text
@@ -115,6 +119,24 @@ class Reconcile:
 
 
 RecoveryRequest = FindMissed | Reconcile
+
+
+@attrs.frozen
+class FollowUp:
+    """A voice conversation indexed ``complete: false`` because its post-call transcript had
+    not come within ``post_call_wait_s``: asked for again on a schedule that reaches hours.
+
+    Kept in ``<state_dir>/post-call-follow-ups.json`` (ids and times only, no content), so
+    the schedule survives restarts.
+
+    :ivar version: the version of the incomplete document; the replacement is higher.
+    :ivar first_ask_ms: when the transcript was first asked for, epoch ms (wall clock).
+    """
+
+    conversation_id: str
+    communication_ids: tuple[str, ...]
+    version: int
+    first_ask_ms: int
 
 
 def _ms_to_time(ms: int | None) -> datetime | None:
@@ -200,16 +222,38 @@ class _Recovery:
     gaps: list[tuple[int, int]] = attrs.field(factory=list)
     #: Conversations rebuilt so far (a later, wider query finds them again), oldest first.
     rebuilt: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    #: Where the follow-ups are kept (``None``: in memory only).
+    follow_ups_path: Path | None = None
+    follow_ups: dict[str, FollowUp] = attrs.field(factory=dict)
+    nursery: trio.Nursery | None = None
+
+    async def transcripts(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
+        """The post-call transcripts ready now; an error on one communication (anything but
+        404, which means not ready) is logged and the others are still asked for."""
+        found = []
+        for communication_id in dict.fromkeys(communication_ids):
+            try:
+                transcript = await self.client.post_call_transcript(conversation_id, communication_id)
+            except AuthenticationError:
+                raise
+            except API_ERRORS as exc:
+                log.warning(
+                    "post-call transcript of %s, communication %s: %s",
+                    conversation_id,
+                    communication_id,
+                    getattr(exc, "status", None) or type(exc).__name__,
+                    extra={"conversation_id": conversation_id},
+                )
+                continue
+            if transcript is not None:
+                found.append(transcript)
+        return found
 
     async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
         """Every post-call transcript found, waiting while none is ready (until stopping)."""
         deadline = trio.current_time() + self.settings.post_call_wait_s
         while communication_ids:
-            found = []
-            for communication_id in dict.fromkeys(communication_ids):
-                transcript = await self.client.post_call_transcript(conversation_id, communication_id)
-                if transcript is not None:
-                    found.append(transcript)
+            found = await self.transcripts(conversation_id, communication_ids)
             if found or trio.current_time() >= deadline or self.stopping.is_set():
                 return found
             with trio.move_on_after(self.settings.post_call_retry_s):
@@ -255,6 +299,99 @@ class _Recovery:
         else:
             document = attrs.evolve(document, complete=False)  # the live transcript has holes
             self.stats.recovered["unavailable"] += 1
+            self.follow_up(document, request.communication_ids)
+        await self.documents.send(document)
+
+    # --- follow-ups: post-call transcripts that take hours --------------------------------
+
+    def follow_up(self, document: TranscriptDocument, communication_ids: Sequence[str]) -> None:
+        """Ask again later for the post-call transcript of ``document`` (indexed incomplete)."""
+        if self.settings.post_call_follow_up_s <= 0 or not communication_ids or self.nursery is None:
+            return
+        entry = FollowUp(
+            conversation_id=document.conversation_id,
+            communication_ids=tuple(communication_ids),
+            version=document.version,
+            first_ask_ms=int(time.time() * 1000),
+        )
+        self.follow_ups[entry.conversation_id] = entry
+        self._save_follow_ups()
+        self.stats.recovered["follow_ups"] += 1
+        self.nursery.start_soon(self._follow, entry)
+
+    def _save_follow_ups(self) -> None:
+        if self.follow_ups_path is not None:
+            data = [attrs.asdict(entry) for entry in self.follow_ups.values()]
+            replace_synced(self.follow_ups_path, json.dumps(data).encode())
+
+    def load_follow_ups(self) -> None:
+        """Resume the follow-ups of the previous run (an unreadable file is logged and dropped)."""
+        if self.follow_ups_path is None or not self.follow_ups_path.exists() or self.nursery is None:
+            return
+        try:
+            entries = [
+                FollowUp(
+                    conversation_id=str(e["conversation_id"]),
+                    communication_ids=tuple(str(c) for c in e["communication_ids"]),
+                    version=int(e["version"]),
+                    first_ask_ms=int(e["first_ask_ms"]),
+                )
+                for e in json.loads(self.follow_ups_path.read_text(encoding="utf-8"))
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("%s unreadable (%s): its follow-ups are dropped", self.follow_ups_path, exc)
+            return
+        for entry in entries:
+            self.follow_ups[entry.conversation_id] = entry
+            self.nursery.start_soon(self._follow, entry)
+        if entries:
+            log.info("resumed %d post-call transcript follow-ups", len(entries))
+
+    async def _follow(self, entry: FollowUp) -> None:
+        """Ask on a doubling schedule until the transcript comes or ``post_call_follow_up_s``."""
+        delay = max(self.settings.post_call_wait_s, self.settings.post_call_retry_s, 1.0)
+        give_up_ms = entry.first_ask_ms + int(self.settings.post_call_follow_up_s * 1000)
+        while True:
+            with trio.move_on_after(delay):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return  # kept in the file for the next start
+            delay = min(delay * 2, self.settings.post_call_follow_up_max_interval_s)
+            async with self.limiter:
+                found = await self.transcripts(entry.conversation_id, entry.communication_ids)
+                if found:
+                    await self._replace(entry, found)
+                    break
+            if time.time() * 1000 >= give_up_ms:
+                log.warning(
+                    "no post-call transcript for %s after %.0f s: its document stays incomplete",
+                    entry.conversation_id,
+                    self.settings.post_call_follow_up_s,
+                    extra={"conversation_id": entry.conversation_id},
+                )
+                self.stats.recovered["follow_ups_given_up"] += 1
+                break
+        del self.follow_ups[entry.conversation_id]
+        self._save_follow_ups()
+
+    async def _replace(self, entry: FollowUp, transcripts: list[Any]) -> None:
+        """The whole document from the REST conversation and the late transcript, at a higher version."""
+        try:
+            conversation = await self.client.conversation(entry.conversation_id)
+            event = structure(
+                conversation or {"id": entry.conversation_id}, ConversationEvent, what="conversation"
+            )
+        except (*API_ERRORS, MalformedMessage) as exc:
+            log.warning("conversation %s: %s; indexed from its transcript alone", entry.conversation_id, exc)
+            event = ConversationEvent(id=entry.conversation_id)
+        state = ConversationState(
+            conversation_id=entry.conversation_id, first_event_at=0.0, last_event_at=0.0
+        )
+        state.apply_conversation(event, 0.0)
+        state.indexed_version = entry.version
+        document = _with_post_call(state.to_document("ended", self.queue_names), transcripts)
+        self.stats.recovered["follow_ups_reconciled"] += 1
+        log.info("post-call transcript of %s came late: document replaced", entry.conversation_id)
         await self.documents.send(document)
 
     async def reconcile_digital(self, document: TranscriptDocument) -> None:
@@ -378,7 +515,10 @@ class _Recovery:
                 return await self.post_call(conversation_id, sessions or state.communication_ids())
 
         transcripts = await self._retrying(f"recovery of conversation {conversation_id}", fetch_transcripts)
-        await self.documents.send(_with_post_call(document, transcripts or []))
+        document = _with_post_call(document, transcripts or [])
+        if not transcripts:
+            self.follow_up(document, sessions or state.communication_ids())
+        await self.documents.send(document)
         self.stats.recovered["missed"] += 1
 
 
@@ -390,14 +530,19 @@ async def recover_transcripts(
     settings: RecoverySettings,
     stats: Statistics,
     queue_names: dict[str, str],
+    follow_ups_path: Path | None = None,
 ) -> None:
     """Serve recovery requests until ``requests`` closes; see the module docstring.
+
+    :param follow_ups_path: where :class:`FollowUp` entries are kept across restarts.
 
     Resources: when ``requests`` closes, waits for post-call transcripts stop, every
     request still in hand sends what it has, and ``documents`` is closed.
     """
-    recovery = _Recovery(client, documents, settings, stats, queue_names)
+    recovery = _Recovery(client, documents, settings, stats, queue_names, follow_ups_path=follow_ups_path)
     async with documents, trio.open_nursery() as nursery:
+        recovery.nursery = nursery
+        recovery.load_follow_ups()
         async with requests:
             async for request in requests:
                 if isinstance(request, Reconcile):

@@ -250,6 +250,7 @@ async def run_worker(
                     settings=config.recovery,
                     stats=stats,
                     queue_names=queue_names,
+                    follow_ups_path=Path(config.state_dir) / "post-call-follow-ups.json",
                 )
             )
             if config.recovery.enabled

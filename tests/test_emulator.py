@@ -246,3 +246,49 @@ def test_late_utterance_fault_moves_the_last_message_after_session_ended() -> No
     ]
     ended_due = next(due for due, status, _ in statuses if status == "SESSION_ENDED")
     assert any(due > ended_due and has_transcripts for due, _, has_transcripts in statuses)
+
+
+async def test_the_details_query_is_answered_as_documented_and_the_client_copes() -> None:
+    """Whole days, repeated rows on shifting pages, an end after now trimmed (§6.4): the
+    client keeps each conversation once, and only those that started in its interval."""
+    from indexer.config import GenesysSettings
+    from indexer.genesys import GenesysClient
+
+    turns = (Turn("customer", "Hello there."), Turn("agent", "Hi."))
+    corpus = [CorpusConversation(turns=turns, queue="Billing") for _ in range(230)]
+    emulator = Emulator(corpus, EmulatorSettings(speed=20_000, start_delay_s=0, start_interval_s=5))
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        url = await nursery.start(emulator.run)
+        scenarios = sorted(emulator.scenarios.values(), key=lambda s: s.start_ms)
+        with trio.fail_after(20):
+            while emulator.now_ms() < scenarios[-1].hangup_ms + 60_000:  # noqa: ASYNC110 -- simulated clock
+                await trio.sleep(0.01)
+        settings = GenesysSettings(url, url, "emulator-client", "emulator-secret", ("Billing",))
+        client = GenesysClient(http, settings)
+
+        def iso(ms: int) -> str:
+            return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+        # The interval: the 11th to the 200th start.
+        start, end = scenarios[10].start_ms, scenarios[200].start_ms
+        raw = (
+            await http.post(
+                f"{url}/api/v2/analytics/conversations/details/query",
+                json={
+                    "interval": f"{iso(start)}/{iso(emulator.now_ms() + 3_600_000)}",
+                    "paging": {"pageSize": 100, "pageNumber": 2},
+                },
+                headers={"Authorization": f"Bearer {await client.access_token()}"},
+            )
+        ).json()
+        assert raw["totalHits"] >= 220  # the whole day, not only the interval
+        assert len(raw["conversations"]) == 100
+        rows = await client.ended_conversations(iso(start), iso(end), [scenarios[0].queue_id])
+        assert {r["conversationId"] for r in rows} == {s.conversation_id for s in scenarios[10:200]}
+        # An interval reaching now: trimmed, and its pages repeat rows.
+        later = emulator.now_ms() + 3_600_000
+        rows = await client.ended_conversations(iso(start), iso(later), [scenarios[0].queue_id])
+        ids = [r["conversationId"] for r in rows]
+        assert len(ids) == len(set(ids))
+        assert set(ids) == {s.conversation_id for s in scenarios[10:]}
+        nursery.cancel_scope.cancel()

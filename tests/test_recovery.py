@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime
 from pathlib import Path
@@ -301,3 +302,54 @@ async def test_a_rejected_transcription_topic_is_reported_and_recovered(
         document = documents[scenario.conversation_id]
         assert document["source"] == "post_call" and document["complete"] is True
         assert [u["text"] for u in document["utterances"]] == [u.text for u in scenario.utterances]
+
+
+async def test_a_post_call_transcript_that_takes_hours_replaces_the_incomplete_document(
+    osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """Conversations rebuilt at start-up whose transcripts are refused (403) at first, then
+    not ready for 10 minutes (simulated): indexed ``complete: false`` at once, then replaced,
+    whole and at a higher version, by the follow-ups; the follow-up file empties."""
+    count = 4
+    corpus, _ = build_demo_corpus(count, seed=23, pii_share=0.0, offset=3200)
+    emulator = Emulator(
+        corpus, EmulatorSettings(speed=100, start_interval_s=5, start_delay_s=0, transcript_delay_s=600)
+    )
+    emulator.faults.transcript_status = 403
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(emulator.run)
+            with trio.fail_after(30):
+                while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
+                    await trio.sleep(0.05)
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            recovery = RecoverySettings(
+                post_call_wait_s=0.5, post_call_retry_s=0.2, post_call_follow_up_s=120,
+                post_call_follow_up_max_interval_s=1.0,
+            )  # fmt: skip
+            start_worker(
+                nursery, attrs.evolve(config, recovery=recovery), stats=stats, arrivals=Arrivals(count)
+            )
+            with trio.fail_after(30):
+                while stats.recovered["follow_ups"] < count:  # noqa: ASYNC110 -- counted by the worker
+                    await trio.sleep(0.05)
+            first = indexed_sources(index.url)
+            follow_ups = tmp_path / "state" / "post-call-follow-ups.json"
+            assert len(json.loads(follow_ups.read_text())) == count
+            emulator.faults.transcript_status = None  # now only not ready for a while (404)
+            with trio.fail_after(60):
+                while stats.recovered["follow_ups_reconciled"] < count:  # noqa: ASYNC110 -- counted by the worker
+                    await trio.sleep(0.05)
+                while stats.indexed < 2 * count:  # noqa: ASYNC110 -- counted after the sink
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        documents = indexed_sources(index.url)
+    assert json.loads(follow_ups.read_text()) == []
+    for scenario in emulator.scenarios.values():
+        before, after = first[scenario.conversation_id], documents[scenario.conversation_id]
+        assert before["complete"] is False and before["utterances"] == []
+        assert after["complete"] is True and after["source"] == "post_call"
+        assert [u["text"] for u in after["utterances"]] == [u.text for u in scenario.utterances]
+        assert after["version"] > before["version"]
+        assert after["queues"] == [{"id": i, "name": n} for i, n in scenario.queues]

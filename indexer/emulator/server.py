@@ -47,7 +47,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from indexer.emulator.corpus import CorpusConversation
 from indexer.emulator.scenario import Scenario, build_scenario, queue_id_for
-from indexer.serialization import format_time
+from indexer.serialization import format_time, parse_time
 from indexer.topics import CHANNEL_METADATA
 
 __all__ = ["Emulator", "EmulatorSettings"]
@@ -55,6 +55,7 @@ __all__ = ["Emulator", "EmulatorSettings"]
 log = logging.getLogger(__name__)
 
 TOPIC_LIMIT: Final = 1000
+DAY_MS: Final = 86_400_000
 BULK_MESSAGES: Final = 1000
 CHANNEL_LIMIT: Final = 20
 #: What the ``malformed`` fault sends: a conversation event without its required ``id``.
@@ -79,6 +80,9 @@ class EmulatorSettings:
     :ivar reorder_rate: share of transcription messages held back behind the next one (fault).
     :ivar late_utterance_rate: share of conversations whose last utterance comes after
         ``SESSION_ENDED`` (fault).
+    :ivar transcript_delay_s: simulated seconds after hang-up before a call's post-call
+        transcript exists (``transcripturl`` answers 404 until then); third parties report
+        minutes to hours (reference §10 item 3).
     :ivar public_url: the base URL clients reach the emulator at, when it is not the
         bound address (``http://emulator:8080`` in a container network); it is the base
         of every ``connectUri`` and download URL handed out.
@@ -94,6 +98,7 @@ class EmulatorSettings:
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     late_utterance_rate: float = 0.0
+    transcript_delay_s: float = 0.0
     client_id: str = "emulator-client"
     client_secret: str = attrs.field(default="emulator-secret", repr=False)
     public_url: str | None = None
@@ -113,6 +118,8 @@ class Faults:
     retry_after_s: int = 1
     #: Topics starting with one of these are answered ``Rejected`` (missing permission).
     reject_topics: list[str] = attrs.field(factory=list)
+    #: When set, ``transcripturl`` answers with this status (e.g. 403, 500) instead.
+    transcript_status: int | None = None
 
 
 @attrs.define
@@ -505,6 +512,9 @@ class Emulator:
                 self.expire_channel(channel_id)
         if body.get("expire_tokens"):
             self.expire_tokens()
+        if "transcript_status" in body:
+            status = body["transcript_status"]
+            self.faults.transcript_status = int(status) if status is not None else None
         if "reject_topics" in body:
             self.faults.reject_topics = [str(t) for t in body["reject_topics"]]
         if body.get("system_message") in ("no_longer_subscribed", "token_revoked", "subscription_changed"):
@@ -572,14 +582,19 @@ class Emulator:
         return await self._conversation_view(request, "analytics")
 
     async def analytics_query(self, request: Request) -> Response:
+        """``POST /api/v2/analytics/conversations/details/query`` with the documented semantics
+        (developer blog 2022-04-21, reference §6.4, §10 item 4): an interval ending after now
+        is trimmed to now; the results are the conversations that started on any *day*
+        (UTC) the interval touches; and while the interval reaches the last minute, pages
+        shift as conversations come in, so each page after the first repeats the last row
+        of the one before it.
+        """
         _, denied = self._authorized(request)
         if denied:
             return denied
         try:
             body = await request.json()
             start_text, end_text = str(body["interval"]).split("/")
-            from indexer.serialization import parse_time
-
             start_ms = int(parse_time(start_text).timestamp() * 1000)
             end_ms = int(parse_time(end_text).timestamp() * 1000)
         except (ValueError, KeyError, TypeError):
@@ -589,17 +604,21 @@ class Emulator:
             (p.get("operator") for p in predicates if p.get("dimension") == "conversationEnd"), None
         )
         now = self.now_ms()
+        end_ms = min(end_ms, now)
+        first_day = start_ms - start_ms % DAY_MS
+        after_last_day = end_ms - (end_ms - 1) % DAY_MS - 1 + DAY_MS
         found = [
             s
             for s in sorted(self.scenarios.values(), key=lambda s: s.start_ms)
-            if start_ms <= s.start_ms < end_ms
+            if first_day <= s.start_ms < after_last_day
             and s.start_ms <= now
             and (need_end != "exists" or s.hangup_ms <= now)
             and (need_end != "notExists" or s.hangup_ms > now)
         ]
         paging = body.get("paging", {})
         size, number = int(paging.get("pageSize", 25)), int(paging.get("pageNumber", 1))
-        page = found[(number - 1) * size : number * size]
+        shift = 1 if number > 1 and end_ms >= now - 60_000 else 0
+        page = found[(number - 1) * size - shift : number * size - shift]
         return JSONResponse({"conversations": [s.analytics_json(now) for s in page], "totalHits": len(found)})
 
     def _signature(self, conversation_id: str, communication_id: str, expires: int) -> str:
@@ -612,11 +631,15 @@ class Emulator:
             return denied
         scenario = self._scenario(request)
         communication_id = request.path_params["communication_id"]
+        if self.faults.transcript_status is not None:
+            status = self.faults.transcript_status
+            return _error(status, "transcript.unavailable", "Transcript unavailable")
+        ready_ms = (scenario.hangup_ms if scenario else 0) + int(self.settings.transcript_delay_s * 1000)
         if (
             scenario is None
             or scenario.media != "voice"
             or scenario.communication_id != communication_id
-            or scenario.hangup_ms > self.now_ms()
+            or ready_ms > self.now_ms()
         ):
             return _error(404, "not.found", "Transcript not found")
         expires = int(time.time()) + 3600

@@ -118,9 +118,10 @@ def build_demo_corpus(
                 injected.append(InjectedPii(index, kind, value))
         queue = rng.choice(QUEUES)
         direction: Literal["inbound", "outbound"] = "inbound" if rng.random() < 0.8 else "outbound"
-        media: Literal["voice", "message", "chat", "email"] = "voice"
+        media: Literal["voice", "callback", "message", "chat", "email"] = "voice"
         message_type: Literal["sms", "webmessaging", "whatsapp", "open"] | None = None
         transfer_to = None
+        transfer_type: Literal["blind", "consult"] = "blind"
         if mix.random() < digital_share:
             media = mix.choice(("message", "message", "chat", "email"))
             message_type = (
@@ -129,6 +130,9 @@ def build_demo_corpus(
             direction = "inbound"
         elif direction == "inbound" and mix.random() < transfer_share:
             transfer_to = mix.choice([q for q in QUEUES if q != queue])
+            transfer_type = mix.choice(("blind", "consult"))
+        elif direction == "inbound" and mix.random() < digital_share / 3:
+            media = "callback"  # about one inbound call in ten of the demo's mix
         corpus.append(
             CorpusConversation(
                 turns=tuple(turns),
@@ -138,6 +142,7 @@ def build_demo_corpus(
                 message_type=message_type,
                 subject=mix.choice(SUBJECTS) if media == "email" else None,
                 transfer_to=transfer_to,
+                transfer_type=transfer_type,
             )
         )
     return corpus, injected

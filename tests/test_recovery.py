@@ -353,3 +353,37 @@ async def test_a_post_call_transcript_that_takes_hours_replaces_the_incomplete_d
         assert [u["text"] for u in after["utterances"]] == [u.text for u in scenario.utterances]
         assert after["version"] > before["version"]
         assert after["queues"] == [{"id": i, "name": n} for i, n in scenario.queues]
+
+
+async def test_digital_conversations_missed_in_a_gap_are_recovered(
+    osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """Messaging, chat and email conversations that ended before the worker started are found
+    by the analytics query (their sessions carry the queue) and indexed with their messages."""
+    count = 6
+    corpus, _ = build_demo_corpus(count, seed=24, pii_share=0.0, offset=3300, digital_share=1.0)
+    assert {c.media for c in corpus} >= {"message", "chat", "email"}
+    emulator = Emulator(corpus, EmulatorSettings(speed=200, start_interval_s=5, start_delay_s=0))
+    arrivals = Arrivals(expected=count)
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(emulator.run)
+            with trio.fail_after(30):
+                while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
+                    await trio.sleep(0.05)
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
+            with trio.fail_after(60):
+                await arrivals.done.wait()
+            nursery.cancel_scope.cancel()
+        documents = indexed_sources(index.url)
+    assert stats.recovered["messages"] == count
+    for scenario in emulator.scenarios.values():
+        document = documents[scenario.conversation_id]
+        assert document["media_type"] == scenario.media and document["source"] == "api"
+        assert document["complete"] is True
+        assert len(document["utterances"]) == len(scenario.utterances)
+        assert [u["utterance_id"] for u in document["utterances"]] == [
+            u.utterance_id for u in scenario.utterances
+        ]

@@ -162,6 +162,8 @@ VARIANTS = [
     CorpusConversation(turns=TURNS, queue="Billing"),
     CorpusConversation(turns=TURNS, queue="Billing", direction="outbound"),
     CorpusConversation(turns=TURNS, queue="Billing", transfer_to="Support"),
+    CorpusConversation(turns=TURNS, queue="Billing", transfer_to="Support", transfer_type="consult"),
+    CorpusConversation(turns=TURNS, queue="Support", media="callback"),
     *(
         CorpusConversation(turns=TURNS, queue="Sales", media="message", message_type=t)
         for t in ("sms", "webmessaging", "whatsapp", "open")
@@ -194,7 +196,7 @@ def served(scenario: Scenario) -> Iterator[tuple[str, str, Any]]:
         yield "messaging", "MessageConversation", scenario.messaging_conversation_json(scenario.hangup_ms)
         ids = [u.utterance_id for u in scenario.utterances]
         yield "bulk", "TextMessageListing", scenario.messages_json(ids + [f"{i}-typing" for i in ids])
-    if scenario.media != "voice":
+    if scenario.media in ("message", "chat", "email"):
         yield "recordings", "list[Recording]", scenario.recordings_json()
 
 
@@ -211,7 +213,7 @@ def test_every_payload_of_the_emulator_is_lossless_through_the_sdk(scenario: Sce
 
 def test_the_emulator_plays_what_real_conversations_look_like() -> None:
     """IVR first, id-only acd queue, empty agent queue, a snapshot per state change, ACW, transfers."""
-    inbound, outbound, transferred, *digital = scenarios()
+    inbound, outbound, transferred, consulted, callback, *digital = scenarios()
     first = inbound.snapshots[0][1]["participants"]
     assert [p["purpose"] for p in first] == ["customer", "ivr"]
     last = inbound.snapshots[-1][1]["participants"]
@@ -234,11 +236,23 @@ def test_the_emulator_plays_what_real_conversations_look_like() -> None:
         "Support",
     }
     assert all(not f.topic.endswith(".transcription") for s in digital for f in s.events)
+    disconnects = {
+        c.get("disconnectType") for _, s in consulted.snapshots for p in s["participants"] for c in p["calls"]
+    }
+    assert "transfer.consult" in disconnects
+    held = [p for _, s in consulted.snapshots for p in s["participants"] if p["purpose"] == "agent"]
+    assert any(p["calls"][0]["held"] for p in held), "the customer waits while the agents consult"
+    first = callback.snapshots[0][1]["participants"][0]
+    assert first["callbacks"] and first["calls"] == []  # requested, not yet dialled
+    last = callback.snapshots[-1][1]["participants"]
+    assert all(p["callbacks"] for p in last)
+    assert all(bool(p["calls"]) == (p["purpose"] != "acd") for p in last), "the agent called the customer"
+    assert any(f.topic.endswith(".transcription") for f in callback.events)
 
 
 async def test_the_emulators_http_answers_are_lossless_through_the_sdk() -> None:
     """The REST answers as served over HTTP, for a voice and a messaging conversation."""
-    corpus = [VARIANTS[0], VARIANTS[3]]
+    corpus = [VARIANTS[0], next(c for c in VARIANTS if c.media == "message")]
     emulator = Emulator(corpus, EmulatorSettings(speed=5000, start_delay_s=0, start_interval_s=1))
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         url = await nursery.start(emulator.run)

@@ -10,8 +10,10 @@ Only ``turns`` is required; ``queue`` defaults to ``General``, ``direction`` to
 ``inbound``, ``language`` to ``en-US`` and ``media`` to ``voice``. A ``message``
 conversation's turns are messages (``message_type``: ``sms``, ``webmessaging``,
 ``whatsapp``, ``open``), a ``chat``'s are chat lines, an ``email``'s are emails (the first
-with ``subject``). ``transfer_to`` names a second queue the conversation is transferred
-to half-way (voice).
+with ``subject``). A ``callback`` is requested by the customer, routed through the queue,
+and the agent dials the customer back (a voice call, transcribed). ``transfer_to`` names
+a second queue the conversation is transferred to half-way (voice), ``transfer_type``
+``blind`` (default) or ``consult`` (the agent talks to the next agent first).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class CorpusConversation:
     queue: str = "General"
     direction: Literal["inbound", "outbound"] = "inbound"
     language: str = "en-US"
-    media: Literal["voice", "message", "chat", "email"] = "voice"
+    media: Literal["voice", "callback", "message", "chat", "email"] = "voice"
+    transfer_type: Literal["blind", "consult"] = "blind"
     message_type: Literal["sms", "webmessaging", "whatsapp", "open"] | None = None
     subject: str | None = None
     transfer_to: str | None = None

@@ -74,6 +74,14 @@ _EDGE_PUNCTUATION = re.compile(rf"^[{_QUOTES}(\[]+|[{_QUOTES})\].,!?;:\u2026]+$"
 _QUEUE_NAMESPACE = uuid.UUID("5f0c2a8e-8d3b-4f5e-9d0a-3c1b2a4d5e6f")
 _WRAPUP_NAMESPACE = uuid.UUID("0b3a6f4e-2c1d-4e5f-8a9b-7c6d5e4f3a2b")
 _MEDIA_KEY = {"voice": "calls", "message": "messages", "chat": "chats", "email": "emails"}
+#: Analytics sessions: the list a media's communications are in, and their ``mediaType``.
+_SESSIONS = {
+    "voice": (("calls", "voice"),),
+    "callback": (("callbacks", "callback"), ("calls", "voice")),
+    "message": (("messages", "message"),),
+    "chat": (("chats", "chat"),),
+    "email": (("emails", "email"),),
+}
 
 
 def asr_text(text: str) -> str:
@@ -220,12 +228,11 @@ class Scenario:
         snapshot = self.snapshot_at(now_ms)
         if snapshot is None:
             return None
-        media_type = "voice" if self.media == "voice" else self.media
-        key = _MEDIA_KEY[self.media]
         participants = []
         for p in snapshot["participants"]:
             sessions = []
-            for c in p.get(key, []):
+            found = [(media, c) for key, media in _SESSIONS[self.media] for c in p.get(key, [])]
+            for media_type, c in found:
                 segment: dict[str, Any] = {
                     "segmentStart": c.get("connectedTime") or p.get("connectedTime") or _iso(self.start_ms),
                     "segmentType": {"acd": "alert", "ivr": "ivr"}.get(p["purpose"], "interact"),
@@ -429,6 +436,10 @@ class _Leg:
     acw_end_ms: int | None = None
     wrapup: dict[str, Any] | None = None
     message_ids: list[tuple[str, int]] = attrs.field(factory=list)
+    #: Callbacks: the id of this participant's ``callbacks[]`` entry, and whether the
+    #: agent has dialled the customer yet (its ``calls[]`` entry exists from then on).
+    callback_id: str | None = None
+    dialed: bool = True
 
     def end(self, at_ms: int, disconnect_type: str) -> None:
         self.state, self.end_ms, self.disconnect_type, self.held = (
@@ -438,8 +449,29 @@ class _Leg:
             False,
         )
 
+    def _callback(self) -> dict[str, Any]:
+        """The ``callbacks[]`` entry (``QueueConversationEventTopicCallback``)."""
+        ended, alerting = self.end_ms is not None, self.state == "alerting"
+        state = "disconnected" if ended else "alerting" if alerting else "connected"
+        callback: dict[str, Any] = {
+            "id": self.callback_id,
+            "state": state,
+            "direction": "outbound" if self.purpose == "agent" else "inbound",
+            "held": False,
+            "callbackNumbers": ["tel:+13125550147"],
+            "provider": "PureCloud Callback",
+        }
+        if self.connected_ms is not None and state != "alerting":
+            callback["connectedTime"] = _iso(self.connected_ms)
+        if self.end_ms is not None:
+            callback["disconnectedTime"] = _iso(self.end_ms)
+            callback["disconnectType"] = self.disconnect_type
+        return callback
+
     def json(self, media: str, message_type: str | None, subject: str | None) -> dict[str, Any]:
         """The participant as ``QueueConversationEventTopicParticipant``."""
+        callback = media == "callback"
+        media = "voice" if callback else media
         communication: dict[str, Any] = {"id": self.communication_id, "state": self.state, "held": self.held}
         if media != "chat":  # the topic's chat model has no direction
             communication["direction"] = self.direction
@@ -485,7 +517,9 @@ class _Leg:
             participant["endAcwTime"] = _iso(self.acw_end_ms)
         if self.wrapup is not None:
             participant["wrapup"] = self.wrapup
-        participant[_MEDIA_KEY[media]] = [communication]
+        if callback:
+            participant["callbacks"] = [self._callback()]
+        participant[_MEDIA_KEY[media]] = [communication] if self.dialed else []
         return participant
 
 
@@ -516,6 +550,8 @@ def build_scenario(
 
     def leg(purpose: str, **fields: Any) -> _Leg:
         new = _Leg(id=_uuid(rng), purpose=purpose, communication_id=_uuid(rng), direction=direction, **fields)
+        if media == "callback":
+            new.callback_id, new.dialed = _uuid(rng), False
         legs.append(new)
         return new
 
@@ -531,6 +567,7 @@ def build_scenario(
         return str(uuid.UUID(int=rng.randrange(AGENTS) + 1, version=4))
 
     customer = leg("customer", connected_ms=start_ms)
+    voiced = media in ("voice", "callback")  # callbacks end in a call, which is transcribed
     # --- routing: IVR (inbound voice), the queue, an agent ----------------------------------
     cursor = start_ms
     if media == "voice" and direction == "inbound":
@@ -565,8 +602,13 @@ def build_scenario(
 
         if media != "voice" or direction == "inbound":
             if media != "voice":
-                snapshot(cursor)  # the customer's first message arrives
+                snapshot(cursor)  # the customer's first message, or the callback request, arrives
             agent, cursor = route_to(queue[0], cursor)
+        if media == "callback":  # the agent dials the number the customer left
+            cursor += int(ALERT_S * 1000)
+            for p in (customer, agent):
+                p.dialed, p.direction, p.connected_ms = True, "outbound", p.connected_ms or cursor
+            snapshot(cursor)
         session_start_ms = cursor
 
     # --- the turns ------------------------------------------------------------------------------
@@ -576,7 +618,7 @@ def build_scenario(
         raw = asr_text(turn.text)
         if not raw:
             continue
-        if media == "voice":
+        if voiced:
             duration = int(max(0.6, len(raw.split()) / WORDS_PER_S) * 1000)
             gap = int(rng.uniform(0.4, 1.2) * 1000)
         else:
@@ -597,28 +639,53 @@ def build_scenario(
 
     # --- state changes while talking: hold, transfer, messages -------------------------------
     changes: list[tuple[int, Callable[[int], None]]] = []
-    if media == "voice" and len(utterances) >= 2 and rng.random() < HOLD_RATE:
+    if voiced and len(utterances) >= 2 and rng.random() < HOLD_RATE:
         hold_at = utterances[len(utterances) // 2].start_ms - 500
         changes.append((hold_at, lambda at: setattr(agent, "held", True)))
         changes.append((hold_at + int(HOLD_S * 1000), lambda at: setattr(agent, "held", False)))
     if len(queues) > 1 and len(utterances) >= 2:
         transfer_at = utterances[len(utterances) // 2].start_ms - 3000
+        target = queues[1][0]
+        alert_ms = int(ALERT_S * 1000)
 
         def transfer(at: int) -> None:
+            """Blind: the first agent leaves at once; the call goes to the second queue."""
             nonlocal agent
             agent.end(at, "transfer")
             agent.acw, agent.acw_start_ms = "pending", at
-            acd = leg("acd", connected_ms=at, queue_id=queues[1][0], routed_queue={"id": queues[1][0]})
-            acd.end(at + int(ALERT_S * 1000), "transfer")
+            acd = leg("acd", connected_ms=at, queue_id=target, routed_queue={"id": target})
+            acd.end(at + alert_ms, "transfer")
             agent = leg(
-                "agent",
-                connected_ms=at + int(ALERT_S * 1000),
-                queue_id=queues[1][0],
-                routed_queue={},
-                user_id=agent_user(),
+                "agent", connected_ms=at + alert_ms, queue_id=target, routed_queue={}, user_id=agent_user()
             )
 
-        changes.append((transfer_at, transfer))
+        consult: dict[str, _Leg] = {}
+
+        def consult_start(at: int) -> None:
+            """Consult: the customer is held while the first agent reaches the second queue."""
+            agent.held = True
+            consult["acd"] = leg("acd", connected_ms=at, queue_id=target, routed_queue={"id": target})
+
+        def consult_answered(at: int) -> None:
+            consult["acd"].end(at, "transfer")
+            consult["agent"] = leg(
+                "agent", connected_ms=at, queue_id=target, routed_queue={}, user_id=agent_user()
+            )
+
+        def consult_done(at: int) -> None:
+            nonlocal agent
+            agent.end(at, "transfer.consult")
+            agent.acw, agent.acw_start_ms = "pending", at
+            agent = consult["agent"]
+
+        if conversation.transfer_type == "consult":
+            changes += [
+                (transfer_at - 2 * alert_ms, consult_start),
+                (transfer_at - alert_ms, consult_answered),
+                (transfer_at, consult_done),
+            ]
+        else:
+            changes.append((transfer_at, transfer))
     if media == "message":
         for u in utterances:
             sender = customer if u.speaker == "customer" else agent
@@ -662,7 +729,7 @@ def build_scenario(
         for topic in queue_topics
         if _on_queue(body, topic)
     ]
-    if media == "voice":
+    if voiced:
         events += _transcription_frames(
             conversation_id=conversation_id,
             communication_id=customer.communication_id,

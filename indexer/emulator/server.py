@@ -637,7 +637,7 @@ class Emulator:
         ready_ms = (scenario.hangup_ms if scenario else 0) + int(self.settings.transcript_delay_s * 1000)
         if (
             scenario is None
-            or scenario.media != "voice"
+            or scenario.media not in ("voice", "callback")
             or scenario.communication_id != communication_id
             or ready_ms > self.now_ms()
         ):
@@ -678,7 +678,7 @@ class Emulator:
         scenario = self._scenario(request)
         if scenario is None:
             return _error(404, "not.found", "Conversation not found")
-        if scenario.media == "voice":
+        if scenario.media in ("voice", "callback"):
             return JSONResponse([])
         if scenario.hangup_ms > self.now_ms():
             return Response(status_code=202)

@@ -52,10 +52,10 @@ from indexer.deadletter import DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError
 from indexer.frames import accept_frame
 from indexer.genesys import API_ERRORS, GenesysClient
-from indexer.models import Channel, Envelope, SystemMessage
+from indexer.models import Channel, ChannelTopic, Envelope, SystemMessage
 from indexer.recovery import Gap
 from indexer.stats import Statistics
-from indexer.topics import SOCKET_CLOSING, transcription_topic
+from indexer.topics import SOCKET_CLOSING, topic_kind, transcription_topic
 
 __all__ = ["TOPIC_LIMIT", "ChannelPool", "PooledChannel", "follow_channels", "open_pool"]
 
@@ -150,6 +150,21 @@ async def open_pool(
     channels = [await _create(client, dict.fromkeys(chunk), settings) for chunk in chunks]
     log.info("%d notification channels for %d queue topics", len(channels), len(fixed))
     return ChannelPool(channels=channels, max_channels=settings.max_channels)
+
+
+def _check_queue_topics(listing: Iterable[ChannelTopic]) -> None:
+    """A queue topic the service refuses (``state: Rejected``) leaves the worker blind.
+
+    :raises ConfigError: naming the topic and the permissions Genesys says are missing.
+    """
+    for topic in listing:
+        if topic.state == "Rejected" and topic_kind(topic.id) == "conversation":
+            missing = ", ".join(topic.missing_permissions) or "not given"
+            raise ConfigError(
+                f"GENESYS_QUEUES: Genesys Cloud refused the topic {topic.id} "
+                f"({topic.rejection_reason or 'rejected'}; missing permissions: {missing}): "
+                "grant them to the OAuth client's role"
+            )
 
 
 @attrs.define(eq=False)
@@ -291,8 +306,9 @@ class _Follower:
         try:
             current = {t.id for t in await self.client.get_subscriptions(channel.id)}
             if current != set(entry.topics):
-                await self.client.replace_subscriptions(channel.id, entry.topics)
+                listing = await self.client.replace_subscriptions(channel.id, entry.topics)
                 log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
+                _check_queue_topics(listing)
         except BaseException:
             await socket.retire()
             raise

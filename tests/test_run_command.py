@@ -287,3 +287,25 @@ def test_run_indexes_every_media_type_whole(osmem: OsmemServer, tmp_path: Path) 
     assert transferred == sum(1 for c in corpus if c.transfer_to and len(texts(c)) >= 2) > 0
     by_media = sorted(Counter(d["media_type"] for d in documents).items())
     print(f"\nevery media type: {by_media}, {transferred} transferred")
+
+
+def test_a_refused_queue_topic_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Without permission for the queue topic the worker would see nothing: it says which
+    topic and which permissions Genesys reported missing, exit 2, no traceback."""
+    corpus, _ = build_demo_corpus(2, seed=5, pii_share=0.0, offset=6000)
+    with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
+        refused = httpx.post(
+            f"{ready['api_base_url']}/_emulator/faults", json={"reject_topics": ["v2.routing."]}
+        )
+        assert refused.status_code == 200
+        worker = run_worker("", ready, index.url, tmp_path, capture_log=True)
+        try:
+            _, log = worker.communicate(timeout=60)
+        finally:
+            stop(worker)
+    assert worker.returncode == 2, log[-2000:]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(
+        "transcript-indexer: error: GENESYS_QUEUES: Genesys Cloud refused the topic v2.routing."
+    )
+    assert "missing permissions: routing:queue:view" in last and "Traceback" not in log

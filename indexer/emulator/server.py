@@ -333,7 +333,12 @@ class Emulator:
                 "id": t,
                 "state": "Rejected",
                 "rejectionReason": "Missing permissions",
-                "missingPermissions": ["conversation:transcription:view"],
+                # What the emulator reports missing; the real names come from the service.
+                "missingPermissions": [
+                    "conversation:transcription:view"
+                    if t.endswith(".transcription")
+                    else "routing:queue:view"
+                ],
             }
             for t in rejected
         ]

@@ -29,15 +29,19 @@ import trio
 from indexer.config import GenesysSettings
 from indexer.errors import AuthenticationError, GenesysError, MalformedMessage
 from indexer.models import (
+    AnalyticsConversation,
     Channel,
     ChannelTopic,
+    ChannelTopicListing,
     MessageData,
     MessagingConversation,
+    PostCallTranscript,
     Queue,
     QueueListing,
     Recording,
     TextMessageListing,
     TokenResponse,
+    TranscriptUrl,
 )
 from indexer.serialization import parse_time, structure
 
@@ -54,6 +58,7 @@ REQUEST_TIMEOUT_S: Final = 120.0
 #: ``maxWaitMs`` of a recordings request: how long Genesys may hold it while not ready.
 RECORDINGS_MAX_WAIT_MS: Final = 5000
 QUEUE_PAGE_SIZE: Final = 100
+ANALYTICS_PAGE_SIZE: Final = 100
 #: Most message ids one bulk request may carry (``…/messages/bulk``).
 BULK_MESSAGES: Final = 1000
 #: What a Platform API call raises once the client's own retries are spent: callers that
@@ -227,19 +232,13 @@ class GenesysClient:
         response = await self.request(method, path, json=body, params=params)
         if response.status_code == 404:
             raise GenesysError(f"{method} {path}: channel not found", status=404)
-        entities = response.json().get("entities", []) if response.content else []
-        listing: list[ChannelTopic] = [self._parse_topic(e) for e in entities]
-        for topic in listing:
+        listing: ChannelTopicListing = (
+            self._parse(response, ChannelTopicListing) if response.content else ChannelTopicListing()
+        )
+        for topic in listing.entities:
             if topic.state and topic.state != "Permitted":
                 log.warning("subscription %s %s: %s", topic.id, topic.state, topic.rejection_reason or "")
-        return listing
-
-    @staticmethod
-    def _parse_topic(data: Any) -> ChannelTopic:
-        try:
-            return structure(data, ChannelTopic, what="subscriptions")
-        except MalformedMessage as exc:
-            raise GenesysError(f"unexpected subscription listing: {exc.reason}") from None
+        return list(listing.entities)
 
     async def get_subscriptions(self, channel_id: str) -> list[ChannelTopic]:
         """``GET …/subscriptions``: the channel's current topics (reference §3.3)."""
@@ -292,36 +291,75 @@ class GenesysClient:
         return resolved
 
     async def get_json(self, path: str) -> Any | None:
-        """``GET`` a Platform API path: the JSON body, or ``None`` on 404."""
+        """``GET`` a Platform API path: the JSON body, or ``None`` on 404.
+
+        :raises GenesysError: the call failed, or the body is not JSON.
+        """
         response = await self.request("GET", path)
-        return None if response.status_code == 404 else response.json()
+        if response.status_code == 404:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise GenesysError(f"GET {path.split('?')[0]}: the answer is not JSON") from None
 
     async def conversation(self, conversation_id: str) -> Any | None:
         """``GET /api/v2/conversations/{id}`` (reference §6.3), ``None`` if unknown."""
         return await self.get_json(f"/api/v2/conversations/{conversation_id}")
 
-    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any | None:
-        """The post-call transcript JSON of one communication (reference §6.1-6.2).
+    async def post_call_transcript(
+        self, conversation_id: str, communication_id: str
+    ) -> PostCallTranscript | None:
+        """The post-call transcript of one communication (reference §6.1-6.2).
 
-        ``GET …/transcripturl`` gives a pre-signed URL, fetched without the bearer token.
-        ``None`` while there is none (404: not ready yet, or no transcription).
+        ``GET …/transcripturl`` (SDK ``TranscriptUrl``) gives a pre-signed URL, fetched
+        without the bearer token. ``None`` while there is none (404: not ready yet, or no
+        transcription).
+
+        :raises GenesysError: another status, or a body that is not a transcript.
         """
         found = await self.get_json(
             f"/api/v2/speechandtextanalytics/conversations/{conversation_id}"
             f"/communications/{communication_id}/transcripturl"
         )
-        if not found or "url" not in found:
+        link: TranscriptUrl = self._parse_json(found or {}, TranscriptUrl, "transcripturl")
+        if not link.url:
             return None
         async for attempt in stamina.retry_context(
             on=_backoff, attempts=REQUEST_ATTEMPTS, timeout=REQUEST_TIMEOUT_S
         ):
             with attempt:
-                response = await self._http.get(found["url"])
+                response = await self._http.get(link.url)
                 if response.status_code == 429 or response.status_code >= 500:
                     raise _Retryable(response)
         if response.status_code != 200:
             return None
-        return response.json()
+        try:
+            data = response.json()
+        except ValueError:
+            raise GenesysError("unexpected post-call transcript: not JSON") from None
+        transcript: PostCallTranscript = self._parse_json(data, PostCallTranscript, "post-call transcript")
+        return transcript
+
+    @staticmethod
+    def _parse_json(data: Any, cls: type[Any], what: str) -> Any:
+        try:
+            return structure(data, cls, what=what)
+        except MalformedMessage as exc:
+            raise GenesysError(f"unexpected {what}: {exc.reason}") from None
+
+    async def conversation_details(self, conversation_id: str) -> AnalyticsConversation | None:
+        """``GET /api/v2/analytics/conversations/{id}/details`` (reference §6.4), ``None`` if unknown.
+
+        :raises GenesysError: the call failed, or the body is not a conversation.
+        """
+        found = await self.get_json(f"/api/v2/analytics/conversations/{conversation_id}/details")
+        if found is None:
+            return None
+        details: AnalyticsConversation = self._parse_json(
+            found, AnalyticsConversation, "conversation details"
+        )
+        return details
 
     async def recordings(self, conversation_id: str) -> list[Recording] | None:
         """``GET /api/v2/conversations/{id}/recordings`` (SDK ``RecordingApi.get_conversation_recordings``).
@@ -376,7 +414,9 @@ class GenesysClient:
         except MalformedMessage as exc:
             raise GenesysError(f"unexpected response from {response.request.url.path}: {exc}") from None
 
-    async def ended_conversations(self, start: str, end: str, queue_ids: Iterable[str]) -> list[Any]:
+    async def ended_conversations(
+        self, start: str, end: str, queue_ids: Iterable[str]
+    ) -> list[AnalyticsConversation]:
         """Conversations on ``queue_ids`` that started in ``start/end`` and have ended (§6.4).
 
         ``POST /api/v2/analytics/conversations/details/query``, every page. The service
@@ -386,25 +426,18 @@ class GenesysClient:
         interval.
 
         :param start: ISO-8601 interval start; ``end`` its end.
-        :returns: ``AnalyticsConversationWithoutAttributes`` rows as plain JSON.
+        :returns: the rows (``AnalyticsConversationWithoutAttributes``); a row without a
+            ``conversationId`` is logged and left out.
         """
         begin_at, end_at = parse_time(start), parse_time(end)
-
-        def in_interval(row: Any) -> bool:
-            try:
-                started = parse_time(str(row.get("conversationStart")))
-            except ValueError:
-                return True  # no start to judge by: keep it (a rebuild is idempotent)
-            return begin_at <= started < end_at
-
-        found: dict[str, Any] = {}
+        found: dict[str, AnalyticsConversation] = {}
         page = 1
         while True:
             body = {
                 "interval": f"{start}/{end}",
                 "order": "asc",
                 "orderBy": "conversationStart",
-                "paging": {"pageSize": 100, "pageNumber": page},
+                "paging": {"pageSize": ANALYTICS_PAGE_SIZE, "pageNumber": page},
                 "segmentFilters": [
                     {
                         "type": "or",
@@ -420,12 +453,22 @@ class GenesysClient:
                 ],
             }  # fmt: skip
             response = await self.request("POST", "/api/v2/analytics/conversations/details/query", json=body)
-            result = response.json()
-            rows = [row for row in result.get("conversations") or [] if isinstance(row, dict)]
+            try:
+                data = response.json()
+            except ValueError:
+                raise GenesysError("unexpected answer to the details query: not JSON") from None
+            rows = data.get("conversations") if isinstance(data, dict) else None
+            rows = rows if isinstance(rows, list) else []
             for row in rows:
-                if row.get("conversationId") and in_interval(row):
-                    found.setdefault(str(row["conversationId"]), row)
-            if len(rows) < 100:
+                try:
+                    conversation = structure(row, AnalyticsConversation, what="conversations[]")
+                except MalformedMessage as exc:
+                    log.warning("analytics row left out: %s", exc.reason)
+                    continue
+                started = conversation.conversation_start
+                if started is None or begin_at <= started < end_at:  # no start: keep (idempotent)
+                    found.setdefault(conversation.conversation_id, conversation)
+            if len(rows) < ANALYTICS_PAGE_SIZE:
                 return list(found.values())
             page += 1
 

@@ -21,6 +21,10 @@ message                                    post-call transcript to fetch
 ``id`` and ``connectUri`` of a channel     where to subscribe and connect
 ``access_token`` of a token response       every API call
 ``id`` of a queue and of a channel topic   what is followed
+``conversationId`` of an analytics row     the conversation to rebuild (a row without it
+                                           is logged and left out, the others are used)
+``participants[].id`` of a messaging       the participant the message ids belong to
+conversation
 ========================================  ==============================================
 
 Where an optional field the worker uses is missing, it falls back: queue names come from
@@ -44,10 +48,16 @@ import attrs
 
 __all__ = [
     "AfterCallWork",
+    "AnalyticsConversation",
+    "AnalyticsParticipant",
+    "AnalyticsQueryResponse",
+    "AnalyticsSegment",
+    "AnalyticsSession",
     "Call",
     "Channel",
     "ChannelMetadata",
     "ChannelTopic",
+    "ChannelTopicListing",
     "ChatMessage",
     "Communication",
     "ConversationEvent",
@@ -58,8 +68,13 @@ __all__ = [
     "MessageDetails",
     "MessagingConversation",
     "MessagingParticipant",
+    "Milliseconds",
     "NormalizedMessage",
     "Participant",
+    "Phrase",
+    "PhraseWord",
+    "PostCallPart",
+    "PostCallTranscript",
     "Queue",
     "QueueListing",
     "QueueRef",
@@ -72,6 +87,7 @@ __all__ = [
     "TokenResponse",
     "TranscriptAlternative",
     "TranscriptResult",
+    "TranscriptUrl",
     "TranscriptionMessage",
     "TranscriptionStatus",
     "Word",
@@ -116,6 +132,13 @@ class ChannelTopic:
     state: str | None = None
     rejection_reason: str | None = None
     missing_permissions: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ChannelTopicListing:
+    """A subscription list (SDK ``ChannelTopicEntityListing``)."""
+
+    entities: tuple[ChannelTopic, ...] = ()
 
 
 @attrs.frozen
@@ -531,3 +554,133 @@ class TextMessageListing:
     """``TextMessageListing{entities: MessageData[]}``."""
 
     entities: tuple[MessageData, ...] = ()
+
+
+# --- Gap recovery: analytics, transcript URL, post-call transcript (reference §6) ------
+
+
+@attrs.frozen
+class AnalyticsSegment:
+    """A segment of an analytics session (SDK ``AnalyticsConversationSegment``)."""
+
+    segment_type: str | None = None
+    queue_id: str | None = None
+
+
+@attrs.frozen
+class AnalyticsSession:
+    """A session of an analytics participant (SDK ``AnalyticsSession``).
+
+    :ivar session_id: the communication id (what ``transcripturl`` is asked for).
+    :ivar media_type: ``voice``, ``callback``, ``chat``, ``email``, ``message`` …
+    """
+
+    session_id: str | None = None
+    media_type: str | None = None
+    message_type: str | None = None
+    direction: str | None = None
+    segments: tuple[AnalyticsSegment, ...] = ()
+
+
+@attrs.frozen
+class AnalyticsParticipant:
+    """A participant of an analytics conversation (SDK ``AnalyticsParticipantWithoutAttributes``)."""
+
+    participant_id: str | None = None
+    purpose: str | None = None
+    sessions: tuple[AnalyticsSession, ...] = ()
+
+
+@attrs.frozen
+class AnalyticsConversation:
+    """One row of the details query, or ``GET …/analytics/conversations/{id}/details``
+    (SDK ``AnalyticsConversationWithoutAttributes``)."""
+
+    conversation_id: str
+    conversation_start: datetime | None = None
+    conversation_end: datetime | None = None
+    originating_direction: str | None = None
+    participants: tuple[AnalyticsParticipant, ...] = ()
+
+    def voice_sessions(self) -> tuple[str, ...]:
+        """Session ids of the customer's and agents' voice sessions, the customer's first."""
+        ordered = sorted(self.participants, key=lambda p: p.purpose != "customer")
+        return tuple(
+            dict.fromkeys(
+                s.session_id
+                for p in ordered
+                if p.purpose in ("customer", "agent")
+                for s in p.sessions
+                if s.session_id and (s.media_type or "voice") == "voice"
+            )
+        )
+
+
+@attrs.frozen
+class AnalyticsQueryResponse:
+    """A page of ``POST /api/v2/analytics/conversations/details/query``
+    (SDK ``AnalyticsConversationQueryResponse``)."""
+
+    conversations: tuple[AnalyticsConversation, ...] = ()
+    total_hits: int | None = None
+
+
+@attrs.frozen
+class TranscriptUrl:
+    """``GET …/communications/{id}/transcripturl`` (SDK ``TranscriptUrl``): a pre-signed URL."""
+
+    url: str | None = None
+
+
+@attrs.frozen
+class Milliseconds:
+    """``duration`` / ``offset`` of the post-call transcript: ``{"milliseconds": n}``."""
+
+    milliseconds: int | None = None
+
+
+@attrs.frozen
+class PhraseWord:
+    """A word of a post-call transcript phrase."""
+
+    word: str | None = None
+    confidence: float | None = None
+
+
+@attrs.frozen
+class Phrase:
+    """A phrase of the post-call transcript (reference §6.2; no SDK model).
+
+    :ivar participant_purpose: ``internal`` (agent) or ``external`` (customer).
+    """
+
+    phrase_index: int | None = None
+    participant_purpose: str | None = None
+    text: str | None = None
+    decorated_text: str | None = None
+    confidence: float | None = None
+    start_time_ms: int | None = None
+    duration: Milliseconds | None = None
+    words: tuple[PhraseWord, ...] = ()
+
+
+@attrs.frozen
+class PostCallPart:
+    """One ``transcripts[]`` entry of the post-call transcript."""
+
+    transcript_id: str | None = None
+    language: str | None = None
+    phrases: tuple[Phrase, ...] = ()
+
+
+@attrs.frozen
+class PostCallTranscript:
+    """The post-call transcript JSON behind ``transcripturl`` (reference §6.2; no SDK model).
+
+    :ivar conversation_start_time: epoch ms; phrase offsets count from it.
+    """
+
+    conversation_id: str | None = None
+    communication_id: str | None = None
+    conversation_start_time: int | None = None
+    transcripts: tuple[PostCallPart, ...] = ()

@@ -50,7 +50,7 @@ from indexer.document import DocUtterance, DocWord, TranscriptDocument
 from indexer.errors import AuthenticationError, MalformedMessage
 from indexer.files import replace_synced
 from indexer.genesys import API_ERRORS, GenesysClient
-from indexer.models import ConversationEvent
+from indexer.models import AnalyticsConversation, ConversationEvent, PhraseWord, PostCallTranscript
 from indexer.redaction import join_text
 from indexer.serialization import format_time, structure
 from indexer.stats import Statistics
@@ -143,42 +143,41 @@ def _ms_to_time(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
 
 
-def utterances_from_post_call(transcript: Any) -> list[DocUtterance]:
-    """The utterances of a post-call transcript JSON (reference §6.2), in spoken order.
+def utterances_from_post_call(transcript: PostCallTranscript) -> list[DocUtterance]:
+    """The utterances of a post-call transcript (reference §6.2), in spoken order.
 
     Utterance ids are ``<communicationId>:<transcriptId>:<phraseIndex>`` (phrases have no
-    ``utteranceId``); ``offset_ms`` counts from ``conversationStartTime``.
+    ``utteranceId``); ``offset_ms`` counts from ``conversationStartTime``. Phrases without
+    text are left out.
     """
-    start = int(transcript.get("conversationStartTime") or 0)
-    communication_id = str(transcript.get("communicationId", ""))
+    start = transcript.conversation_start_time or 0
+    communication_id = transcript.communication_id or ""
     utterances = []
-    for part in transcript.get("transcripts") or []:
-        for phrase in part.get("phrases") or []:
-            raw = str(phrase.get("text") or "")
-            text = str(phrase.get("decoratedText") or raw)
+    for part in transcript.transcripts:
+        for index, phrase in enumerate(part.phrases):
+            raw = phrase.text or ""
+            text = phrase.decorated_text or raw
             if not text.strip():
                 continue
-            begin = int(phrase.get("startTimeMs") or start)
-            duration = phrase.get("duration") or {}
-            words = phrase.get("words") or [{"word": w} for w in raw.split()]
-            utterance_id = f"{communication_id}:{part.get('transcriptId', '')}:{phrase.get('phraseIndex', 0)}"
+            begin = phrase.start_time_ms or start
+            words = phrase.words or tuple(PhraseWord(word=w) for w in raw.split())
+            number = phrase.phrase_index if phrase.phrase_index is not None else index
             utterances.append(
                 DocUtterance(
-                    utterance_id=utterance_id,
+                    utterance_id=f"{communication_id}:{part.transcript_id or ''}:{number}",
                     communication_id=communication_id,
-                    speaker=_SPEAKERS.get(str(phrase.get("participantPurpose", "")).lower(), "unknown"),
+                    speaker=_SPEAKERS.get((phrase.participant_purpose or "").lower(), "unknown"),
                     text=text,
                     offset_ms=begin - start if start else 0,
-                    duration_ms=int(duration.get("milliseconds") or 0) if isinstance(duration, dict) else 0,
-                    confidence=phrase.get("confidence"),
+                    duration_ms=(phrase.duration.milliseconds or 0) if phrase.duration else 0,
+                    confidence=phrase.confidence,
                     spoken_at=_ms_to_time(begin),
                     words=tuple(
-                        DocWord(word=str(w.get("word", "")), offset_ms=None, duration_ms=None,
-                                confidence=w.get("confidence"))
+                        DocWord(word=w.word or "", offset_ms=None, duration_ms=None, confidence=w.confidence)
                         for w in words
                     ),
                 )
-            )  # fmt: skip
+            )
     return sorted(utterances, key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
 
 
@@ -192,12 +191,13 @@ def _with_messages(document: TranscriptDocument, utterances: Sequence[DocUtteran
     )
 
 
-def _with_post_call(document: TranscriptDocument, transcripts: Sequence[Any]) -> TranscriptDocument:
+def _with_post_call(
+    document: TranscriptDocument, transcripts: Sequence[PostCallTranscript]
+) -> TranscriptDocument:
     utterances = [u for t in transcripts for u in utterances_from_post_call(t)]
     utterances.sort(key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
     language = document.language or next(
-        (p.get("language") for t in transcripts for p in t.get("transcripts") or [] if p.get("language")),
-        None,
+        (p.language for t in transcripts for p in t.transcripts if p.language), None
     )
     return attrs.evolve(
         document,
@@ -227,7 +227,9 @@ class _Recovery:
     follow_ups: dict[str, FollowUp] = attrs.field(factory=dict)
     nursery: trio.Nursery | None = None
 
-    async def transcripts(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
+    async def transcripts(
+        self, conversation_id: str, communication_ids: Sequence[str]
+    ) -> list[PostCallTranscript]:
         """The post-call transcripts ready now; an error on one communication (anything but
         404, which means not ready) is logged and the others are still asked for."""
         found = []
@@ -249,7 +251,9 @@ class _Recovery:
                 found.append(transcript)
         return found
 
-    async def post_call(self, conversation_id: str, communication_ids: Sequence[str]) -> list[Any]:
+    async def post_call(
+        self, conversation_id: str, communication_ids: Sequence[str]
+    ) -> list[PostCallTranscript]:
         """Every post-call transcript found, waiting while none is ready (until stopping)."""
         deadline = trio.current_time() + self.settings.post_call_wait_s
         while communication_ids:
@@ -356,6 +360,8 @@ class _Recovery:
                 await self.stopping.wait()
             if self.stopping.is_set():
                 return  # kept in the file for the next start
+            if self.follow_ups.get(entry.conversation_id) is not entry:
+                return  # superseded by a later follow-up of the same conversation
             delay = min(delay * 2, self.settings.post_call_follow_up_max_interval_s)
             async with self.limiter:
                 found = await self.transcripts(entry.conversation_id, entry.communication_ids)
@@ -371,10 +377,11 @@ class _Recovery:
                 )
                 self.stats.recovered["follow_ups_given_up"] += 1
                 break
-        del self.follow_ups[entry.conversation_id]
-        self._save_follow_ups()
+        if self.follow_ups.get(entry.conversation_id) is entry:
+            del self.follow_ups[entry.conversation_id]
+            self._save_follow_ups()
 
-    async def _replace(self, entry: FollowUp, transcripts: list[Any]) -> None:
+    async def _replace(self, entry: FollowUp, transcripts: list[PostCallTranscript]) -> None:
         """The whole document from the REST conversation and the late transcript, at a higher version."""
         try:
             conversation = await self.client.conversation(entry.conversation_id)
@@ -454,15 +461,13 @@ class _Recovery:
             self.stats.recovered["gap_unrecovered"] += 1
             return
         skip = request.known | request.open | self.rebuilt.keys()
-        missed = [c for c in found if c.get("conversationId") not in skip]
+        missed = [c for c in found if c.conversation_id not in skip]
         for conversation_id in request.open:
             try:
-                details = await self.client.get_json(
-                    f"/api/v2/analytics/conversations/{conversation_id}/details"
-                )
+                details = await self.client.conversation_details(conversation_id)
             except API_ERRORS:  # its live state idles out and is reconciled then
                 continue
-            if details and details.get("conversationEnd"):
+            if details is not None and details.conversation_end is not None:
                 missed.append(details)
         seconds = (request.end_ms - request.start_ms) // 1000
         log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
@@ -470,18 +475,12 @@ class _Recovery:
             for summary in missed:
                 nursery.start_soon(self.rebuild, summary)
 
-    async def rebuild(self, summary: Any) -> None:
-        conversation_id = str(summary["conversationId"])
+    async def rebuild(self, summary: AnalyticsConversation) -> None:
+        conversation_id = summary.conversation_id
         self.rebuilt[conversation_id] = None
         while len(self.rebuilt) > REBUILT_MEMORY:
             self.rebuilt.popitem(last=False)
-        sessions = [
-            s.get("sessionId")
-            for p in sorted(summary.get("participants") or [], key=lambda p: p.get("purpose") != "customer")
-            if p.get("purpose") in ("customer", "agent")
-            for s in p.get("sessions") or []
-            if s.get("sessionId") and s.get("mediaType", "voice") == "voice"
-        ]
+        sessions = summary.voice_sessions()
 
         async def fetch() -> Any:
             async with self.limiter:
@@ -510,7 +509,7 @@ class _Recovery:
             await self.reconcile_digital(document)
             return
 
-        async def fetch_transcripts() -> list[Any]:
+        async def fetch_transcripts() -> list[PostCallTranscript]:
             async with self.limiter:
                 return await self.post_call(conversation_id, sessions or state.communication_ids())
 

@@ -284,11 +284,11 @@ async def test_the_details_query_is_answered_as_documented_and_the_client_copes(
         assert raw["totalHits"] >= 220  # the whole day, not only the interval
         assert len(raw["conversations"]) == 100
         rows = await client.ended_conversations(iso(start), iso(end), [scenarios[0].queue_id])
-        assert {r["conversationId"] for r in rows} == {s.conversation_id for s in scenarios[10:200]}
+        assert {r.conversation_id for r in rows} == {s.conversation_id for s in scenarios[10:200]}
         # An interval reaching now: trimmed, and its pages repeat rows.
         later = emulator.now_ms() + 3_600_000
         rows = await client.ended_conversations(iso(start), iso(later), [scenarios[0].queue_id])
-        ids = [r["conversationId"] for r in rows]
+        ids = [r.conversation_id for r in rows]
         assert len(ids) == len(set(ids))
         assert set(ids) == {s.conversation_id for s in scenarios[10:]}
         nursery.cancel_scope.cancel()

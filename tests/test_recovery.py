@@ -20,7 +20,9 @@ from indexer.document import TranscriptDocument
 from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
 from indexer.errors import GenesysError
+from indexer.models import AnalyticsConversation, PostCallTranscript
 from indexer.recovery import FindMissed, RecoveryRequest, recover_transcripts, utterances_from_post_call
+from indexer.serialization import structure
 from indexer.stats import Statistics
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 
@@ -35,7 +37,7 @@ def test_post_call_transcript_becomes_utterances() -> None:
     scenario = build_scenario(
         corpus[0], start_ms=1_700_000_000_000, rng=random.Random(2), organization_id="o"
     )
-    utterances = utterances_from_post_call(scenario.transcript_json())
+    utterances = utterances_from_post_call(structure(scenario.transcript_json(), PostCallTranscript))
     assert [u.text for u in utterances] == [u.text for u in scenario.utterances]
     assert [u.speaker for u in utterances] == [u.speaker for u in scenario.utterances]
     assert [w.word for w in utterances[0].words] == scenario.utterances[0].raw.split()
@@ -162,12 +164,14 @@ class FlakyAnalytics:
         self.queries = 0
         self.intervals: list[tuple[str, str]] = []  # of every query, answered or not
 
-    async def ended_conversations(self, start: str, end: str, queue_ids: list[str]) -> list[Any]:
+    async def ended_conversations(
+        self, start: str, end: str, queue_ids: list[str]
+    ) -> list[AnalyticsConversation]:
         self.queries += 1
         self.intervals.append((start, end))
         if self.queries <= self.failures:
             raise GenesysError("POST /api/v2/analytics/conversations/details/query: 503", status=503)
-        return [{"conversationId": "c1", "participants": []}]
+        return [AnalyticsConversation(conversation_id="c1")]
 
     async def conversation(self, conversation_id: str) -> Any:
         return {"id": conversation_id, "participants": []}
@@ -332,19 +336,18 @@ async def test_a_post_call_transcript_that_takes_hours_replaces_the_incomplete_d
                 nursery, attrs.evolve(config, recovery=recovery), stats=stats, arrivals=Arrivals(count)
             )
             with trio.fail_after(30):
-                while stats.recovered["follow_ups"] < count:  # noqa: ASYNC110 -- counted by the worker
-                    await trio.sleep(0.05)
+                while stats.recovered["follow_ups"] < count or len(indexed_sources(index.url)) < count:  # noqa: ASYNC110
+                    await trio.sleep(0.1)  # the worker's counters and the node, another process
             first = indexed_sources(index.url)
             follow_ups = tmp_path / "state" / "post-call-follow-ups.json"
             assert len(json.loads(follow_ups.read_text())) == count
             emulator.faults.transcript_status = None  # now only not ready for a while (404)
             with trio.fail_after(60):
-                while stats.recovered["follow_ups_reconciled"] < count:  # noqa: ASYNC110 -- counted by the worker
-                    await trio.sleep(0.05)
-                while stats.indexed < 2 * count:  # noqa: ASYNC110 -- counted after the sink
-                    await trio.sleep(0.05)
+                while not all(d["complete"] for d in indexed_sources(index.url).values()):  # noqa: ASYNC110 -- the node, another process
+                    await trio.sleep(0.2)
             nursery.cancel_scope.cancel()
         documents = indexed_sources(index.url)
+    assert stats.recovered["follow_ups_reconciled"] >= count
     assert json.loads(follow_ups.read_text()) == []
     for scenario in emulator.scenarios.values():
         before, after = first[scenario.conversation_id], documents[scenario.conversation_id]

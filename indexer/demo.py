@@ -256,6 +256,26 @@ def _print_queries(client: Any, alias: str) -> None:
     for bucket in by_media["aggregations"]["media"]["buckets"]:
         complete = bucket["complete"]["doc_count"]
         print(f"   {bucket['key']:<10} {bucket['doc_count']:>5} conversations, {complete} complete")
+    digital = client.search(
+        index=alias,
+        body={
+            "size": 3,
+            "query": {
+                "bool": {
+                    "must": [{"match_phrase": {"text": "how are you"}}],
+                    "filter": [{"terms": {"media_type": ["message", "chat", "email"]}}],
+                }
+            },
+            "highlight": {"fields": {"text": {"fragment_size": 60, "number_of_fragments": 1}}},
+            "_source": ["media_type", "message_type"],
+        },
+    )
+    total = digital["hits"]["total"]["value"]
+    print(f'\n5. "how are you" in messaging, chat and email (media filter): {total} conversations')
+    for hit in digital["hits"]["hits"]:
+        fragment = hit.get("highlight", {}).get("text", [""])[0].replace("\n", " ")
+        kind = hit["_source"].get("message_type") or hit["_source"].get("media_type", "")
+        print(f"   {hit['_id']}  {kind:<12} {fragment}")
 
 
 def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:

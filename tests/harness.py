@@ -13,7 +13,7 @@ from opensearchpy import OpenSearch, helpers
 from indexer import hookimpl
 from indexer.config import CompletionSettings, Config, GenesysSettings, RecoverySettings, StreamSettings
 from indexer.document import TranscriptDocument
-from indexer.emulator import CorpusConversation
+from indexer.emulator import CorpusConversation, Emulator
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.sinks import WriteResult
 from indexer.stats import Statistics
@@ -107,3 +107,10 @@ async def relay(a: trio.abc.Stream, b: trio.abc.Stream) -> None:
 
         nursery.start_soon(pipe, a, b)
         nursery.start_soon(pipe, b, a)
+
+
+async def wait_until_ended(emulator: Emulator, count: int, timeout_s: float = 30) -> None:
+    """Until the emulator's simulated clock has seen ``count`` conversations hang up."""
+    with trio.fail_after(timeout_s):
+        while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
+            await trio.sleep(0.05)

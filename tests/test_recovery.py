@@ -24,7 +24,7 @@ from indexer.models import AnalyticsConversation, PostCallTranscript
 from indexer.recovery import FindMissed, RecoveryRequest, recover_transcripts, utterances_from_post_call
 from indexer.serialization import structure
 from indexer.stats import Statistics
-from tests.harness import Arrivals, indexed_sources, live_config, start_worker
+from tests.harness import Arrivals, indexed_sources, live_config, start_worker, wait_until_ended
 
 # Cancelling the worker at the end of a test can interrupt recovery's HTTP requests, leaving
 # their sockets to the garbage collector (see tests/test_stream.py for the fd measurement).
@@ -56,9 +56,7 @@ async def test_conversations_before_the_worker_started_are_recovered(
     with osmem.clone() as index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            with trio.fail_after(30):
-                while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
-                    await trio.sleep(0.05)
+            await wait_until_ended(emulator, count)
             await trio.sleep(0.2)
             config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
             start_worker(nursery, config, stats=stats, arrivals=arrivals)
@@ -324,9 +322,7 @@ async def test_a_post_call_transcript_that_takes_hours_replaces_the_incomplete_d
     with osmem.clone() as index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(emulator.run)
-            with trio.fail_after(30):
-                while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
-                    await trio.sleep(0.05)
+            await wait_until_ended(emulator, count)
             config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
             recovery = RecoverySettings(
                 post_call_wait_s=0.5, post_call_retry_s=0.2, post_call_follow_up_s=120,
@@ -372,9 +368,7 @@ async def test_digital_conversations_missed_in_a_gap_are_recovered(
     with osmem.clone() as index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(emulator.run)
-            with trio.fail_after(30):
-                while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
-                    await trio.sleep(0.05)
+            await wait_until_ended(emulator, count)
             config = live_config(base_url, corpus, {"url": index.url}, tmp_path)
             start_worker(nursery, config, stats=stats, arrivals=arrivals)
             with trio.fail_after(60):

@@ -570,13 +570,21 @@ class Emulator:
         scenario = self.scenarios.get(request.path_params["conversation_id"])
         return scenario if scenario is not None and scenario.start_ms <= self.now_ms() else None
 
-    async def _conversation_view(self, request: Request, view: str) -> Response:
+    def _conversation_of(self, request: Request, *media: str) -> Scenario | Response:
+        """The authorized request's conversation (of one of ``media``, if given), or the
+        answer to give instead: 401/429 (see :meth:`_authorized`) or 404."""
         _, denied = self._authorized(request)
         if denied:
             return denied
         scenario = self._scenario(request)
-        if scenario is None:
+        if scenario is None or (media and scenario.media not in media):
             return _error(404, "not.found", "Conversation not found")
+        return scenario
+
+    async def _conversation_view(self, request: Request, view: str) -> Response:
+        scenario = self._conversation_of(request)
+        if isinstance(scenario, Response):
+            return scenario
         render = scenario.conversation_json if view == "conversation" else scenario.analytics_json
         return JSONResponse(render(self.now_ms()))
 
@@ -677,12 +685,9 @@ class Emulator:
         While a conversation is going on (or its recordings are not ready) the service
         answers 202 with no body; a voice call's audio recordings are not served.
         """
-        _, denied = self._authorized(request)
-        if denied:
-            return denied
-        scenario = self._scenario(request)
-        if scenario is None:
-            return _error(404, "not.found", "Conversation not found")
+        scenario = self._conversation_of(request)
+        if isinstance(scenario, Response):
+            return scenario
         if scenario.media in ("voice", "callback"):
             return JSONResponse([])
         if scenario.hangup_ms > self.now_ms():
@@ -691,23 +696,16 @@ class Emulator:
 
     async def messaging_conversation(self, request: Request) -> Response:
         """``GET /api/v2/conversations/messages/{id}`` (``MessageConversation``)."""
-        _, denied = self._authorized(request)
-        if denied:
-            return denied
-        scenario = self._scenario(request)
-        view = scenario.messaging_conversation_json(self.now_ms()) if scenario else None
-        if view is None:
-            return _error(404, "not.found", "Conversation not found")
-        return JSONResponse(view)
+        scenario = self._conversation_of(request, "message")
+        if isinstance(scenario, Response):
+            return scenario
+        return JSONResponse(scenario.messaging_conversation_json(self.now_ms()))
 
     async def messages_bulk(self, request: Request) -> Response:
         """``POST /api/v2/conversations/messages/{id}/messages/bulk``: at most 1,000 ids."""
-        _, denied = self._authorized(request)
-        if denied:
-            return denied
-        scenario = self._scenario(request)
-        if scenario is None or scenario.media != "message":
-            return _error(404, "not.found", "Conversation not found")
+        scenario = self._conversation_of(request, "message")
+        if isinstance(scenario, Response):
+            return scenario
         try:
             ids = [str(i) for i in await request.json()]
         except (ValueError, TypeError):

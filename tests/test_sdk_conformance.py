@@ -14,6 +14,7 @@ import copy
 import json
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -274,10 +275,32 @@ async def test_the_emulators_http_answers_are_lossless_through_the_sdk() -> None
             ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
             ("POST", "/api/v2/notifications/channels", "Channel"),
         ]
+        channel = (await http.post(f"{url}/api/v2/notifications/channels")).json()["id"]
+        topics = [{"id": f"v2.conversations.{voice.conversation_id}.transcription"}]
+        details = f"/api/v2/analytics/conversations/{voice.conversation_id}/details"
+        link = f"/api/v2/speechandtextanalytics/conversations/{voice.conversation_id}"
+        checks += [
+            ("GET", f"/api/v2/routing/queues/{voice.queue_id}", "Queue"),
+            ("GET", details, "AnalyticsConversationWithoutAttributes"),
+            ("GET", f"{link}/communications/{voice.communication_id}/transcripturl", "TranscriptUrl"),
+        ]
         for method, path, model in checks:
             response = await http.request(method, f"{url}{path}")
             assert response.status_code == 200, path
             assert differences(response.json(), model) == [], path
+        query = {"interval": f"{datetime.fromtimestamp(0, UTC).isoformat()}/{datetime.now(UTC).isoformat()}"}
+        answer = await http.post(f"{url}/api/v2/analytics/conversations/details/query", json=query)
+        assert differences(answer.json(), "AnalyticsConversationQueryResponse") == []
+        await http.post(f"{url}/_emulator/faults", json={"reject_topics": ["v2.conversations."]})
+        subscribed = await http.put(
+            f"{url}/api/v2/notifications/channels/{channel}/subscriptions?ignoreErrors=true", json=topics
+        )
+        assert subscribed.json()["entities"][0]["state"] == "Rejected"
+        assert differences(subscribed.json(), "ChannelTopicEntityListing") == []
+        for kind in ("no_longer_subscribed", "token_revoked", "subscription_changed"):
+            frame = emulator.system_frame(kind, channel)
+            assert differences(frame["eventBody"], "SystemMessageSystemMessage") == [], kind
+            assert isinstance(parse_envelope(json.dumps(frame)).event_body, models.SystemMessage)
         nursery.cancel_scope.cancel()
 
 

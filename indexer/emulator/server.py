@@ -454,6 +454,27 @@ class Emulator:
         await trio.sleep(close_after_s)
         self.drop_connections()
 
+    def system_frame(self, kind: str, channel_id: str) -> dict[str, Any]:
+        """The ``v2.system.*`` notification of ``kind`` for one channel (see :meth:`system_message`)."""
+        reasons = {
+            "no_longer_subscribed": "another_channel_subscribed",
+            "token_revoked": "user_tokens_revoked",
+        }
+        topic = (
+            f"v2.system.{self.organization_id}.{channel_id}"
+            if kind == "subscription_changed"
+            else f"v2.system.{kind}.{channel_id}"
+        )
+        body: dict[str, Any] = {
+            "channelId": channel_id,
+            "systemTopicType": kind,
+            "organizationId": self.organization_id,
+            "message": f"The channel's subscriptions were removed ({kind})",
+        }
+        if kind in reasons:
+            body["reason"] = reasons[kind]
+        return {"topicName": topic, "version": "2", "eventBody": body}
+
     def system_message(self, kind: str) -> None:
         """Tell every connected channel it lost its topics (SDK ``SystemMessageSystemMessage``).
 
@@ -463,27 +484,10 @@ class Emulator:
         Topics: ``v2.system.no_longer_subscribed.{id}``, ``v2.system.token_revoked.{id}``,
         ``v2.system.{id}.{id}`` (reference §10 item 5).
         """
-        reasons = {
-            "no_longer_subscribed": "another_channel_subscribed",
-            "token_revoked": "user_tokens_revoked",
-        }
         for channel in self.channels.values():
             if channel.connection is None:
                 continue
-            topic = (
-                f"v2.system.{self.organization_id}.{channel.id}"
-                if kind == "subscription_changed"
-                else f"v2.system.{kind}.{channel.id}"
-            )
-            body: dict[str, Any] = {
-                "channelId": channel.id,
-                "systemTopicType": kind,
-                "organizationId": self.organization_id,
-                "message": f"The channel's subscriptions were removed ({kind})",
-            }
-            if kind in reasons:
-                body["reason"] = reasons[kind]
-            channel.connection.deliver(json.dumps({"topicName": topic, "version": "2", "eventBody": body}))
+            channel.connection.deliver(json.dumps(self.system_frame(kind, channel.id)))
             channel.topics = []
         if kind == "token_revoked":
             self.expire_tokens()

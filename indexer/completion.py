@@ -18,6 +18,7 @@ Timers use the trio clock, so tests drive them with ``autojump_clock``.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -169,8 +170,6 @@ class _Detector:
             state = self.open[conversation_id] = ConversationState(
                 conversation_id=conversation_id, first_event_at=now, last_event_at=now
             )
-        if self.journal is not None and record:
-            self.journal.record(conversation_id, dump_envelope(envelope))
         if isinstance(body, ConversationEvent):
             state.apply_conversation(body, now)
         else:
@@ -187,6 +186,8 @@ class _Detector:
             self.stats.utterances += state.apply_transcription(body, now)
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
             self.stats.unusable_utterances += state.unusable_utterances - unusable_before
+        if self.journal is not None and record:  # once applied: a frame that fails is never replayed
+            self.journal.record(conversation_id, dump_envelope(envelope))
         if self.subscriptions is not None and not state.subscribed and not state.is_digital():
             # Voice (or not yet known) only: a digital conversation never has a transcript.
             state.subscribed = True
@@ -195,6 +196,28 @@ class _Detector:
             state.gap_affected = True  # first seen after a gap it overlapped: its start is missing
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
         self.stats.open_conversations = len(self.open)
+
+    async def accept(self, envelope: Envelope, *, record: bool = True) -> None:
+        """:meth:`handle`, with a failure contained to the one frame: it is counted
+        (``messages{kind="failed"}``), dead-lettered with the reason, and the rest goes on."""
+        try:
+            await self.handle(envelope, record=record)
+        except Exception as exc:
+            body = envelope.event_body
+            conversation_id = getattr(body, "id", None) or getattr(body, "conversation_id", None)
+            self.stats.messages["failed"] += 1
+            log.error(
+                "a frame of conversation %s could not be tracked (%s): dead-lettered",
+                conversation_id,
+                type(exc).__name__,
+                extra={"conversation_id": conversation_id},
+            )
+            await self.dead_letters.add(
+                "processing_failed",
+                f"{type(exc).__name__} while tracking the frame",
+                _frame_text(envelope),
+                conversation_id=conversation_id,
+            )
 
     def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
         """Re-open a recently closed conversation for a message with new utterances."""
@@ -250,8 +273,32 @@ class _Detector:
         await self._send(state, reason)
 
     async def _send(self, state: ConversationState, reason: str) -> None:
-        """The document of ``state``, to recovery when its live transcript may have holes."""
-        document = state.to_document(reason, self.queue_names)
+        """The document of ``state``, to recovery when its live transcript may have holes.
+
+        A document that cannot be built is contained to its conversation: dead-lettered
+        (``document_failed``) with the frames the journal holds for it.
+        """
+        try:
+            document = state.to_document(reason, self.queue_names)
+        except Exception as exc:
+            frames = (
+                await trio.to_thread.run_sync(self.journal.frames_of, state.conversation_id)
+                if self.journal
+                else []
+            )
+            log.error(
+                "conversation %s: no document (%s): dead-lettered",
+                state.conversation_id,
+                type(exc).__name__,
+                extra={"conversation_id": state.conversation_id},
+            )
+            await self.dead_letters.add(
+                "document_failed",
+                f"{type(exc).__name__} while building the document",
+                {"frames": frames},
+                conversation_id=state.conversation_id,
+            )
+            return
         state.indexed_version = document.version
         if self.recovery is not None and state.has_holes():
             await self.recovery.send(
@@ -267,6 +314,14 @@ class _Detector:
             self.journal.finalized(conversation_id)
         if self.subscriptions is not None and closed.state.subscribed:
             await self.subscriptions.send(SubscriptionChange("remove", conversation_id))
+
+
+def _frame_text(envelope: Envelope) -> str:
+    """The frame as JSON for the dead-letter store (its topic alone when even that fails)."""
+    try:
+        return dump_envelope(envelope)
+    except Exception:
+        return json.dumps({"topicName": envelope.topic_name})
 
 
 async def detect_completion(
@@ -317,7 +372,7 @@ async def detect_completion(
             nursery.start_soon(journal.run)
         try:
             for envelope in restored:
-                await detector.handle(envelope, record=False)  # already in the journal
+                await detector.accept(envelope, record=False)  # already in the journal
             if restored:
                 log.info("resumed %d open conversations from the journal", len(detector.open))
                 stats.restored += len(detector.open)
@@ -330,7 +385,7 @@ async def detect_completion(
                     if isinstance(item, Gap):
                         await detector.gap(item)
                     else:
-                        await detector.handle(item)
+                        await detector.accept(item)
                 await detector.close_due()
             if subscriptions is not None:
                 await subscriptions.aclose()  # nothing to unsubscribe once the stream is over

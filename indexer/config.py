@@ -83,10 +83,13 @@ class RedactionSettings:
         rest are masked. ``[redaction.operators]`` in the config file.
     :ivar hmac_key: the secret of ``hash``; from ``INDEXER_REDACTION_HMAC_KEY`` (keep it
         out of the file). Changing it changes every hash.
+    :ivar allow_unredacted: index transcripts when no redaction rule is loaded (no PII
+        plugin, or it is disabled). Without it the worker refuses to start then.
     """
 
     operators: Mapping[str, str] = attrs.field(factory=dict)
     hmac_key: str | None = attrs.field(default=None, repr=False)
+    allow_unredacted: bool = False
 
     def build(self) -> Operators:
         """The :class:`~indexer.redaction.Operators` these settings describe."""
@@ -191,6 +194,9 @@ class Config:
     :ivar http_listen: ``host:port`` of the metrics and health endpoints
         (:mod:`indexer.monitoring`); empty to serve none.
     :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
+    :ivar dead_letters_max_bytes: the dead-letter file is rotated past this size.
+    :ivar dead_letters_retention_days: rotated dead-letter files are deleted this long
+        after their last write (they hold unredacted input).
     """
 
     genesys: GenesysSettings | None = None
@@ -201,6 +207,8 @@ class Config:
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3
+    dead_letters_max_bytes: int = 64 * 1024**2
+    dead_letters_retention_days: float = 30.0
     http_listen: str = "127.0.0.1:9464"
     shard: str | None = None
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)

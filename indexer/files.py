@@ -10,7 +10,7 @@ __all__ = ["append_synced", "replace_synced"]
 
 def append_synced(path: Path, text: str) -> int:
     """Append ``text`` to ``path`` (created with mode 0600) and fsync; returns the new size in bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as file:
         file.write(text)
@@ -24,7 +24,7 @@ def replace_synced(path: Path, data: bytes) -> None:
 
     A crash leaves either the old or the new content, never a mix. Mode 0600.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:

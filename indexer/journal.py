@@ -6,8 +6,11 @@ Every envelope the detector accepts is appended to ``<state_dir>/journal.ndjson`
 are replayed into the detector, so a restart resumes them instead of losing what was
 received. Appends are buffered and written with one fsync every ``sync_interval_s``
 (group commit): a crash loses at most that much of the newest input. When the file grows
-past ``compact_bytes`` it is rewritten with only the open conversations' frames and the
-newest ``KEEP_FINALIZED`` markers, which tell the next run which conversations are done.
+past ``compact_bytes``, and at least every ``compact_interval_s`` while conversations have
+been finalized since the last time, it is rewritten with only the open conversations'
+frames and the newest ``KEEP_FINALIZED`` markers, which tell the next run which
+conversations are done: the unredacted frames of a finished conversation leave the disk
+within ``compact_interval_s`` of its end (its re-open window included), whatever the size.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = ["Journal"]
 
 SYNC_INTERVAL_S: Final = 0.2
 COMPACT_BYTES: Final = 64 * 1024 * 1024
+#: At most this long (s) between a conversation's end and its frames leaving the file.
+COMPACT_INTERVAL_S: Final = 60.0
 #: Finalized conversation ids kept through compaction, to recognise late messages.
 KEEP_FINALIZED: Final = 10_000
 
@@ -34,43 +39,78 @@ class Journal:
     """Append-only record of the input of open conversations."""
 
     def __init__(
-        self, path: Path, *, sync_interval_s: float = SYNC_INTERVAL_S, compact_bytes: int = COMPACT_BYTES
+        self,
+        path: Path,
+        *,
+        sync_interval_s: float = SYNC_INTERVAL_S,
+        compact_bytes: int = COMPACT_BYTES,
+        compact_interval_s: float = COMPACT_INTERVAL_S,
     ) -> None:
         self.path = path
         self.sync_interval_s = sync_interval_s
         self.compact_bytes = compact_bytes
+        self.compact_interval_s = compact_interval_s
+        self._finished_since_compaction = 0
+        self._compacted_at = 0.0
         self._pending: list[str] = []
         self._open: set[str] = set()
         #: Conversations finalized by earlier runs, oldest first (filled by :meth:`load`).
         self.finalized_ids: list[str] = []
 
-    def load(self) -> list[str]:
-        """Frames of the conversations left open by the previous run, in arrival order.
+    def load(self) -> list[tuple[str, str]]:
+        """``(conversation id, frame)`` of the conversations left open by the previous run,
+        in arrival order.
 
-        A torn last line (a crash mid-write) is ignored.
+        A damaged line is skipped. A torn last line (a crash mid-write) is ended with a
+        newline first, so that the next record is not appended to it and lost with it.
         """
         if not self.path.exists():
             return []
+        self._end_torn_line()
         records = []
         done: dict[str, None] = {}  # ordered: oldest marker first
         for _, record in self._records():
             if record.get("done"):
                 done[record["c"]] = None
-            else:
+            elif isinstance(record.get("f"), str):
                 records.append(record)
-        frames = [r["f"] for r in records if r["c"] not in done]
+        frames = [(r["c"], r["f"]) for r in records if r["c"] not in done]
         self._open = {r["c"] for r in records if r["c"] not in done}
         self.finalized_ids = list(done)
         return frames
 
+    def _end_torn_line(self) -> None:
+        with self.path.open("rb+") as file:
+            size = file.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            file.seek(size - 1)
+            if file.read(1) != b"\n":
+                file.write(b"\n")
+                file.flush()
+                os.fsync(file.fileno())
+
     def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Each line of the file with its record; a torn or damaged line is skipped."""
-        with self.path.open(encoding="utf-8") as file:
+        with self.path.open(encoding="utf-8", errors="replace") as file:
             for line in file:
                 try:
-                    yield line, json.loads(line)
-                except ValueError:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
                     continue
+                if isinstance(record, dict) and isinstance(record.get("c"), str):
+                    yield line, record
+
+    def frames_of(self, conversation_id: str) -> list[str]:
+        """The frames kept for ``conversation_id`` (written and queued), in arrival order."""
+        frames = []
+        if self.path.exists():
+            frames = [r["f"] for _, r in self._records() if r.get("c") == conversation_id and "f" in r]
+        for line in self._pending:
+            record = json.loads(line)
+            if record.get("c") == conversation_id and "f" in record:
+                frames.append(record["f"])
+        return frames
 
     def record(self, conversation_id: str, frame: str) -> None:
         """Queue one accepted frame of an open conversation for the next write."""
@@ -80,6 +120,7 @@ class Journal:
     def finalized(self, conversation_id: str) -> None:
         """Queue the marker that ``conversation_id`` no longer needs its frames."""
         self._open.discard(conversation_id)
+        self._finished_since_compaction += 1
         self._pending.append(json.dumps({"c": conversation_id, "done": True}) + "\n")
 
     def _compact(self, open_ids: set[str]) -> None:
@@ -99,13 +140,17 @@ class Journal:
         os.replace(temporary, self.path)
 
     async def flush(self) -> None:
-        """Write and fsync what is queued; compact when the file is too large."""
-        if not self._pending:
-            return
-        lines, self._pending = self._pending, []
-        size = await trio.to_thread.run_sync(append_synced, self.path, "".join(lines))
-        if size > self.compact_bytes:
+        """Write and fsync what is queued; compact when the file is too large, or when
+        conversations finished and ``compact_interval_s`` has passed since the last time."""
+        size = 0
+        if self._pending:
+            lines, self._pending = self._pending, []
+            size = await trio.to_thread.run_sync(append_synced, self.path, "".join(lines))
+        now = trio.current_time()
+        due = self._finished_since_compaction and now - self._compacted_at >= self.compact_interval_s
+        if size > self.compact_bytes or (due and self.path.exists()):
             await trio.to_thread.run_sync(self._compact, set(self._open))
+            self._finished_since_compaction, self._compacted_at = 0, now
 
     async def run(self) -> None:
         """Flush every ``sync_interval_s`` until cancelled, then flush once more (shielded)."""

@@ -42,9 +42,10 @@ times are timezone-aware :class:`datetime.datetime` values.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import attrs
+from attrs.validators import ge, le, optional
 
 __all__ = [
     "AfterCallWork",
@@ -93,6 +94,16 @@ __all__ = [
     "Word",
     "Wrapup",
 ]
+
+
+#: Epoch-millisecond times accepted: 1970 up to 2200 (a larger value cannot be a real time
+#: and would overflow date arithmetic later).
+MAX_EPOCH_MS: Final = 7_258_118_400_000
+#: Offsets and durations accepted, in ms: within ±30 days of the session start.
+MAX_OFFSET_MS: Final = 30 * 86_400_000
+_EPOCH_MS = optional([ge(0), le(MAX_EPOCH_MS)])
+_OFFSET_MS = optional([ge(-MAX_OFFSET_MS), le(MAX_OFFSET_MS)])
+_DURATION_MS = optional([ge(0), le(MAX_OFFSET_MS)])
 
 
 # --- OAuth and notification REST API (reference §2, §3) --------------------------------
@@ -192,10 +203,10 @@ class Word:
     """
 
     word: str = ""
-    offset_ms: int | None = None
-    duration_ms: int | None = None
+    offset_ms: int | None = attrs.field(default=None, validator=_OFFSET_MS)
+    duration_ms: int | None = attrs.field(default=None, validator=_DURATION_MS)
     confidence: float | None = None
-    start_time_ms: int | None = None
+    start_time_ms: int | None = attrs.field(default=None, validator=_EPOCH_MS)
 
 
 @attrs.frozen
@@ -210,8 +221,8 @@ class TranscriptAlternative:
     """
 
     transcript: str | None = None
-    offset_ms: int | None = None
-    duration_ms: int | None = None
+    offset_ms: int | None = attrs.field(default=None, validator=_OFFSET_MS)
+    duration_ms: int | None = attrs.field(default=None, validator=_DURATION_MS)
     confidence: float | None = None
     words: tuple[Word, ...] = ()
     decorated_transcript: str | None = None
@@ -246,7 +257,7 @@ class TranscriptionStatus:
     """``status`` of a transcription message: ``SESSION_ONGOING``, ``SESSION_ENDED`` or ``UNKNOWN``."""
 
     status: str | None = None
-    offset_ms: int | None = None
+    offset_ms: int | None = attrs.field(default=None, validator=_OFFSET_MS)
 
 
 @attrs.frozen
@@ -262,8 +273,8 @@ class TranscriptionMessage:
     communication_id: str
     event_time: datetime | None = None
     organization_id: str | None = None
-    session_start_time_ms: int | None = None
-    transcription_start_time_ms: int | None = None
+    session_start_time_ms: int | None = attrs.field(default=None, validator=_EPOCH_MS)
+    transcription_start_time_ms: int | None = attrs.field(default=None, validator=_EPOCH_MS)
     transcripts: tuple[TranscriptResult, ...] = ()
     status: TranscriptionStatus | None = None
     speech_text_analytics_program_id: str | None = None
@@ -636,7 +647,7 @@ class TranscriptUrl:
 class Milliseconds:
     """``duration`` / ``offset`` of the post-call transcript: ``{"milliseconds": n}``."""
 
-    milliseconds: int | None = None
+    milliseconds: int | None = attrs.field(default=None, validator=_DURATION_MS)
 
 
 @attrs.frozen
@@ -659,7 +670,7 @@ class Phrase:
     text: str | None = None
     decorated_text: str | None = None
     confidence: float | None = None
-    start_time_ms: int | None = None
+    start_time_ms: int | None = attrs.field(default=None, validator=_EPOCH_MS)
     duration: Milliseconds | None = None
     words: tuple[PhraseWord, ...] = ()
 
@@ -682,5 +693,5 @@ class PostCallTranscript:
 
     conversation_id: str | None = None
     communication_id: str | None = None
-    conversation_start_time: int | None = None
+    conversation_start_time: int | None = attrs.field(default=None, validator=_EPOCH_MS)
     transcripts: tuple[PostCallPart, ...] = ()

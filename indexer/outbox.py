@@ -3,7 +3,9 @@
 A document is written here (atomically: temporary file, fsync, rename) *before* any
 sink sees it, and removed only when every sink has acknowledged it. After a crash or a
 sink outage, whatever is here is delivered at the next start. One file per conversation,
-``<state_dir>/outbox/<conversation id>.json``; a newer version of a conversation
+``<state_dir>/outbox/<sha-256 of the conversation id, 32 hex digits>.json``: names are
+injective and of fixed length whatever an id holds (``conv.1`` and ``conv_1`` are two
+files; a 300-character id is not too long a name). A newer version of a conversation
 replaces the older entry, and an acknowledgement only removes the version it was for.
 
 The outbox is bounded by ``max_bytes``: :meth:`Outbox.put` waits while it is full, which
@@ -13,6 +15,7 @@ Entries hold redacted documents only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Final
@@ -58,8 +61,8 @@ class Outbox:
     # --- disk ---------------------------------------------------------------------------
 
     def _path(self, conversation_id: str) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in conversation_id)
-        return self.directory / f"{safe}.json"
+        digest = hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self.directory / f"{digest}.json"
 
     def _write(self, document: TranscriptDocument) -> int:
         data = json.dumps(unstructure(document), ensure_ascii=False).encode()
@@ -73,14 +76,23 @@ class Outbox:
         """
         if not self.directory.exists():
             return []
-        documents = []
+        documents: list[TranscriptDocument] = []
         for path in sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
             try:
                 document = structure(json.loads(path.read_bytes()), TranscriptDocument, what=path.name)
             except Exception:
                 path.rename(path.with_suffix(".corrupt"))
                 continue
+            known = self._entries.get(document.conversation_id)
+            if known is not None and known.document.version >= document.version:
+                path.unlink()  # an older copy under an earlier release's name
+                continue
+            if path != self._path(document.conversation_id):  # named by an earlier release
+                path = path.rename(self._path(document.conversation_id))
             size = path.stat().st_size
+            if known is not None:
+                self._bytes -= known.size
+                documents.remove(known.document)
             self._entries[document.conversation_id] = _Entry(document, size)
             self._bytes += size
             documents.append(document)

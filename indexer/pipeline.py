@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -77,6 +77,31 @@ class Pipeline:
         return self.rules.redact(document)
 
 
+def _payload(document: TranscriptDocument) -> Any:
+    """The document as JSON data for the dead-letter store (its id alone if even that fails)."""
+    try:
+        return unstructure(document)
+    except Exception:
+        return {"conversation_id": document.conversation_id}
+
+
+async def _finalize_failed(
+    document: TranscriptDocument, exc: Exception, dead_letters: DeadLetterStore
+) -> None:
+    log.error(
+        "conversation %s not indexed: %s while finalizing",
+        document.conversation_id,
+        type(exc).__name__,
+        extra={"conversation_id": document.conversation_id},
+    )
+    await dead_letters.add(
+        "finalize_failed",
+        f"{type(exc).__name__} while finalizing",
+        _payload(document),
+        conversation_id=document.conversation_id,
+    )
+
+
 async def finalize_transcripts(
     documents: trio.MemoryReceiveChannel[TranscriptDocument],
     pipeline: Pipeline,
@@ -108,12 +133,18 @@ async def finalize_transcripts(
                         extra={"conversation_id": document.conversation_id},
                     )
                     await dead_letters.add(
-                        kind, str(exc), unstructure(document), conversation_id=document.conversation_id
+                        kind, str(exc), _payload(document), conversation_id=document.conversation_id
                     )
+                    continue
+                except Exception as exc:  # contained to this conversation
+                    await _finalize_failed(document, exc, dead_letters)
                     continue
                 if finished.redaction is not None:
                     stats.redactions.update(finished.redaction.counts)
-                await outbox.put(finished)
+                try:
+                    await outbox.put(finished)
+                except (ValueError, TypeError, OverflowError) as exc:  # it cannot be written as JSON
+                    await _finalize_failed(document, exc, dead_letters)
         finally:
             outbox.close()
 

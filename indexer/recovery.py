@@ -74,6 +74,7 @@ REBUILT_MEMORY: Final = 100_000
 #: Longest wait (s) between two tries of a recovery request.
 RETRY_MAX_S: Final = 300.0
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 _SPEAKERS = {"internal": "agent", "external": "customer"}
 
 
@@ -280,6 +281,41 @@ class _Recovery:
             with trio.move_on_after(self.settings.post_call_retry_s):
                 await self.stopping.wait()
 
+    async def contained(
+        self, conversation_id: str | None, work: Callable[[_A], Awaitable[None]], argument: _A
+    ) -> None:
+        """``await work(argument)``; a failure other than the REST errors handled inside is
+        contained to it (logged, counted ``recovered{outcome="failed"}``), never the worker's end."""
+        try:
+            await work(argument)
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            self.stats.recovered["failed"] += 1
+            log.error(
+                "recovery of %s failed (%s)",
+                conversation_id or "a gap",
+                type(exc).__name__,
+                extra={"conversation_id": conversation_id},
+            )
+
+    async def reconcile_contained(self, request: Reconcile) -> None:
+        """:meth:`reconcile`; if it fails, the document goes on as it is, ``complete: false``."""
+        try:
+            await self.reconcile(request)
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            self.stats.recovered["failed"] += 1
+            conversation_id = request.document.conversation_id
+            log.error(
+                "recovery of %s failed (%s): indexed as the stream had it",
+                conversation_id,
+                type(exc).__name__,
+                extra={"conversation_id": conversation_id},
+            )
+            await self.documents.send(attrs.evolve(request.document, complete=False))
+
     async def reconcile(self, request: Reconcile) -> None:
         document = request.document
         if document.media_type in DIGITAL_MEDIA:
@@ -321,7 +357,7 @@ class _Recovery:
         self.follow_ups[entry.conversation_id] = entry
         self._save_follow_ups()
         self.stats.recovered["follow_ups"] += 1
-        self.nursery.start_soon(self._follow, entry)
+        self.nursery.start_soon(self.contained, entry.conversation_id, self._follow, entry)
 
     def _save_follow_ups(self) -> None:
         if self.follow_ups_path is not None:
@@ -347,7 +383,7 @@ class _Recovery:
             return
         for entry in entries:
             self.follow_ups[entry.conversation_id] = entry
-            self.nursery.start_soon(self._follow, entry)
+            self.nursery.start_soon(self.contained, entry.conversation_id, self._follow, entry)
         if entries:
             log.info("resumed %d post-call transcript follow-ups", len(entries))
 
@@ -473,7 +509,7 @@ class _Recovery:
         log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
         async with trio.open_nursery() as nursery:
             for summary in missed:
-                nursery.start_soon(self.rebuild, summary)
+                nursery.start_soon(self.contained, summary.conversation_id, self.rebuild, summary)
 
     async def rebuild(self, summary: AnalyticsConversation) -> None:
         conversation_id = summary.conversation_id
@@ -545,7 +581,7 @@ async def recover_transcripts(
         async with requests:
             async for request in requests:
                 if isinstance(request, Reconcile):
-                    nursery.start_soon(recovery.reconcile, request)
+                    nursery.start_soon(recovery.reconcile_contained, request)
                 else:
-                    nursery.start_soon(recovery.find_missed, request)
+                    nursery.start_soon(recovery.contained, None, recovery.find_missed, request)
         recovery.stopping.set()

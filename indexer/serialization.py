@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
 from indexer import models, topics
 from indexer.errors import MalformedMessage
@@ -42,6 +43,9 @@ __all__ = [
 T = TypeVar("T")
 
 _WIRE_MODULES = ("indexer.models",)
+#: Times accepted in wire models (``datetime`` fields).
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 _SETTINGS_MODULES = ("indexer.config",)
 
 
@@ -78,7 +82,14 @@ def _build() -> cattrs.Converter:
     def _structure_time(value: Any, _: type) -> datetime:
         if not isinstance(value, str):
             raise TypeError("expected an ISO-8601 string")
-        return parse_time(value)
+        parsed = parse_time(value)
+        try:
+            in_utc = parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time out of range") from None
+        if not EARLIEST <= in_utc < LATEST:  # no real event; and date arithmetic would overflow
+            raise ValueError("time out of range (1970 to 2200)")
+        return parsed
 
     conv.register_structure_hook(datetime, _structure_time)
     conv.register_unstructure_hook(datetime, format_time)
@@ -121,9 +132,19 @@ def _build() -> cattrs.Converter:
 converter: cattrs.Converter = _build()
 
 
+def _format_error(exc: BaseException, type_: Any) -> str:
+    """cattrs' description of one field's error, without the value (attrs' range
+    validators quote it; our own time checks do not)."""
+    if isinstance(exc, ValueError) and " must be " in str(exc):
+        return "value out of range"
+    if isinstance(exc, ValueError) and str(exc).startswith("time out of range"):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
 def _describe(exc: BaseException, path: str) -> str:
     if isinstance(exc, cattrs.BaseValidationError | cattrs.ForbiddenExtraKeysError):
-        return "; ".join(cattrs.transform_error(exc, path=path))
+        return "; ".join(cattrs.transform_error(exc, path=path, format_exception=_format_error))
     return f"{type(exc).__name__} at {path}"
 
 
@@ -137,6 +158,8 @@ def structure(data: Any, cls: type[T], *, what: str = "$") -> T:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError, ValueError, TypeError) as exc:
         raise MalformedMessage(_describe(exc, what)) from None
+    except RecursionError:
+        raise MalformedMessage(f"nested too deeply @ {what}") from None
 
 
 def unstructure(obj: Any) -> Any:
@@ -164,6 +187,8 @@ def parse_envelope(raw: str | bytes) -> models.Envelope:
         data = json.loads(raw)
     except ValueError:
         raise MalformedMessage("not valid JSON") from None
+    except RecursionError:
+        raise MalformedMessage("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedMessage("not a JSON object")
     topic = data.get("topicName")

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import trio
@@ -489,6 +490,19 @@ class _Follower:
         return entry
 
 
+async def _open_capture(path: str) -> trio.abc.AsyncResource:
+    """The capture file, appended to, mode 0600: it holds unredacted frames."""
+
+    def open_private() -> Any:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also when an earlier run left it readable by others
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+    file = await trio.to_thread.run_sync(open_private)
+    resource: trio.abc.AsyncResource = trio.wrap_file(file)
+    return resource
+
+
 async def follow_channels(
     client: GenesysClient,
     pool: ChannelPool,
@@ -511,7 +525,7 @@ async def follow_channels(
     :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
     began_ms = client.server_now_ms()
-    capture = await trio.open_file(settings.capture_path, "a") if settings.capture_path else None
+    capture = await _open_capture(settings.capture_path) if settings.capture_path else None
     follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture)
     try:
         async with envelopes, trio.open_nursery() as nursery:

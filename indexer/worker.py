@@ -44,12 +44,13 @@ from indexer.redaction import RuleSet
 from indexer.replay import read_replay
 from indexer.serialization import parse_envelope
 from indexer.sinks import Sink
+from indexer.statedir import open_state_dir
 from indexer.stats import Statistics
 from indexer.status import write_status_forever
 from indexer.stream import follow_channels, open_pool
 from indexer.topics import queue_conversations_topic
 
-__all__ = ["run_replay", "run_worker"]
+__all__ = ["build_pipeline", "run_replay", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,40 @@ async def _open_sinks(config: Config, plugins: Plugins) -> list[Sink]:
     return sinks
 
 
+def build_pipeline(config: Config, plugins: Plugins) -> Pipeline:
+    """The validators and redaction rules every plugin contributes, logged once.
+
+    :raises ConfigError: no redaction rule is loaded and ``redaction.allow_unredacted`` is
+        not set (transcripts would be indexed in clear).
+    """
+    rules = RuleSet(tuple(plugins.redaction_rules(config)), config.redaction.build())
+    validators = tuple(plugins.validators(config))
+    if not rules.rules and not config.redaction.allow_unredacted:
+        raise ConfigError(
+            "no redaction rule is loaded (is transcript-indexer-pii installed and not in "
+            "INDEXER_DISABLED_PLUGINS?); set redaction.allow_unredacted = true to index unredacted"
+        )
+    names = sorted(name for name, _ in plugins.pm.list_name_plugin() if name)
+    log.info(
+        "plugins: %s; %d redaction rules (rule set %s): %s; %d validators",
+        ", ".join(names),
+        len(rules.rules),
+        rules.version,
+        ", ".join(sorted(f"{r.id}@{r.version}" for r in rules.rules)) or "none",
+        len(validators),
+    )
+    if not rules.rules:
+        log.warning("redaction.allow_unredacted: transcripts are indexed UNREDACTED")
+    return Pipeline(validators=validators, rules=rules)
+
+
 async def _run_flow(
     config: Config,
     plugins: Plugins,
     stats: Statistics,
     *,
     start_source: Callable[..., Awaitable[None]],
+    pipeline: Pipeline,
     queue_names: dict[str, str],
     live: bool,
     drain_on_signals: bool,
@@ -82,17 +111,19 @@ async def _run_flow(
     client: GenesysClient | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    dead_letters = DeadLetterStore(Path(config.state_dir) / "dead-letters.ndjson", stats)
+    dead_letters = DeadLetterStore(
+        Path(config.state_dir) / "dead-letters.ndjson",
+        stats,
+        max_bytes=config.dead_letters_max_bytes,
+        retention_days=config.dead_letters_retention_days,
+    )
+    await trio.to_thread.run_sync(dead_letters.expire)
     outbox = Outbox(Path(config.state_dir) / "outbox", max_bytes=config.outbox_max_bytes)
     waiting = outbox.load()
     if waiting:
         log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
-    pipeline = Pipeline(
-        validators=tuple(plugins.validators(config)),
-        rules=RuleSet(tuple(plugins.redaction_rules(config)), config.redaction.build()),
-    )
     journal = Journal(Path(config.state_dir) / "journal.ndjson") if live else None
-    restored = _restore(journal) if journal is not None else []
+    restored = await _restore(journal, dead_letters) if journal is not None else []
     sinks = await _open_sinks(config, plugins)
     try:
         async with trio.open_nursery() as nursery:
@@ -165,13 +196,20 @@ async def _run_flow(
         log.info("worker stopped: %s", stats.summary())
 
 
-def _restore(journal: Journal) -> list[Envelope]:
-    restored = []
-    for frame in journal.load():
+async def _restore(journal: Journal, dead_letters: DeadLetterStore) -> list[Envelope]:
+    """The journal's frames of open conversations, parsed. A frame that no longer parses
+    (damage, or a stricter model since) is dead-lettered, and a conversation none of whose
+    frames parse is marked finished in the journal: moved aside, not replayed at every start."""
+    restored, readable, unreadable = [], set(), set()
+    for conversation_id, frame in journal.load():
         try:
             restored.append(parse_envelope(frame))
-        except MalformedMessage:  # the journal only holds frames that parsed; skip damage
-            continue
+            readable.add(conversation_id)
+        except MalformedMessage as exc:
+            unreadable.add(conversation_id)
+            await dead_letters.add("journal_unreadable", exc.reason, frame, conversation_id=conversation_id)
+    for conversation_id in unreadable - readable:
+        journal.finalized(conversation_id)
     return restored
 
 
@@ -200,64 +238,68 @@ async def run_worker(
     detector, recovery and indexer.
     Reports started once the WebSockets are open.
 
-    :raises ConfigError: a setting is missing or a queue does not exist.
+    :raises ConfigError: a setting is missing, a queue does not exist, or no redaction
+        rule is loaded (see :func:`build_pipeline`).
     :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
     if config.genesys is None:
         raise ConfigError("GENESYS_REGION is not set (or GENESYS_API_BASE_URL and GENESYS_LOGIN_BASE_URL)")
     stats = stats or Statistics()
-    async with (
-        httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http
-    ):
-        client = GenesysClient(client_http, config.genesys)
-        queue_names = shard_queues(await client.resolve_queues(config.genesys.queues), config.shard)
-        log.info(
-            "following %d queues%s", len(queue_names), f" (shard {config.shard})" if config.shard else ""
-        )
-        pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
+    pipeline = build_pipeline(config, plugins)  # before any call to Genesys
+    with open_state_dir(config.state_dir):  # before any call to Genesys too
+        async with (
+            httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http
+        ):
+            client = GenesysClient(client_http, config.genesys)
+            queue_names = shard_queues(await client.resolve_queues(config.genesys.queues), config.shard)
+            log.info(
+                "following %d queues%s", len(queue_names), f" (shard {config.shard})" if config.shard else ""
+            )
+            pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
 
-        async def source(
-            envelopes: trio.MemorySendChannel[Envelope | Gap],
-            changes: trio.MemoryReceiveChannel[SubscriptionChange],
-            dead_letters: DeadLetterStore,
-            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-        ) -> None:
-            await follow_channels(
-                client,
-                pool,
-                envelopes,
-                changes,
-                settings=config.stream,
-                stats=stats,
-                dead_letters=dead_letters,
-                lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
+            async def source(
+                envelopes: trio.MemorySendChannel[Envelope | Gap],
+                changes: trio.MemoryReceiveChannel[SubscriptionChange],
+                dead_letters: DeadLetterStore,
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                await follow_channels(
+                    client,
+                    pool,
+                    envelopes,
+                    changes,
+                    settings=config.stream,
+                    stats=stats,
+                    dead_letters=dead_letters,
+                    lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
+                    task_status=task_status,
+                )
+
+            await _run_flow(
+                config,
+                plugins,
+                stats,
+                start_source=source,
+                pipeline=pipeline,
+                queue_names=queue_names,
+                live=True,
+                drain_on_signals=drain_on_signals,
+                recover=(
+                    lambda requests, documents: recover_transcripts(
+                        client,
+                        requests,
+                        documents,
+                        settings=config.recovery,
+                        stats=stats,
+                        queue_names=queue_names,
+                        follow_ups_path=Path(config.state_dir) / "post-call-follow-ups.json",
+                    )
+                )
+                if config.recovery.enabled
+                else None,
+                client=client,
                 task_status=task_status,
             )
-
-        await _run_flow(
-            config,
-            plugins,
-            stats,
-            start_source=source,
-            queue_names=queue_names,
-            live=True,
-            drain_on_signals=drain_on_signals,
-            recover=(
-                lambda requests, documents: recover_transcripts(
-                    client,
-                    requests,
-                    documents,
-                    settings=config.recovery,
-                    stats=stats,
-                    queue_names=queue_names,
-                    follow_ups_path=Path(config.state_dir) / "post-call-follow-ups.json",
-                )
-            )
-            if config.recovery.enabled
-            else None,
-            client=client,
-            task_status=task_status,
-        )
     return stats
 
 
@@ -278,9 +320,22 @@ async def run_replay(
     does, so documents carry queue names; without them names are ``null``.
 
     :param progress: called with the bytes of each line read (for a progress bar).
-    :raises ConfigError: a configured queue does not exist.
+    :raises ConfigError: a configured queue does not exist, or no redaction rule is loaded.
     """
     stats = stats or Statistics()
+    pipeline = build_pipeline(config, plugins)
+    with open_state_dir(config.state_dir):
+        return await _replay(config, plugins, path, pipeline, stats, progress)
+
+
+async def _replay(
+    config: Config,
+    plugins: Plugins,
+    path: Path,
+    pipeline: Pipeline,
+    stats: Statistics,
+    progress: Callable[[int], object] | None,
+) -> Statistics:
     queue_names: dict[str, str] = {}
     if config.genesys is not None:
         async with httpx.AsyncClient(timeout=30.0) as http:
@@ -302,6 +357,7 @@ async def run_replay(
         plugins,
         stats,
         start_source=source,
+        pipeline=pipeline,
         queue_names=queue_names,
         live=False,
         drain_on_signals=False,

@@ -107,6 +107,10 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         assert find_leaks(OpenSearch(hosts=[live_index.url]), "transcripts", injected) == []
         assert sum(sum(d["redaction"]["counts"].values()) for d in documents.values()) >= len(injected)
 
+        # Unredacted input at rest is readable by the worker's user only.
+        assert capture.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        assert {p.stat().st_mode & 0o777 for p in (tmp_path / "state").rglob("*") if p.is_file()} == {0o600}
         frames = [json.loads(line) for line in capture.read_text().splitlines()]
         assert any(f["topicName"] == "channel.metadata" for f in frames) or len(frames) > CONVERSATIONS
         # Queue events name queues by id only: the replay resolves the configured queues'

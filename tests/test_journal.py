@@ -31,7 +31,7 @@ async def test_load_returns_only_open_conversations(tmp_path: Path) -> None:
     await journal.flush()
     with (tmp_path / "journal.ndjson").open("a") as file:
         file.write('{"c": "open", "f": "torn')
-    assert Journal(tmp_path / "journal.ndjson").load() == ['{"f": 1}', '{"f": 3}']
+    assert Journal(tmp_path / "journal.ndjson").load() == [("open", '{"f": 1}'), ("open", '{"f": 3}')]
 
 
 async def test_compaction_keeps_only_open_frames(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ async def test_compaction_keeps_only_open_frames(tmp_path: Path) -> None:
     await journal.flush()
     lines = [json.loads(line) for line in (tmp_path / "journal.ndjson").read_text().splitlines()]
     assert [line for line in lines if "f" in line] == [{"c": "c7", "f": "x" * 30}]
-    assert Journal(tmp_path / "journal.ndjson").load() == ["x" * 30]
+    assert Journal(tmp_path / "journal.ndjson").load() == [("c7", "x" * 30)]
 
 
 async def _run_detector(
@@ -100,7 +100,7 @@ async def test_a_restart_resumes_open_conversations(
     )
     assert first == [], "an open conversation is not indexed at a drain when a journal keeps it"
     journal = Journal(path)
-    restored = [parse_envelope(frame) for frame in journal.load()]
+    restored = [parse_envelope(frame) for _, frame in journal.load()]
     assert len(restored) == 2
     second = await _run_detector(
         journal,
@@ -116,3 +116,46 @@ async def test_a_restart_resumes_open_conversations(
     assert document.completion_reason == "ended"
     assert [u.text for u in document.utterances] == ["before the restart", "after the restart"]
     assert Journal(path).load() == [], "a finished conversation is forgotten by the journal"
+
+
+async def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    """A crash mid-write leaves a line without its newline: the next run's first record is
+    still read back (it is not appended to the torn line)."""
+    path = tmp_path / "journal.ndjson"
+    journal = Journal(path)
+    journal.record("a", '{"f": 1}')
+    await journal.flush()
+    with path.open("a") as file:
+        file.write('{"c": "a", "f": "to')  # torn: no newline
+    after_crash = Journal(path)
+    assert after_crash.load() == [("a", '{"f": 1}')]
+    after_crash.record("b", '{"f": 2}')
+    await after_crash.flush()
+    assert Journal(path).load() == [("a", '{"f": 1}'), ("b", '{"f": 2}')]
+
+
+async def test_damaged_records_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """Lines that are JSON but not journal records (a list, no id, a number id) are skipped."""
+    path = tmp_path / "journal.ndjson"
+    path.write_text('[1, 2]\n{"f": "x"}\n{"c": 5, "f": "y"}\n{"c": "ok", "f": "z"}\n' + "[" * 100_000 + "\n")
+    assert Journal(path).load() == [("ok", "z")]
+
+
+async def test_finished_conversations_leave_the_file_in_bounded_time(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A small journal is compacted too: a finished conversation's frames (unredacted
+    input) are gone within ``compact_interval_s`` of its done marker, with no new input."""
+    path = tmp_path / "journal.ndjson"
+    journal = Journal(path, compact_interval_s=60)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(journal.run)
+        journal.record("finished", '{"secret": "123-45-6789"}')
+        journal.record("open", '{"f": 1}')
+        await trio.sleep(1)
+        journal.finalized("finished")
+        await trio.sleep(61)
+        text = path.read_text()
+        nursery.cancel_scope.cancel()
+    assert "123-45-6789" not in text
+    assert Journal(path).load() == [("open", '{"f": 1}')]

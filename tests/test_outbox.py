@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from indexer.document import TranscriptDocument
 from indexer.errors import SinkError
 from indexer.outbox import Outbox
 from indexer.pipeline import deliver_transcripts
+from indexer.serialization import unstructure
 from indexer.sinks import WriteResult
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
@@ -151,3 +153,50 @@ async def test_only_the_failed_items_of_a_partial_failure_are_retried(
     assert sink.attempts == 3 and stats.sink_retries == 2 and stats.indexed == 3
     assert trio.current_time() - start >= 1 + 2
     assert stats.dead_letters == 0 and outbox.usage().entries == 0
+
+
+def entry_files(directory: Path, pattern: str = "*.json") -> list[str]:
+    return sorted(p.name for p in directory.glob(pattern))
+
+
+async def test_file_names_are_injective_and_bounded_whatever_the_id(tmp_path: Path) -> None:
+    """``conv.1`` and ``conv_1`` are two entries (one ack never deletes the other's copy); a
+    300-character id or one with a slash or NUL is a valid, short file name."""
+    outbox = Outbox(tmp_path)
+    ids = ["conv.1", "conv_1", "x" * 300, "a/b", "..", "n\x00ul", "ünï"]
+    for conversation_id in ids:
+        await outbox.put(document(conversation_id))
+    assert len(entry_files(tmp_path)) == len(ids)
+    assert all(len(name) <= 40 for name in entry_files(tmp_path))
+    await outbox.remove(document("conv.1"))
+    left = {d.conversation_id for d in Outbox(tmp_path).load()}
+    assert left == set(ids) - {"conv.1"}
+
+
+async def test_entries_named_by_an_earlier_release_are_taken_over(tmp_path: Path) -> None:
+    """An entry written under the old ``<id>.json`` name is loaded, renamed, and removable."""
+    old = document("c-1")
+    (tmp_path / "c-1.json").write_text(json.dumps(unstructure(old)))
+    outbox = Outbox(tmp_path)
+    assert [d.conversation_id for d in outbox.load()] == ["c-1"]
+    await outbox.remove(old)
+    assert entry_files(tmp_path) == []
+
+
+async def test_dead_letters_rotate_and_expire(tmp_path: Path) -> None:
+    """Past its size cap the file is rotated; rotated files past their retention are deleted."""
+    import os
+    import time
+
+    stats = Statistics()
+    store = DeadLetterStore(tmp_path / "dead-letters.ndjson", stats, max_bytes=2000, retention_days=1)
+    for i in range(30):
+        await store.add("malformed_message", "not valid JSON", "x" * 100, conversation_id=f"c{i}")
+    rotated = [tmp_path / name for name in entry_files(tmp_path, "dead-letters.*.ndjson")]
+    assert rotated and all(p.stat().st_size <= 2000 for p in [*rotated, store.path])
+    lines = sum(len(p.read_text().splitlines()) for p in [*rotated, store.path])
+    assert lines == 30 == stats.dead_letters  # nothing lost by rotating
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(rotated[0], (two_days_ago, two_days_ago))
+    store.expire()
+    assert not rotated[0].exists() and store.path.exists()

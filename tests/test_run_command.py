@@ -309,3 +309,74 @@ def test_a_refused_queue_topic_stops_the_worker_with_one_line(osmem: OsmemServer
         "transcript-indexer: error: GENESYS_QUEUES: Genesys Cloud refused the topic v2.routing."
     )
     assert "missing permissions: routing:queue:view" in last and "Traceback" not in log
+
+
+def test_no_redaction_rule_no_indexing(osmem: OsmemServer, tmp_path: Path) -> None:
+    """With the rule plugins disabled the worker refuses to start (one line, exit 2) before
+    any call to Genesys; ``redaction.allow_unredacted = true`` lets it run, and it says so."""
+    corpus, _ = build_demo_corpus(2, seed=6, pii_share=0.0, offset=6100)
+    no_rules = {"INDEXER_DISABLED_PLUGINS": "pii,example_rules"}
+    with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
+        worker = run_worker("", ready, index.url, tmp_path, capture_log=True, env=no_rules)
+        try:
+            _, log = worker.communicate(timeout=60)
+        finally:
+            stop(worker)
+        assert worker.returncode == 2, log[-2000:]
+        assert (
+            log.strip().splitlines()[-1].startswith("transcript-indexer: error: no redaction rule is loaded")
+        )
+        token = httpx.post(
+            f"{ready['login_base_url']}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(ready["client_id"], ready["client_secret"]),
+        ).json()["access_token"]
+        channels = httpx.get(
+            f"{ready['api_base_url']}/api/v2/notifications/channels",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert channels.json()["entities"] == [], "no channel was created"
+        allowed = run_worker(
+            "[redaction]\nallow_unredacted = true\n",
+            ready,
+            index.url,
+            tmp_path,
+            capture_log=True,
+            env=no_rules,
+        )
+        try:
+            wait_for(
+                lambda: indexed_count(OpenSearch(hosts=[index.url])) >= 1 or allowed.poll() is not None, 60
+            )
+            allowed.send_signal(signal.SIGTERM)
+            _, log = allowed.communicate(timeout=60)
+        finally:
+            stop(allowed)
+    assert allowed.returncode == 0, log[-2000:]
+    assert "0 redaction rules" in log and "indexed UNREDACTED" in log
+
+
+def test_one_worker_per_state_directory(osmem: OsmemServer, tmp_path: Path) -> None:
+    """A second worker on the same state directory gets one line and exit 2; so does a
+    state directory that cannot be one (a file)."""
+    corpus, _ = build_demo_corpus(2, seed=7, pii_share=0.0, offset=6200)
+    with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
+        first = run_worker("", ready, index.url, tmp_path)
+        try:
+            wait_for(lambda: (tmp_path / "state" / "status.json").exists() or first.poll() is not None, 60)
+            second = run_worker("", ready, index.url, tmp_path, capture_log=True)
+            _, log = second.communicate(timeout=60)
+        finally:
+            stop(first)
+        assert second.returncode == 2, log[-2000:]
+        assert log.strip().splitlines()[-1].startswith("transcript-indexer: error: INDEXER_STATE_DIR ")
+        assert "in use by another worker" in log and "Traceback" not in log
+        not_a_directory = tmp_path / "file"
+        not_a_directory.write_text("")
+        third = run_worker(
+            "", ready, index.url, tmp_path, capture_log=True, env={"INDEXER_STATE_DIR": str(not_a_directory)}
+        )
+        _, log = third.communicate(timeout=60)
+    assert third.returncode == 2 and log.strip().splitlines()[-1].startswith(
+        f"transcript-indexer: error: INDEXER_STATE_DIR {not_a_directory}: "
+    ), log[-2000:]

@@ -22,6 +22,11 @@ found in the passage and redacted in both. Words are redacted on the text they s
 when joined with spaces, so a value spoken over several words is caught and every word
 of it is replaced.
 
+Rules scan a normalised view of each text (:func:`normalised`: NFKC, Unicode spaces and
+dashes, every decimal digit, zero-width characters removed), and their findings are
+mapped back to the text's own offsets: ``415\u00a0555\u00a00123`` or a card number
+written with full-width or Arabic-Indic digits is found and replaced like its ASCII form.
+
 Every utterance is also scanned once more after its **lead**: the last words of the
 transcript before it (``LEAD_CHARS``), so a rule that needs context words finds them in
 the other party's question: "what number can we reach you on?" makes "it's five five
@@ -41,6 +46,7 @@ import hashlib
 import hmac
 import itertools
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
@@ -63,6 +69,7 @@ __all__ = [
     "join_text",
     "last_words",
     "leads",
+    "normalised",
     "passages",
 ]
 
@@ -216,6 +223,45 @@ def leads(texts: Sequence[str]) -> list[str]:
     return found
 
 
+#: Characters removed from the view rules scan: zero-width spaces and joiners, the word
+#: joiner, the byte-order mark and the soft hyphen (invisible, so they may split a value).
+_INVISIBLE: Final = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
+
+
+def _view_of(char: str) -> str:
+    """What one character is in the view rules scan (see :func:`normalised`)."""
+    if char in _INVISIBLE:
+        return ""
+    category = unicodedata.category(char)
+    if category == "Zs" or char in "\t\n\r\x0b\x0c\u2028\u2029":
+        return " "
+    if category == "Pd" or char == "\u2212":  # every dash, and the minus sign
+        return "-"
+    if category == "Nd":
+        return str(unicodedata.decimal(char))
+    return unicodedata.normalize("NFKC", char)
+
+
+def normalised(text: str) -> tuple[str, list[int] | None]:
+    """The view of ``text`` that rules scan, and where each of its characters comes from.
+
+    NFKC (full-width letters and digits, ligatures), every Unicode space a space, every dash
+    a hyphen-minus, every decimal digit (Arabic-Indic, Devanagari, …) its ASCII digit,
+    zero-width characters removed: ``415\u00a0555\u00a00123`` is scanned as
+    ``415 555 0123``. The list maps each view position to its offset in ``text``
+    (``None`` when the view is ``text`` itself: plain ASCII, the common case).
+    """
+    if text.isascii():
+        return text, None
+    parts, origin = [], []
+    for index, char in enumerate(text):
+        view = char if char.isascii() else _view_of(char)
+        parts.append(view)
+        origin += [index] * len(view)
+    view_text = "".join(parts)
+    return (text, None) if view_text == text else (view_text, origin)
+
+
 def _with_value(finding: Finding, scanned: str, start: int, end: int) -> Finding:
     """``finding`` moved to ``[start, end)``, keeping its whole value as read in ``scanned``."""
     value = scanned[finding.start : finding.end] if finding.value is None else finding.value
@@ -288,6 +334,16 @@ class RuleSet:
                 for f in self.findings(scanned)
                 if f.start >= shift
             ]
+        view, origin = normalised(text)
+        if origin is not None:  # rules scan the view; findings are mapped back to ``text``
+            return _merge(
+                attrs.evolve(f, start=origin[f.start], end=origin[f.end - 1] + 1, value=view[f.start : f.end])
+                for f in self._scan(view)
+                if f.end > f.start
+            )
+        return self._scan(text)
+
+    def _scan(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         for prefilter, rules in self._groups:
             try:

@@ -303,3 +303,47 @@ async def test_fuzzed_payloads_never_escape_containment(
     await finalize_transcripts(docs, Pipeline(validators=(), rules=RULES), outbox, dead, stats)
     written = outbox.usage().entries
     assert written + stats.dead_letters >= 1  # the conversation is indexed or kept with a reason
+
+
+# --- redaction is not bypassed by Unicode ----------------------------------------------------
+
+CARD = "4111 1111 1111 1111"
+WIDE_CARD = CARD.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})  # full-width digits
+ARABIC_CARD = CARD.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})  # Arabic-Indic digits
+UNICODE_PII = {
+    "no-break spaces (phone)": ("call me at 415\u00a0555\u00a00123", "4155550123"),
+    "no-break spaces (card)": ("my card is 4111\u00a01111\u00a01111\u00a01111", "4111111111111111"),
+    "narrow no-break spaces": ("my card is 4111\u202f1111\u202f1111\u202f1111", "4111111111111111"),
+    "thin spaces": ("my card is 4111\u20091111\u20091111\u20091111", "4111111111111111"),
+    "zero-width spaces": ("my card is 4111\u200b1111\u200b1111\u200b1111", "4111111111111111"),
+    "non-breaking hyphens": ("my card is 4111\u20111111\u20111111\u20111111", "4111111111111111"),
+    "figure dashes": ("my card is 4111\u20121111\u20121111\u20121111", "4111111111111111"),
+    "en dashes": ("my card is 4111\u20131111\u20131111\u20131111", "4111111111111111"),
+    "full-width digits": ("my card is " + WIDE_CARD, "4111111111111111"),
+    "Arabic-Indic digits": ("my card is " + ARABIC_CARD, "4111111111111111"),
+    "mixed separators (SSN)": ("my ssn is 123\u2011\u200b45\u20116789", "123456789"),
+    "full-width @ and dots (email)": ("email me at jane\uff0edoe\uff20example\uff0ecom", "janedoeexamplecom"),
+}
+
+
+def digits_and_letters(text: str) -> str:
+    """``text`` as its ASCII letters and digits only (what a value is made of)."""
+    from indexer.redaction import normalised
+
+    return "".join(ch for ch in normalised(text)[0].lower() if ch.isascii() and ch.isalnum())
+
+
+@pytest.mark.parametrize(("text", "value"), UNICODE_PII.values(), ids=UNICODE_PII.keys())
+def test_unicode_separators_and_digits_do_not_hide_pii(text: str, value: str) -> None:
+    """The text and the words of the utterance are both redacted (not the words alone),
+    the counts report the finding, and the verification gate passes."""
+    from indexer.tracker import ConversationState
+
+    state = ConversationState(conversation_id="c", first_event_at=0, last_event_at=0)
+    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
+    state.apply_transcription(transcription(utterance("u1", text, 1000)).event_body, 0)  # type: ignore[arg-type]
+    redacted = RULES.redact(state.to_document("ended", {}))
+    (spoken,) = redacted.utterances
+    assert value not in digits_and_letters(spoken.text), spoken.text
+    assert value not in digits_and_letters(" ".join(w.word for w in spoken.words))
+    assert redacted.redaction is not None and sum(redacted.redaction.counts.values()) >= 1

@@ -94,8 +94,10 @@ class ResidualPII(RedactionFailed):
     :ivar rule_ids: the rules that still match (never the values).
     """
 
-    def __init__(self, rule_ids: list[str]) -> None:
-        super().__init__(f"verification re-scan still matches rules: {', '.join(rule_ids)}")
+    def __init__(
+        self, rule_ids: list[str], *, reason: str = "verification re-scan still matches rules"
+    ) -> None:
+        super().__init__(f"{reason}: {', '.join(rule_ids)}")
         self.rule_ids = rule_ids
 
 

@@ -291,6 +291,24 @@ def _word_hits(words: Sequence[str], found: Sequence[Finding]) -> list[Finding |
     return hits
 
 
+def _check_views_agree(
+    utterance: DocUtterance, in_text: Sequence[Finding], in_words: Sequence[Finding]
+) -> None:
+    """The text and the words of one utterance are two views of what was said: when rules
+    find an entity type in one and not the other, one of them may hide a value from them.
+
+    :raises ResidualPII: naming the rules whose findings are in one view only.
+    """
+    if not utterance.words:
+        return
+    text_types = {f.entity_type for f in in_text}
+    word_types = {f.entity_type for f in in_words}
+    if text_types != word_types:
+        only = text_types ^ word_types
+        rules = {f.rule_id for f in (*in_text, *in_words) if f.entity_type in only}
+        raise ResidualPII(sorted(rules), reason="the text and the words of an utterance disagree")
+
+
 def _blank_replacements(text: str) -> str:
     return REPLACEMENT.sub(lambda m: " " * len(m.group()), text)
 
@@ -443,7 +461,8 @@ class RuleSet:
                 word_found, word_types = self.passage_findings(
                     [spoken[i] for i in group], [word_leads[i] for i in group]
                 )
-                for index, found in zip(group, word_found, strict=True):
+                for index, found, in_text in zip(group, word_found, text_found, strict=True):
+                    _check_views_agree(original[index], in_text, found)
                     if found:
                         utterances[index], entries = self._redact_words(utterances[index], found)
                         audit += entries

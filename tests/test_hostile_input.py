@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -347,3 +348,24 @@ def test_unicode_separators_and_digits_do_not_hide_pii(text: str, value: str) ->
     assert value not in digits_and_letters(spoken.text), spoken.text
     assert value not in digits_and_letters(" ".join(w.word for w in spoken.words))
     assert redacted.redaction is not None and sum(redacted.redaction.counts.values()) >= 1
+
+
+def test_text_and_words_that_disagree_fail_the_document_closed() -> None:
+    """The words spell a phone number the (decorated) text does not show: one of the two
+    views hides something from the rules, so the transcript is quarantined, not indexed."""
+    from indexer.document import DocWord
+    from indexer.errors import ResidualPII
+    from indexer.tracker import ConversationState
+
+    state = ConversationState(conversation_id="c", first_event_at=0, last_event_at=0)
+    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
+    state.apply_transcription(
+        transcription(utterance("u1", "call me at the usual number", 1000)).event_body, 0
+    )  # type: ignore[arg-type]
+    document = state.to_document("ended", {})
+    spoken = ["call", "me", "at", "415", "555", "0123"]
+    words = tuple(DocWord(word=w, offset_ms=None, duration_ms=None, confidence=None) for w in spoken)
+    document = attrs.evolve(document, utterances=(attrs.evolve(document.utterances[0], words=words),))
+    with pytest.raises(ResidualPII, match="disagree") as caught:
+        RULES.redact(document)
+    assert "415" not in str(caught.value)

@@ -85,11 +85,15 @@ class RedactionSettings:
         out of the file). Changing it changes every hash.
     :ivar allow_unredacted: index transcripts when no redaction rule is loaded (no PII
         plugin, or it is disabled). Without it the worker refuses to start then.
+    :ivar time_limit_s: the longest validation and redaction of one conversation may take
+        (in a worker process, :mod:`indexer.isolation`); past it the conversation is
+        quarantined, s.
     """
 
     operators: Mapping[str, str] = attrs.field(factory=dict)
     hmac_key: str | None = attrs.field(default=None, repr=False)
     allow_unredacted: bool = False
+    time_limit_s: float = 120.0
 
     def build(self) -> Operators:
         """The :class:`~indexer.redaction.Operators` these settings describe."""

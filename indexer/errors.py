@@ -94,11 +94,14 @@ class ResidualPII(RedactionFailed):
     :ivar rule_ids: the rules that still match (never the values).
     """
 
-    def __init__(
-        self, rule_ids: list[str], *, reason: str = "verification re-scan still matches rules"
-    ) -> None:
+    def __init__(self, rule_ids: list[str], reason: str = "verification re-scan still matches rules") -> None:
         super().__init__(f"{reason}: {', '.join(rule_ids)}")
         self.rule_ids = rule_ids
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ResidualPII], tuple[list[str], str]]:
+        """Pickled with its own arguments (it crosses from a redaction worker process)."""
+        return (ResidualPII, (self.rule_ids, self.reason))
 
 
 class SinkError(IndexerError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
@@ -104,12 +104,15 @@ async def _finalize_failed(
 
 async def finalize_transcripts(
     documents: trio.MemoryReceiveChannel[TranscriptDocument],
-    pipeline: Pipeline,
+    finalize: Callable[[TranscriptDocument], Awaitable[TranscriptDocument]],
     outbox: Outbox,
     dead_letters: DeadLetterStore,
     stats: Statistics,
 ) -> None:
     """Finalize each document and store it in the outbox, until ``documents`` closes.
+
+    :param finalize: :meth:`Pipeline.finalize` run off the event loop
+        (:meth:`indexer.isolation.Finalizer.finalize`).
 
     A document that fails validation or redaction goes to the dead-letter store, never to
     the outbox. Resources: closes the outbox (no more documents) when it returns.
@@ -118,7 +121,7 @@ async def finalize_transcripts(
         try:
             async for document in documents:
                 try:
-                    finished = pipeline.finalize(document)
+                    finished = await finalize(document)
                 except (ValidationFailed, RedactionFailed) as exc:
                     if isinstance(exc, ValidationFailed):
                         kind = "validation_failed"

@@ -42,6 +42,7 @@ whose message names rule ids, never values. Each redacted span is recorded as an
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -269,15 +270,20 @@ def _with_value(finding: Finding, scanned: str, start: int, end: int) -> Finding
 
 
 def _parts(findings: Sequence[Finding], texts: Sequence[str], joined: str) -> list[list[Finding]]:
-    """Findings in ``joined`` (``texts`` joined by one space) cut to each text, in its offsets."""
+    """Findings in ``joined`` (``texts`` joined by one space) cut to each text, in its offsets.
+
+    Linear in texts and findings: each finding visits only the texts it overlaps.
+    """
     parts: list[list[Finding]] = [[] for _ in texts]
-    offset = 0
-    for k, text in enumerate(texts):
-        for finding in findings:
-            start, end = max(finding.start, offset), min(finding.end, offset + len(text))
+    starts = list(itertools.accumulate((len(text) + 1 for text in texts[:-1]), initial=0))
+    for finding in findings:
+        k = max(bisect.bisect_right(starts, finding.start) - 1, 0)
+        while k < len(texts) and starts[k] < finding.end:
+            offset = starts[k]
+            start, end = max(finding.start, offset), min(finding.end, offset + len(texts[k]))
             if start < end:
                 parts[k].append(_with_value(finding, joined, start - offset, end - offset))
-        offset += len(text) + 1
+            k += 1
     return parts
 
 
@@ -372,9 +378,20 @@ class RuleSet:
                 raise RedactionFailed(f"the prefilter of rules {names} raised {type(exc).__name__}") from exc
             for rule in rules:
                 try:
-                    found.extend(rule.find(text))
+                    results = list(rule.find(text))
                 except Exception as exc:
                     raise RedactionFailed(f"rule {rule.id} raised {type(exc).__name__}") from exc
+                for result in results:
+                    if not (
+                        isinstance(result, Finding)
+                        and type(result.start) is int
+                        and type(result.end) is int
+                        and 0 <= result.start <= result.end <= len(text)
+                    ):
+                        raise RedactionFailed(
+                            f"rule {rule.id} returned something that is not a finding in the text"
+                        )
+                found += results
         return _merge(found) if found else found
 
     def passage_findings(

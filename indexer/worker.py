@@ -33,6 +33,7 @@ from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import ConfigError, MalformedMessage
 from indexer.genesys import GenesysClient
+from indexer.isolation import open_finalizer
 from indexer.journal import Journal
 from indexer.models import Envelope
 from indexer.monitoring import serve_monitoring
@@ -126,7 +127,10 @@ async def _run_flow(
     restored = await _restore(journal, dead_letters) if journal is not None else []
     sinks = await _open_sinks(config, plugins)
     try:
-        async with trio.open_nursery() as nursery:
+        async with (
+            open_finalizer(pipeline, time_limit_s=config.redaction.time_limit_s) as finalizer,
+            trio.open_nursery() as nursery,
+        ):
             envelope_send, envelope_recv = trio.open_memory_channel[Envelope | Gap](ENVELOPE_BUFFER)
             document_send, document_recv = trio.open_memory_channel[TranscriptDocument](DOCUMENT_BUFFER)
             change_send, change_recv = trio.open_memory_channel[SubscriptionChange](SUBSCRIPTION_BUFFER)
@@ -161,7 +165,9 @@ async def _run_flow(
                 stats.http_url = (await nursery.start(serve_endpoints))[0]
                 log.info("metrics on %s/metrics, health on /healthz and /readyz", stats.http_url)
             nursery.start_soon(deliver)
-            nursery.start_soon(finalize_transcripts, document_recv, pipeline, outbox, dead_letters, stats)
+            nursery.start_soon(
+                finalize_transcripts, document_recv, finalizer.finalize, outbox, dead_letters, stats
+            )
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:
                 recovery_send, recovery_recv = trio.open_memory_channel[RecoveryRequest](RECOVERY_BUFFER)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from indexer.document import TranscriptDocument
 from indexer.models import (
     Call,
     ConversationEvent,
@@ -15,6 +17,7 @@ from indexer.models import (
     TranscriptResult,
     Word,
 )
+from indexer.pipeline import Pipeline
 from indexer.topics import queue_conversations_topic, transcription_topic
 
 CONVERSATION = "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11"
@@ -99,3 +102,13 @@ def conversation(*, ended: bool, conversation_id: str = CONVERSATION, direction:
         event_body=ConversationEvent(id=conversation_id, participants=participants),
         version="2",
     )
+
+
+def in_process(pipeline: Pipeline) -> Callable[[TranscriptDocument], Awaitable[TranscriptDocument]]:
+    """``pipeline.finalize`` as ``finalize_transcripts`` calls it, here in this process
+    (the worker runs it in worker processes, :mod:`indexer.isolation`)."""
+
+    async def finalize(document: TranscriptDocument) -> TranscriptDocument:
+        return pipeline.finalize(document)
+
+    return finalize

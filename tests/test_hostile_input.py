@@ -38,7 +38,7 @@ from indexer.redaction import RuleSet
 from indexer.serialization import parse_envelope
 from indexer.stats import Statistics
 from indexer.worker import _restore
-from tests.factories import conversation, transcription, utterance
+from tests.factories import conversation, in_process, transcription, utterance
 from tests.test_sdk_conformance import CALL, CONVERSATION, QUEUE
 
 TRANSCRIPTION_TOPIC = f"v2.conversations.{CONVERSATION}.transcription"
@@ -157,7 +157,9 @@ async def test_a_document_that_cannot_be_written_is_contained(tmp_path: Path) ->
     for document in [*worse, *good]:
         send.send_nowait(document)
     send.close()
-    await finalize_transcripts(receive, Pipeline(validators=(), rules=RuleSet(())), outbox, dead, stats)
+    await finalize_transcripts(
+        receive, in_process(Pipeline(validators=(), rules=RuleSet(()))), outbox, dead, stats
+    )
     assert [d.conversation_id for d in Outbox(tmp_path / "outbox").load()] == [good[0].conversation_id]
     assert [(d["kind"], d["conversation_id"]) for d in dead.read()] == [("finalize_failed", "bad")]
 
@@ -301,7 +303,7 @@ async def test_fuzzed_payloads_never_escape_containment(
         envelopes, docs_send, settings=CompletionSettings(grace_period_s=1.0), dead_letters=dead, stats=stats
     )
     outbox = Outbox(example / "outbox")
-    await finalize_transcripts(docs, Pipeline(validators=(), rules=RULES), outbox, dead, stats)
+    await finalize_transcripts(docs, in_process(Pipeline(validators=(), rules=RULES)), outbox, dead, stats)
     written = outbox.usage().entries
     assert written + stats.dead_letters >= 1  # the conversation is indexed or kept with a reason
 
@@ -369,3 +371,85 @@ def test_text_and_words_that_disagree_fail_the_document_closed() -> None:
     with pytest.raises(ResidualPII, match="disagree") as caught:
         RULES.redact(document)
     assert "415" not in str(caught.value)
+
+
+# --- plugins are isolated: redaction in worker processes, with a time limit ---------------
+
+
+def said(conversation_id: str, text: str) -> TranscriptDocument:
+    from indexer.tracker import ConversationState
+
+    state = ConversationState(conversation_id=conversation_id, first_event_at=0, last_event_at=0)
+    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
+    state.apply_transcription(transcription(utterance("u1", text, 1000)).event_body, 0)  # type: ignore[arg-type]
+    return state.to_document("ended", {})
+
+
+async def finalize_all(
+    rule: Any, documents: list[TranscriptDocument], tmp_path: Path, time_limit_s: float
+) -> tuple[list[str], list[dict[str, Any]], int]:
+    """Run ``documents`` through finalize_transcripts with ``rule`` in worker processes;
+    returns the conversations written, the dead letters, and how often the event loop
+    ticked every 50 ms meanwhile."""
+    from indexer.isolation import open_finalizer
+
+    stats = Statistics()
+    dead = DeadLetterStore(tmp_path / "dead.ndjson", stats)
+    outbox = Outbox(tmp_path / "outbox")
+    send, receive = trio.open_memory_channel[TranscriptDocument](10)
+    for document in documents:
+        send.send_nowait(document)
+    send.close()
+    ticks = 0
+    async with (
+        open_finalizer(
+            Pipeline(validators=(), rules=RuleSet((rule,))), time_limit_s=time_limit_s
+        ) as finalizer,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await trio.sleep(0.05)
+                ticks += 1
+
+        nursery.start_soon(tick)
+        await finalize_transcripts(receive, finalizer.finalize, outbox, dead, stats)
+        nursery.cancel_scope.cancel()
+    return [d.conversation_id for d in Outbox(tmp_path / "outbox").load()], dead.read(), ticks
+
+
+@pytest.mark.parametrize("what", ["junk", "interrupt", "exit", "hang"])
+async def test_a_misbehaving_rule_fails_its_conversation_only(what: str, tmp_path: Path) -> None:
+    """Junk results, KeyboardInterrupt, SystemExit or a rule that never returns: that
+    conversation is quarantined with the reason, the next one is indexed."""
+    from tests.hostile_rules import Misbehaving
+
+    written, dead, _ = await finalize_all(
+        Misbehaving(what), [said("bad", "a trigger here"), said("good", "nothing to see")], tmp_path, 3.0
+    )
+    assert written == ["good"]
+    (letter,) = dead
+    assert letter["kind"] == "redaction_failed" and letter["conversation_id"] == "bad"
+    expected = {
+        "junk": "not a finding",
+        "interrupt": "KeyboardInterrupt",
+        "exit": "SystemExit",
+        "hang": "within 3 s",
+    }
+    assert expected[what] in letter["reason"]
+
+
+async def test_a_slow_rule_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    """A rule that takes 3 s a call runs in a worker process: the event loop (sockets,
+    heartbeats, /healthz) keeps ticking meanwhile."""
+    from tests.hostile_rules import Misbehaving
+
+    start = trio.current_time()
+    written, dead, ticks = await finalize_all(
+        Misbehaving("sleep"), [said("slow", "a trigger here")], tmp_path, 30
+    )
+    elapsed = trio.current_time() - start
+    assert written == ["slow"] and dead == []
+    assert elapsed >= 3 and ticks >= (elapsed - 1) / 0.05 * 0.5, (elapsed, ticks)

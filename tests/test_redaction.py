@@ -19,7 +19,7 @@ from indexer.pipeline import Pipeline, ValidationFailed, finalize_transcripts
 from indexer.redaction import LEAD_CHARS, Finding, Operators, RuleSet, last_words, leads
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
-from tests.factories import conversation, transcription, utterance
+from tests.factories import conversation, in_process, transcription, utterance
 
 
 @attrs.frozen
@@ -172,7 +172,7 @@ async def test_failed_redaction_goes_to_dead_letters_not_the_outbox(tmp_path: Pa
     send, receive = trio.open_memory_channel[TranscriptDocument](10)
     pipeline = Pipeline(validators=(), rules=RuleSet((Exploding(),)))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(finalize_transcripts, receive, pipeline, outbox, dead, stats)
+        nursery.start_soon(finalize_transcripts, receive, in_process(pipeline), outbox, dead, stats)
         await send.send(_document("hello"))
         await send.aclose()
     assert outbox.usage().entries == 0
@@ -336,7 +336,9 @@ async def test_residual_pii_is_quarantined_with_rule_ids_only(tmp_path: Path) ->
     send, receive = trio.open_memory_channel[TranscriptDocument](10)
     async with trio.open_nursery() as nursery:
         pipeline = Pipeline(validators=(), rules=RuleSet((Sloppy(),)))
-        nursery.start_soon(finalize_transcripts, receive, pipeline, Outbox(tmp_path / "outbox"), dead, stats)
+        nursery.start_soon(
+            finalize_transcripts, receive, in_process(pipeline), Outbox(tmp_path / "outbox"), dead, stats
+        )
         await send.send(_document("one secret and another secret"))
         await send.aclose()
     (letter,) = dead.read()

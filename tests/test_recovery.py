@@ -94,7 +94,7 @@ async def test_socket_drops_and_channel_expiry_lose_no_utterance(osmem: OsmemSer
                 else:
                     for channel_id in list(emulator.channels):
                         emulator.expire_channel(channel_id)
-            with trio.fail_after(90):
+            with trio.fail_after(150):
                 await arrivals.done.wait()
             nursery.cancel_scope.cancel()
         documents = indexed_sources(index.url)

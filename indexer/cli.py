@@ -19,12 +19,14 @@ it on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -32,7 +34,7 @@ import trio
 from tqdm import tqdm
 
 from indexer.config import Config, load_config, parse_shard
-from indexer.errors import AuthenticationError, ConfigError, IndexerError
+from indexer.errors import AuthenticationError, ConfigError, IndexerError, error_code
 from indexer.logs import LOG_FORMATS, configure_logging
 from indexer.plugins import Plugins, get_plugin_manager
 
@@ -154,6 +156,38 @@ def _plugins() -> Plugins:
     return Plugins(get_plugin_manager())
 
 
+def _first_of(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_of(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+@contextlib.contextmanager
+def _bind_errors(setting: str, address: str) -> Iterator[None]:
+    """A listening socket that cannot be opened is the named setting's fault: one line."""
+    try:
+        yield
+    except BaseException as exc:
+        found = _first_of(exc, OSError)
+        unusable = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+        if isinstance(found, OSError) and found.errno in unusable and _first_indexer_error(exc) is None:
+            raise ConfigError(f"{setting} {address}: cannot listen there ({found.strerror})") from None
+        raise
+
+
+def _positive(option: str, value: float, *, allow_zero: bool = False) -> None:
+    """:raises ConfigError: ``value`` is not above zero (or at least zero)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(
+            f"{option} must be {'zero or more' if allow_zero else 'more than zero'}, not {value:g}"
+        )
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         from indexer.worker import run_worker
@@ -164,7 +198,8 @@ def _command(args: argparse.Namespace) -> int:
         if args.shard:
             parse_shard(args.shard)
             config = attrs.evolve(config, shard=args.shard)
-        trio.run(functools.partial(run_worker, config, _plugins()))
+        with _bind_errors("http_listen (INDEXER_HTTP_LISTEN)", config.http_listen):
+            trio.run(functools.partial(run_worker, config, _plugins()))
         return 0
     if args.command == "replay":
         from indexer.worker import run_replay
@@ -183,6 +218,11 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "emulate":
         from indexer.emulator import EmulatorSettings, load_corpus, serve_emulator
+
+        _positive("--speed", args.speed)
+        _positive("--interval", args.interval, allow_zero=True)
+        if args.chitchat is not None:
+            _positive("--chitchat", args.chitchat)
 
         if args.chitchat is not None:
             from indexer.demo import build_demo_corpus
@@ -206,10 +246,14 @@ def _command(args: argparse.Namespace) -> int:
             late_utterance_rate=args.late_utterance_rate,
             public_url=args.public_url,
         )
-        trio.run(functools.partial(serve_emulator, corpus, settings, host=args.host, port=args.port))
+        with _bind_errors("--host/--port", f"{args.host}:{args.port}"):
+            trio.run(functools.partial(serve_emulator, corpus, settings, host=args.host, port=args.port))
         return 0
     if args.command == "demo":
         from indexer.demo import run_demo
+
+        _positive("--conversations", args.conversations)
+        _positive("--speed", args.speed)
 
         return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
     if args.command == "search":
@@ -280,7 +324,11 @@ def _search(args: argparse.Namespace) -> int:
     try:
         total, results = run_search(sink.client, sink.alias, query)
     except OpenSearchException as exc:
-        print(f"transcript-indexer: error: OpenSearch at OPENSEARCH_URL: {exc}", file=sys.stderr)
+        status, code = getattr(exc, "status_code", ""), error_code(getattr(exc, "error", type(exc).__name__))
+        print(
+            f"transcript-indexer: error: OpenSearch at OPENSEARCH_URL: {status} {code}".rstrip(),
+            file=sys.stderr,
+        )
         return 1
     output = format_results(total, results, as_json=args.json, bold=sys.stdout.isatty())
     if output:

@@ -230,6 +230,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission …
+        raise ConfigError(f"config file {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _genesys(table: Mapping[str, Any], env: Mapping[str, str]) -> GenesysSettings:
@@ -316,6 +318,9 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         base = structure(data, Config, what="config")
     except MalformedMessage as exc:
         raise ConfigError(f"config file: {exc.reason}") from None
+    _check_numbers(base, "")
+    if base.http_listen:
+        parse_listen(base.http_listen)
     if base.shard is not None:
         parse_shard(base.shard)
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
@@ -323,6 +328,40 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
     _check_redaction(base.redaction)
     genesys = _genesys(genesys_table, env) if need_genesys else None
     return attrs.evolve(base, genesys=genesys, plugins=plugins)
+
+
+def _check_numbers(settings: Any, prefix: str) -> None:
+    """Every number of the settings is a number (not a boolean) and not negative.
+
+    :raises ConfigError: naming the setting.
+    """
+    for field in attrs.fields(type(settings)):
+        value = getattr(settings, field.name)
+        name = f"{prefix}{field.name}"
+        if attrs.has(type(value)):
+            _check_numbers(value, f"{name}.")
+        elif isinstance(value, bool) and field.type in ("int", "float", int, float):
+            raise ConfigError(f"{name} must be a number, not {str(value).lower()}")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and not value >= 0:
+            raise ConfigError(f"{name} must not be negative")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"host:port"`` → ``(host, port)``, port 0 to 65535 (0: any free port).
+
+    :raises ConfigError: naming ``INDEXER_HTTP_LISTEN`` / ``http_listen``.
+    """
+    host, colon, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not colon or not host or not 0 <= number <= 65535:
+        raise ConfigError(
+            f"http_listen {text!r} (INDEXER_HTTP_LISTEN) must be host:port with a port from 0 to 65535, "
+            "e.g. 127.0.0.1:9464, or empty to serve no endpoints"
+        )
+    return host.strip("[]"), number
 
 
 def parse_shard(text: str) -> tuple[int, int]:

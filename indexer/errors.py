@@ -22,6 +22,8 @@ Third-party exceptions are translated at the module that calls the library
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AuthenticationError",
     "ConfigError",
@@ -33,6 +35,7 @@ __all__ = [
     "ResidualPII",
     "SinkError",
     "StreamClosed",
+    "error_code",
 ]
 
 
@@ -106,3 +109,16 @@ class ResidualPII(RedactionFailed):
 
 class SinkError(IndexerError):
     """A sink gave up on a batch after its retries."""
+
+
+_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
+
+
+def error_code(value: object) -> str:
+    """An error code from a server's answer (``invalid_client``, ``security_exception``), fit
+    for a message; anything else (a free-text or echoed body, which can hold a bearer
+    token a proxy copied) is left out as ``(answer not shown)``."""
+    text = str(value or "")
+    if not text:
+        return ""
+    return text if _CODE.fullmatch(text) else "(answer not shown)"

@@ -27,7 +27,7 @@ import stamina
 import trio
 
 from indexer.config import GenesysSettings
-from indexer.errors import AuthenticationError, GenesysError, MalformedMessage
+from indexer.errors import AuthenticationError, GenesysError, MalformedMessage, error_code
 from indexer.models import (
     AnalyticsConversation,
     Channel,
@@ -480,5 +480,5 @@ def _error_code(response: httpx.Response) -> str:
     except ValueError:
         return ""
     if isinstance(body, dict):
-        return str(body.get("error") or body.get("code") or "")
+        return error_code(body.get("error") or body.get("code"))
     return ""

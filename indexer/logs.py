@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Final, TextIO
 
+import stamina
 import structlog
 
 __all__ = ["LOG_FORMATS", "configure_logging"]
@@ -57,6 +58,9 @@ def configure_logging(level: str, fmt: str, stream: TextIO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # stamina would log its retries through structlog's own default (console lines on
+    # stdout); through the standard library they take the handler above like the rest.
+    stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRetryHook])
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # opensearch-py logs every failed attempt with a traceback; the sink logs one line instead.

@@ -17,6 +17,7 @@ always means "a task failed".
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -92,6 +93,28 @@ def _build() -> cattrs.Converter:
         return parsed
 
     conv.register_structure_hook(datetime, _structure_time)
+
+    # JSON and TOML booleans are not numbers (Python's bool is an int subclass).
+    def _structure_int(value: Any, _: type) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("expected an integer")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise TypeError("expected an integer")
+        return int(value)
+
+    def _structure_float(value: Any, _: type) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("expected a number")
+        return float(value)
+
+    def _structure_bool(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        return value
+
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)  # after int: bool is an int subclass
     conv.register_unstructure_hook(datetime, format_time)
 
     def _wire_overrides(cls: type) -> dict[str, Any]:

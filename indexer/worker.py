@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -31,7 +31,7 @@ from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import Config, shard_queues
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.errors import ConfigError, MalformedMessage
+from indexer.errors import ConfigError, GenesysError, MalformedMessage
 from indexer.genesys import GenesysClient
 from indexer.isolation import open_finalizer
 from indexer.journal import Journal
@@ -62,20 +62,31 @@ RECOVERY_BUFFER: Final = 256
 CLEANUP_TIMEOUT_S: Final = 10.0
 
 
-async def _open_sinks(config: Config, plugins: Plugins) -> list[Sink]:
+@contextlib.asynccontextmanager
+async def _open_sinks(config: Config, plugins: Plugins) -> AsyncIterator[list[Sink]]:
+    """Every sink, opened (settings checked, templates installed when reachable), closed after.
+
+    :raises ConfigError: no sink is installed, or a sink's settings are wrong.
+    """
     sinks = plugins.sinks(config)
     if not sinks:
         raise ConfigError("no indexing sink is installed (install transcript-indexer-opensearch)")
-    for sink in sinks:
-        await sink.open()
-    return sinks
+    try:
+        for sink in sinks:
+            await sink.open()
+        yield sinks
+    finally:
+        for sink in sinks:
+            with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                await sink.aclose()
 
 
 def build_pipeline(config: Config, plugins: Plugins) -> Pipeline:
     """The validators and redaction rules every plugin contributes, logged once.
 
     :raises ConfigError: no redaction rule is loaded and ``redaction.allow_unredacted`` is
-        not set (transcripts would be indexed in clear).
+        not set (transcripts would be indexed in clear), or a ``[plugins.*]`` table names
+        no loaded plugin.
     """
     rules = RuleSet(tuple(plugins.redaction_rules(config)), config.redaction.build())
     validators = tuple(plugins.validators(config))
@@ -85,6 +96,11 @@ def build_pipeline(config: Config, plugins: Plugins) -> Pipeline:
             "INDEXER_DISABLED_PLUGINS?); set redaction.allow_unredacted = true to index unredacted"
         )
     names = sorted(name for name, _ in plugins.pm.list_name_plugin() if name)
+    for table in sorted(set(config.plugins) - set(names)):
+        raise ConfigError(
+            f"config file: [plugins.{table}] names no loaded plugin (loaded: {', '.join(names)}); "
+            "a typo, or a plugin not installed or in INDEXER_DISABLED_PLUGINS"
+        )
     log.info(
         "plugins: %s; %d redaction rules (rule set %s): %s; %d validators",
         ", ".join(names),
@@ -105,6 +121,7 @@ async def _run_flow(
     *,
     start_source: Callable[..., Awaitable[None]],
     pipeline: Pipeline,
+    sinks: list[Sink],
     queue_names: dict[str, str],
     live: bool,
     drain_on_signals: bool,
@@ -125,7 +142,6 @@ async def _run_flow(
         log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
     journal = Journal(Path(config.state_dir) / "journal.ndjson") if live else None
     restored = await _restore(journal, dead_letters) if journal is not None else []
-    sinks = await _open_sinks(config, plugins)
     try:
         async with (
             open_finalizer(pipeline, time_limit_s=config.redaction.time_limit_s) as finalizer,
@@ -196,10 +212,21 @@ async def _run_flow(
                 nursery.start_soon(_drain_on_signal, drain, source_scope)
             task_status.started()
     finally:
-        for sink in sinks:
-            with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                await sink.aclose()
         log.info("worker stopped: %s", stats.summary())
+
+
+@contextlib.contextmanager
+def _reaching(config: Config) -> Iterator[None]:
+    """Genesys Cloud that cannot be reached at start-up (after the client's retries) is the
+    settings' fault or the network's: one line naming them, not a traceback."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        url = config.genesys.login_base_url if config.genesys else "?"
+        raise GenesysError(
+            f"cannot reach Genesys Cloud at {url} (GENESYS_REGION, GENESYS_LOGIN_BASE_URL, "
+            f"GENESYS_API_BASE_URL): {type(exc).__name__}"
+        ) from None
 
 
 async def _restore(journal: Journal, dead_letters: DeadLetterStore) -> list[Envelope]:
@@ -254,10 +281,12 @@ async def run_worker(
     pipeline = build_pipeline(config, plugins)  # before any call to Genesys
     with open_state_dir(config.state_dir):  # before any call to Genesys too
         async with (
-            httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http
+            _open_sinks(config, plugins) as sinks,  # before Genesys too: no channel without a sink
+            httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http,
         ):
             client = GenesysClient(client_http, config.genesys)
-            queue_names = shard_queues(await client.resolve_queues(config.genesys.queues), config.shard)
+            with _reaching(config):
+                queue_names = shard_queues(await client.resolve_queues(config.genesys.queues), config.shard)
             log.info(
                 "following %d queues%s", len(queue_names), f" (shard {config.shard})" if config.shard else ""
             )
@@ -287,6 +316,7 @@ async def run_worker(
                 stats,
                 start_source=source,
                 pipeline=pipeline,
+                sinks=sinks,
                 queue_names=queue_names,
                 live=True,
                 drain_on_signals=drain_on_signals,
@@ -345,7 +375,8 @@ async def _replay(
     queue_names: dict[str, str] = {}
     if config.genesys is not None:
         async with httpx.AsyncClient(timeout=30.0) as http:
-            queue_names = await GenesysClient(http, config.genesys).resolve_queues(config.genesys.queues)
+            with _reaching(config):
+                queue_names = await GenesysClient(http, config.genesys).resolve_queues(config.genesys.queues)
     else:
         log.info("no Genesys Cloud settings: queue names stay unknown (null) in replayed documents")
 
@@ -358,14 +389,16 @@ async def _replay(
         task_status.started()
         await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters, progress=progress)
 
-    await _run_flow(
-        config,
-        plugins,
-        stats,
-        start_source=source,
-        pipeline=pipeline,
-        queue_names=queue_names,
-        live=False,
-        drain_on_signals=False,
-    )
+    async with _open_sinks(config, plugins) as sinks:
+        await _run_flow(
+            config,
+            plugins,
+            stats,
+            start_source=source,
+            pipeline=pipeline,
+            sinks=sinks,
+            queue_names=queue_names,
+            live=False,
+            drain_on_signals=False,
+        )
     return stats

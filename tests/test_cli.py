@@ -17,6 +17,14 @@ import pytest
 from tests.conftest import sample
 
 COMMAND = [sys.executable, "-m", "indexer"]
+#: Genesys settings pointing nowhere: what a test needs to get past the Genesys checks.
+GENESYS = {
+    "GENESYS_API_BASE_URL": "http://127.0.0.1:9",
+    "GENESYS_LOGIN_BASE_URL": "http://127.0.0.1:9",
+    "GENESYS_CLIENT_ID": "x",
+    "GENESYS_CLIENT_SECRET": "y",
+    "GENESYS_QUEUES": "Q",
+}
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,6 +50,12 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             {},
             "--chitchat: chitchat-dataset holds 7168 conversations, not 9000",
         ),
+        (("emulate", "--chitchat", "2", "--speed", "0"), {}, "--speed must be more than zero"),
+        (("demo", "--conversations", "0"), {}, "--conversations must be more than zero"),
+        (("run", "--config", "/"), {}, "config file /: Is a directory"),
+        (("run",), {**GENESYS, "INDEXER_HTTP_LISTEN": "nonsense"}, "http_listen 'nonsense'"),
+        (("run",), {**GENESYS, "INDEXER_HTTP_LISTEN": ":99999"}, "http_listen ':99999'"),
+        (("run",), {**GENESYS, "OPENSEARCH_URL": ""}, "OPENSEARCH_URL is not set"),
     ],
 )
 def test_setting_errors_exit_2_with_one_line(
@@ -50,8 +64,9 @@ def test_setting_errors_exit_2_with_one_line(
     """A missing or invalid setting: exit code 2, one line on stderr naming it, no traceback."""
     result = _run(*args, env=env)
     assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"transcript-indexer: error: {message}")
+    # The error is the last line; start-up may log before it (the plugins and rules loaded).
+    assert result.stderr.strip().splitlines()[-1].startswith(f"transcript-indexer: error: {message}")
+    assert "Traceback" not in result.stderr
 
 
 def test_replay_without_a_sink_setting_names_it(tmp_path: Path) -> None:
@@ -240,3 +255,61 @@ def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url
     os.close(controller)
     assert process.wait(timeout=60) == 0
     assert b"replay: 100%" in shown
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[completion]\ngrace_period_s = -5\n", "completion.grace_period_s must not be negative"),
+        (
+            "[completion]\nmax_idle_s = true\n",
+            "config file: invalid value for type, expected float @ config.completion.max_idle_s",
+        ),
+        ("[plugins.nosuch]\nx = 1\n", "config file: [plugins.nosuch] names no loaded plugin"),
+    ],
+)
+def test_settings_in_the_file_exit_2_with_one_line(toml: str, message: str, tmp_path: Path) -> None:
+    """Negative or boolean timers and tables for plugins that are not loaded: one line, exit 2,
+    before any call to Genesys or OpenSearch."""
+    config = tmp_path / "indexer.toml"
+    config.write_text(toml)
+    env = {**GENESYS, "OPENSEARCH_URL": "http://127.0.0.1:9", "INDEXER_STATE_DIR": str(tmp_path / "state")}
+    result = _run("run", "--config", str(config), env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(f"transcript-indexer: error: {message}")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_genesys_is_one_line(tmp_path: Path) -> None:
+    """After the client's retries, one line naming the settings; exit 1, no traceback."""
+    env = {**GENESYS, "OPENSEARCH_URL": "http://127.0.0.1:9", "INDEXER_STATE_DIR": str(tmp_path / "state")}
+    result = _run("run", env={**env, "INDEXER_HTTP_LISTEN": "127.0.0.1:0"})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("transcript-indexer: error: cannot reach Genesys Cloud at http://127.0.0.1:9")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_listening_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """The emulator's port (and the worker's endpoints) in use: one line naming the setting."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("emulate", "--chitchat", "2", "--port", str(port))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"transcript-indexer: error: --host/--port 127.0.0.1:{port}: cannot listen there")
+
+
+def test_a_server_body_is_never_copied_into_a_message() -> None:
+    """A proxy that echoes the request (bearer token included) in its error answer: only a
+    code-shaped value reaches a message."""
+    from indexer.errors import error_code
+
+    assert error_code("invalid_client") == "invalid_client"
+    assert error_code("security_exception") == "security_exception"
+    echoed = "<html>Authorization: Bearer eyJhbGciOi.secret</html>"
+    assert error_code(echoed) == "(answer not shown)" and "secret" not in error_code(echoed)

@@ -49,7 +49,7 @@ from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 from indexer import hookimpl
 from indexer.config import Config
 from indexer.document import TranscriptDocument
-from indexer.errors import ConfigError, SinkError
+from indexer.errors import ConfigError, SinkError, error_code
 from indexer.schemas import load_schema
 from indexer.serialization import unstructure
 from indexer.sinks import Sink, WriteResult
@@ -136,7 +136,9 @@ class OpenSearchSink:
                 f"the CA bundle that signed the cluster's certificate ({_ssl_reason(exc)})"
             ) from exc
         except TransportError as exc:
-            raise SinkError(f"OpenSearch at OPENSEARCH_URL: {exc.status_code} {exc.error}") from exc
+            raise SinkError(
+                f"OpenSearch at OPENSEARCH_URL: {exc.status_code} {error_code(exc.error)}"
+            ) from exc
         except Exception as exc:
             raise SinkError(f"OpenSearch at OPENSEARCH_URL unreachable: {type(exc).__name__}") from exc
 

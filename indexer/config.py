@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import attrs
 
+from indexer.document import MAX_PARTICIPANTS, NESTED_OBJECTS_LIMIT
 from indexer.errors import ConfigError, MalformedMessage
 from indexer.redaction import OPERATORS, Operators
 
@@ -323,6 +324,12 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         parse_listen(base.http_listen)
     if base.shard is not None:
         parse_shard(base.shard)
+    most = NESTED_OBJECTS_LIMIT - MAX_PARTICIPANTS
+    if not 1 <= base.completion.max_utterances <= most:
+        raise ConfigError(
+            f"completion.max_utterances must be between 1 and {most}: the index template's nested-object "
+            f"limit ({NESTED_OBJECTS_LIMIT}) holds the utterances and up to {MAX_PARTICIPANTS} participants"
+        )
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
         raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
     _check_redaction(base.redaction)

@@ -14,6 +14,8 @@ import attrs
 
 __all__ = [
     "COMPLETION_REASONS",
+    "MAX_PARTICIPANTS",
+    "NESTED_OBJECTS_LIMIT",
     "AuditEntry",
     "DocParticipant",
     "DocUtterance",
@@ -22,6 +24,13 @@ __all__ = [
     "RedactionSummary",
     "TranscriptDocument",
 ]
+
+#: Nested objects (utterances and participants) a document may hold: the index template's
+#: ``index.mapping.nested_objects.limit`` (``schemas/index-template.json``; a test keeps
+#: them equal). ``completion.max_utterances`` + :data:`MAX_PARTICIPANTS` stays within it.
+NESTED_OBJECTS_LIMIT: Final = 12_000
+#: Participants kept in a document (a conversation with more keeps its first ones).
+MAX_PARTICIPANTS: Final = 1_000
 
 #: Why a conversation was closed (``ended``: every end signal arrived; the others are timers,
 #: caps and shutdowns, see :mod:`indexer.completion`).

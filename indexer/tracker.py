@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 
 import attrs
 
-from indexer.document import DocParticipant, DocUtterance, DocWord, QueueRef, TranscriptDocument
+from indexer.document import (
+    MAX_PARTICIPANTS,
+    DocParticipant,
+    DocUtterance,
+    DocWord,
+    QueueRef,
+    TranscriptDocument,
+)
 from indexer.models import (
     ConversationEvent,
     TranscriptAlternative,
@@ -334,7 +341,7 @@ class ConversationState:
             queues=tuple(QueueRef(id=qid, name=name) for qid, name in queues.items()),
             direction=direction,
             language=self.language,
-            participants=tuple(
+            participants=tuple(  # bounded: nested objects count against the index's limit
                 DocParticipant(
                     participant_id=p.participant_id,
                     purpose=p.purpose,
@@ -343,7 +350,7 @@ class ConversationState:
                     started_at=p.started_at,
                     ended_at=p.ended_at,
                 )
-                for p in participants
+                for p in participants[:MAX_PARTICIPANTS]
             ),
             utterances=tuple(utterances),
             text=join_text(utterances),

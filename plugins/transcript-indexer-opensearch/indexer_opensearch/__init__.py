@@ -73,6 +73,12 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, TransportError) and exc.status_code in (429, 502, 503, 504)
 
 
+def _too_large(exc: SinkError) -> bool:
+    """The request was refused for its size (413), not the cluster unavailable."""
+    cause = exc.__cause__
+    return isinstance(cause, TransportError) and cause.status_code == 413
+
+
 def _ssl_reason(exc: SSLError) -> str:
     """The verification failure without addresses, e.g. ``self-signed certificate in chain``."""
     text = str(exc.info) if exc.info is not None else str(exc)
@@ -307,14 +313,29 @@ class OpenSearchSink:
         """Bulk-index ``documents`` in chunks of ``chunk_size`` / ``max_chunk_bytes``.
 
         After a failure the template and alias are installed again first, so a node that
-        came back empty never gets documents under a dynamic mapping.
+        came back empty never gets documents under a dynamic mapping. A batch the cluster
+        refuses for its size (413) is split until the document too large is alone: that one
+        is rejected (dead-lettered), the others are written; nothing stalls behind it.
         """
         await self._ensure_installed()
         try:
             results: list[WriteResult] = await self._call(self._bulk, documents)
-        except SinkError:
-            self._installed = False
-            raise
+        except SinkError as exc:
+            if not _too_large(exc):
+                self._installed = False
+                raise
+            # The cluster refused the request's size (413, http.max_content_length): halve
+            # the batch until the document that does not fit is alone; it alone is rejected,
+            # for good, and the rest is written.
+            if len(documents) == 1:
+                return [
+                    WriteResult(
+                        documents[0].conversation_id,
+                        error="413 document larger than the cluster accepts (http.max_content_length)",
+                    )
+                ]
+            half = len(documents) // 2
+            return [*await self.write(documents[:half]), *await self.write(documents[half:])]
         return results
 
     async def aclose(self) -> None:

@@ -197,3 +197,67 @@ async def test_after_a_rollover_an_update_replaces_the_document_where_it_is(url:
         ("c1", "transcripts-000001", "first words and more"),
         ("c2", "transcripts-000002", "a new call"),
     ]
+
+
+async def test_a_document_too_large_for_the_cluster_does_not_stall_the_rest(url: str) -> None:
+    """A cluster (here a loopback proxy in front of the node, with a small
+    ``http.max_content_length``) refuses a request with 413: the batch is split until the
+    one document too large is alone; it is rejected for good, the others are written."""
+    import httpx
+    import trio
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    limit = 200_000
+    refused = 0
+
+    async def forward(request: Request) -> Response:
+        nonlocal refused
+        body = await request.body()
+        if len(body) > limit:
+            refused += 1
+            return Response('{"error":"content too long"}', status_code=413, media_type="application/json")
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(
+                request.method,
+                f"{url}{request.url.path}",
+                params=request.query_params,
+                content=body,
+                headers={"content-type": request.headers.get("content-type", "application/json")},
+            )
+        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+
+    app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "PUT", "POST", "HEAD", "DELETE"])])
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))  # type: ignore[arg-type]
+        sink = OpenSearchSink(url=binds[0], alias="big")
+        await sink.open()
+        documents = [_document(f"c{i}", 1, "fine") for i in range(5)]
+        documents.insert(2, _document("huge", 1, "words " * 60_000))
+        results = await sink.write(documents)
+        await sink.aclose()
+        nursery.cancel_scope.cancel()
+    by_id = {r.conversation_id: r for r in results}
+    assert by_id["huge"].error is not None and "413" in by_id["huge"].error and not by_id["huge"].retry
+    assert all(by_id[f"c{i}"].ok for i in range(5)) and refused >= 1
+    client = OpenSearch(hosts=[url])
+    client.indices.refresh(index="big")
+    assert client.count(index="big")["count"] == 5
+
+
+def test_the_templates_nested_limit_holds_the_largest_document() -> None:
+    """The index template's nested-object limit is the one documents are built within:
+    the utterance cap plus the participant cap."""
+    from indexer.config import CompletionSettings
+    from indexer.document import MAX_PARTICIPANTS, NESTED_OBJECTS_LIMIT
+
+    settings = load_schema("index-template.json")["template"]["settings"]
+    assert settings["mapping"]["nested_objects"]["limit"] == NESTED_OBJECTS_LIMIT
+    assert CompletionSettings().max_utterances + MAX_PARTICIPANTS <= NESTED_OBJECTS_LIMIT

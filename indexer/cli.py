@@ -180,6 +180,24 @@ def _bind_errors(setting: str, address: str) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def _disk_errors(state_dir: str) -> Iterator[None]:
+    """A state directory that became full or read-only while running stops the worker with
+    one line: what was written stays (the journal resumes open conversations, the outbox
+    delivers what it holds) once there is room again."""
+    try:
+        yield
+    except BaseException as exc:
+        found = _first_of(exc, OSError)
+        full = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+        if isinstance(found, OSError) and found.errno in full and _first_indexer_error(exc) is None:
+            raise IndexerError(
+                f"INDEXER_STATE_DIR {state_dir}: {found.strerror}; the worker stopped with nothing lost: "
+                "make room and start it again (open conversations resume from the journal)"
+            ) from None
+        raise
+
+
 def _positive(option: str, value: float, *, allow_zero: bool = False) -> None:
     """:raises ConfigError: ``value`` is not above zero (or at least zero)."""
     if value < 0 or (value == 0 and not allow_zero):
@@ -198,7 +216,10 @@ def _command(args: argparse.Namespace) -> int:
         if args.shard:
             parse_shard(args.shard)
             config = attrs.evolve(config, shard=args.shard)
-        with _bind_errors("http_listen (INDEXER_HTTP_LISTEN)", config.http_listen):
+        with (
+            _bind_errors("http_listen (INDEXER_HTTP_LISTEN)", config.http_listen),
+            _disk_errors(config.state_dir),
+        ):
             trio.run(functools.partial(run_worker, config, _plugins()))
         return 0
     if args.command == "replay":

@@ -380,3 +380,24 @@ def test_one_worker_per_state_directory(osmem: OsmemServer, tmp_path: Path) -> N
     assert third.returncode == 2 and log.strip().splitlines()[-1].startswith(
         f"transcript-indexer: error: INDEXER_STATE_DIR {not_a_directory}: "
     ), log[-2000:]
+
+
+def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path: Path) -> None:
+    """The state directory's disk is full (its dead-letter file is /dev/full, where every
+    write fails with ENOSPC): at the first dead letter the worker stops with one line."""
+    corpus, _ = build_demo_corpus(2, seed=8, pii_share=0.0, offset=6300)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "dead-letters.ndjson").symlink_to("/dev/full")
+    with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
+        worker = run_worker("", ready, index.url, tmp_path, capture_log=True)
+        try:
+            wait_for(lambda: (state / "status.json").exists() or worker.poll() is not None, 60)
+            httpx.post(f"{ready['api_base_url']}/_emulator/faults", json={"malformed": 1})
+            _, log = worker.communicate(timeout=60)
+        finally:
+            stop(worker)
+    assert worker.returncode == 1, log[-2000:]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(f"transcript-indexer: error: INDEXER_STATE_DIR {state}: No space left on device")
+    assert "Traceback" not in log

@@ -111,8 +111,11 @@ class _Detector:
         (see :mod:`indexer.recovery`). Once the gap is over, recovery looks for
         conversations that ended unseen.
         """
-        for state in self.open.values():
+        for conversation_id, state in self.open.items():
             state.gap_affected = True
+            # Its deadline may be nearer now (one whose participants ended need not wait for
+            # its sessions' ends any more): its timer must say so, or it waits for the idle one.
+            heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
         if gap.end_ms is not None:
             self.gap_end_ms = max(self.gap_end_ms, gap.end_ms)
         if self.recovery is None:

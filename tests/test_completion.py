@@ -270,3 +270,23 @@ async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
     assert h.drained() == []
     with pytest.raises((trio.WouldBlock, trio.EndOfChannel)):
         h.recovery.receive_nowait()  # "old" never went, nor "closed" a second time
+
+
+async def test_a_gap_brings_forward_the_close_of_a_call_whose_session_end_was_lost(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Its participants ended live, its SESSION_ENDED fell in the gap: after the gap it no
+    longer waits for that end (nor for the idle timer) but closes into recovery after the
+    grace period. (Before, its timer still said idle: found by the emulator's IVR timing.)"""
+    h = Harness(state_dir, recovery=True)
+    assert h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(transcription(utterance("u1", "hi", 1000)))
+        await h.send.send(conversation(ended=True))
+        start = trio.current_time()
+        await h.send.send(Gap(start_ms=1_000, end_ms=None))
+        request = await h.recovery.receive()
+        assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
+        assert trio.current_time() - start <= SETTINGS.grace_period_s + 1 < SETTINGS.max_idle_s
+        nursery.cancel_scope.cancel()

@@ -453,3 +453,14 @@ async def test_a_slow_rule_does_not_stall_the_event_loop(tmp_path: Path) -> None
     elapsed = trio.current_time() - start
     assert written == ["slow"] and dead == []
     assert elapsed >= 3 and ticks >= (elapsed - 1) / 0.05 * 0.5, (elapsed, ticks)
+
+
+def test_the_installed_rules_can_run_in_worker_processes() -> None:
+    """The built-in and example rules pickle (no lambdas), so the worker runs them in worker
+    processes rather than falling back to threads."""
+    import pickle
+
+    validators = tuple(Plugins(get_plugin_manager(env={})).validators(Config()))
+    restored = pickle.loads(pickle.dumps(Pipeline(validators=validators, rules=RULES)))
+    assert restored.rules.version == RULES.version
+    assert restored.rules.redact_text("call me at 415 555 0123")[0] == "call me at [PHONE_NUMBER]"

@@ -378,6 +378,21 @@ def _bare_phone(value: str) -> bool:
     return len(digits) == 10 or (len(digits), digits[: len(digits) - 10]) in ((11, "1"), (13, "001"))
 
 
+def _international_length(value: str) -> bool:
+    """An international number has 8 to 15 digits (E.164)."""
+    return 8 <= len(re.sub(r"\D", "", value)) <= 15
+
+
+def _uk_length(value: str) -> bool:
+    """A UK national number has 10 or 11 digits."""
+    return len(re.sub(r"\D", "", value)) in (10, 11)
+
+
+def _card_digits_valid(value: str) -> bool:
+    """The digits of ``value`` pass the Luhn check."""
+    return luhn_valid(re.sub(r"\D", "", value))
+
+
 # Patterns begin with a character class and check the character before it in a look-behind
 # after it ("\d(?<![\d-]\d)" rather than "(?<![\d-])\d"), so the regular expression engine
 # can skip to candidate characters.
@@ -429,7 +444,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         pattern=re.compile(
             r"\+(?<![\w+]\+)\d{1,3}[ -]?(?:\(0\)[ -]?|0[ -])?\d{2,5}(?:[ -]?\d{2,7}){1,4}(?!\d)"
         ),
-        validate=lambda v: 8 <= len(re.sub(r"\D", "", v)) <= 15,
+        validate=_international_length,
         min_digits=8,
     ),
     PatternRule(
@@ -438,7 +453,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         version="1",
         # national format with the trunk 0: 0161 4960371, (029) 2018 0678, 01174960265
         pattern=re.compile(r"(?=[(0])(?<![\w+])(?:\(0\d{2,4}\) ?|0\d{2,4}[ -]?)\d{3,4}[ -]?\d{3,4}(?![\d-])"),
-        validate=lambda v: len(re.sub(r"\D", "", v)) in (10, 11),
+        validate=_uk_length,
         min_digits=10,
     ),
     PatternRule(
@@ -480,7 +495,7 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         entity_type="CREDIT_CARD",
         version="1",
         pattern=_CARD_DIGITS,
-        validate=lambda v: luhn_valid(re.sub(r"\D", "", v)),
+        validate=_card_digits_valid,
         context=any_words("card", "credit", "debit", "visa", "mastercard", "amex"),
         min_digits=12,
     ),

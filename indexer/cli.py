@@ -138,14 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _first_indexer_error(exc: BaseException) -> IndexerError | None:
-    if isinstance(exc, IndexerError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_indexer_error(inner)
-            if found is not None:
-                return found
-    return None
+    found = _first_of(exc, IndexerError)
+    return found if isinstance(found, IndexerError) else None
 
 
 def _load(path: Path | None, *, need_genesys: bool) -> Config:
@@ -157,6 +151,7 @@ def _plugins() -> Plugins:
 
 
 def _first_of(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` itself or the first exception of ``kind`` in its (nested) groups."""
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):

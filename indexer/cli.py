@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -163,34 +163,37 @@ def _first_of(exc: BaseException, kind: type[BaseException]) -> BaseException | 
 
 
 @contextlib.contextmanager
-def _bind_errors(setting: str, address: str) -> Iterator[None]:
-    """A listening socket that cannot be opened is the named setting's fault: one line."""
+def _os_errors(errnos: tuple[int, ...], explain: Callable[[OSError], IndexerError]) -> Iterator[None]:
+    """An ``OSError`` with one of ``errnos`` anywhere in what the block raises (unless an
+    error of ours says more) becomes ``explain(it)``: one line, no traceback."""
     try:
         yield
     except BaseException as exc:
         found = _first_of(exc, OSError)
-        unusable = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
-        if isinstance(found, OSError) and found.errno in unusable and _first_indexer_error(exc) is None:
-            raise ConfigError(f"{setting} {address}: cannot listen there ({found.strerror})") from None
+        if isinstance(found, OSError) and found.errno in errnos and _first_indexer_error(exc) is None:
+            raise explain(found) from None
         raise
 
 
-@contextlib.contextmanager
-def _disk_errors(state_dir: str) -> Iterator[None]:
+def _bind_errors(setting: str, address: str) -> contextlib.AbstractContextManager[None]:
+    """A listening socket that cannot be opened is the named setting's fault."""
+    return _os_errors(
+        (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES),
+        lambda found: ConfigError(f"{setting} {address}: cannot listen there ({found.strerror})"),
+    )
+
+
+def _disk_errors(state_dir: str) -> contextlib.AbstractContextManager[None]:
     """A state directory that became full or read-only while running stops the worker with
     one line: what was written stays (the journal resumes open conversations, the outbox
     delivers what it holds) once there is room again."""
-    try:
-        yield
-    except BaseException as exc:
-        found = _first_of(exc, OSError)
-        full = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
-        if isinstance(found, OSError) and found.errno in full and _first_indexer_error(exc) is None:
-            raise IndexerError(
-                f"INDEXER_STATE_DIR {state_dir}: {found.strerror}; the worker stopped with nothing lost: "
-                "make room and start it again (open conversations resume from the journal)"
-            ) from None
-        raise
+    return _os_errors(
+        (errno.ENOSPC, errno.EROFS, errno.EDQUOT),
+        lambda found: IndexerError(
+            f"INDEXER_STATE_DIR {state_dir}: {found.strerror}; the worker stopped with nothing lost: "
+            "make room and start it again (open conversations resume from the journal)"
+        ),
+    )
 
 
 def _positive(option: str, value: float, *, allow_zero: bool = False) -> None:

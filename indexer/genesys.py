@@ -204,11 +204,30 @@ class GenesysClient:
             )
 
     @staticmethod
-    def _parse(response: httpx.Response, cls: type[Any]) -> Any:
+    def _json(response: httpx.Response) -> Any:
+        """The JSON body of ``response``.
+
+        :raises GenesysError: it is not JSON (the message names the path, never the body).
+        """
         try:
-            return structure(response.json(), cls, what=response.request.url.path)
-        except (ValueError, MalformedMessage) as exc:
-            raise GenesysError(f"unexpected response from {response.request.url.path}: {exc}") from None
+            return response.json()
+        except ValueError:
+            raise GenesysError(f"unexpected response from {response.request.url.path}: not JSON") from None
+
+    @staticmethod
+    def _parse_json(data: Any, cls: type[Any], what: str) -> Any:
+        """``data`` structured as ``cls``.
+
+        :raises GenesysError: it does not fit (the message names ``what`` and the fields).
+        """
+        try:
+            return structure(data, cls)
+        except MalformedMessage as exc:
+            raise GenesysError(f"unexpected {what}: {exc.reason}") from None
+
+    def _parse(self, response: httpx.Response, cls: type[Any]) -> Any:
+        """The JSON body of ``response`` structured as ``cls`` (:meth:`_json`, :meth:`_parse_json`)."""
+        return self._parse_json(self._json(response), cls, f"response from {response.request.url.path}")
 
     async def create_channel(self) -> Channel:
         """``POST /api/v2/notifications/channels`` (reference §3.2)."""
@@ -296,12 +315,7 @@ class GenesysClient:
         :raises GenesysError: the call failed, or the body is not JSON.
         """
         response = await self.request("GET", path)
-        if response.status_code == 404:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise GenesysError(f"GET {path.split('?')[0]}: the answer is not JSON") from None
+        return None if response.status_code == 404 else self._json(response)
 
     async def conversation(self, conversation_id: str) -> Any | None:
         """``GET /api/v2/conversations/{id}`` (reference §6.3), ``None`` if unknown."""
@@ -334,19 +348,10 @@ class GenesysClient:
                     raise _Retryable(response)
         if response.status_code != 200:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            raise GenesysError("unexpected post-call transcript: not JSON") from None
-        transcript: PostCallTranscript = self._parse_json(data, PostCallTranscript, "post-call transcript")
+        transcript: PostCallTranscript = self._parse_json(
+            self._json(response), PostCallTranscript, "post-call transcript"
+        )
         return transcript
-
-    @staticmethod
-    def _parse_json(data: Any, cls: type[Any], what: str) -> Any:
-        try:
-            return structure(data, cls, what=what)
-        except MalformedMessage as exc:
-            raise GenesysError(f"unexpected {what}: {exc.reason}") from None
 
     async def conversation_details(self, conversation_id: str) -> AnalyticsConversation | None:
         """``GET /api/v2/analytics/conversations/{id}/details`` (reference §6.4), ``None`` if unknown.
@@ -375,10 +380,11 @@ class GenesysClient:
         )
         if response.status_code != 200 or not response.content:
             return None
-        data = response.json()
+        data = self._json(response)
         if not isinstance(data, list) or not data:
             return None
-        return [self._parse_item(item, Recording, response) for item in data if item is not None]
+        what = f"response from {response.request.url.path}"
+        return [self._parse_json(item, Recording, what) for item in data if item is not None]
 
     async def messaging_conversation(self, conversation_id: str) -> MessagingConversation | None:
         """``GET /api/v2/conversations/messages/{id}`` (SDK ``MessageConversation``), ``None`` on 404.
@@ -407,12 +413,6 @@ class GenesysClient:
             listing: TextMessageListing = self._parse(response, TextMessageListing)
             found.extend(listing.entities)
         return found
-
-    def _parse_item(self, data: Any, cls: type[Any], response: httpx.Response) -> Any:
-        try:
-            return structure(data, cls, what=response.request.url.path)
-        except MalformedMessage as exc:
-            raise GenesysError(f"unexpected response from {response.request.url.path}: {exc}") from None
 
     async def ended_conversations(
         self, start: str, end: str, queue_ids: Iterable[str]
@@ -453,10 +453,7 @@ class GenesysClient:
                 ],
             }  # fmt: skip
             response = await self.request("POST", "/api/v2/analytics/conversations/details/query", json=body)
-            try:
-                data = response.json()
-            except ValueError:
-                raise GenesysError("unexpected answer to the details query: not JSON") from None
+            data = self._json(response)
             rows = data.get("conversations") if isinstance(data, dict) else None
             rows = rows if isinstance(rows, list) else []
             for row in rows:

@@ -182,6 +182,18 @@ def utterances_from_post_call(transcript: PostCallTranscript) -> list[DocUtteran
     return sorted(utterances, key=lambda u: (u.spoken_at or datetime.min.replace(tzinfo=UTC), u.utterance_id))
 
 
+def _rest_state(conversation_id: str, conversation: Any) -> ConversationState:
+    """The state of a conversation from ``GET /api/v2/conversations/{id}`` (``None``: unknown
+    to REST, the conversation id alone).
+
+    :raises MalformedMessage: the answer is not a conversation.
+    """
+    event = structure(conversation or {"id": conversation_id}, ConversationEvent, what="conversation")
+    state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)
+    state.apply_conversation(event, 0.0)
+    return state
+
+
 def _with_messages(document: TranscriptDocument, utterances: Sequence[DocUtterance]) -> TranscriptDocument:
     return attrs.evolve(
         document,
@@ -252,23 +264,29 @@ class _Recovery:
                 found.append(transcript)
         return found
 
-    async def post_call(
-        self, conversation_id: str, communication_ids: Sequence[str]
-    ) -> list[PostCallTranscript]:
-        """Every post-call transcript found, waiting while none is ready (until stopping)."""
+    async def _until_ready(self, fetch: Callable[[], Awaitable[list[_T]]]) -> list[_T]:
+        """``fetch()`` every ``post_call_retry_s`` until it finds something, for at most
+        ``post_call_wait_s`` (or until stopping); what it found last."""
         deadline = trio.current_time() + self.settings.post_call_wait_s
-        while communication_ids:
-            found = await self.transcripts(conversation_id, communication_ids)
+        while True:
+            found = await fetch()
             if found or trio.current_time() >= deadline or self.stopping.is_set():
                 return found
             with trio.move_on_after(self.settings.post_call_retry_s):
                 await self.stopping.wait()
-        return []
+
+    async def post_call(
+        self, conversation_id: str, communication_ids: Sequence[str]
+    ) -> list[PostCallTranscript]:
+        """Every post-call transcript found, waiting while none is ready (until stopping)."""
+        if not communication_ids:
+            return []
+        return await self._until_ready(lambda: self.transcripts(conversation_id, communication_ids))
 
     async def messages(self, document: TranscriptDocument) -> list[DocUtterance]:
         """A digital conversation's messages, waiting while none can be had (until stopping)."""
-        deadline = trio.current_time() + self.settings.post_call_wait_s
-        while True:
+
+        async def fetch() -> list[DocUtterance]:
             found = await fetch_messages(
                 self.client,
                 document.conversation_id,
@@ -276,10 +294,9 @@ class _Recovery:
                 document.started_at,
                 inbound=document.direction != "outbound",
             )
-            if found or trio.current_time() >= deadline or self.stopping.is_set():
-                return found or []
-            with trio.move_on_after(self.settings.post_call_retry_s):
-                await self.stopping.wait()
+            return found or []
+
+        return await self._until_ready(fetch)
 
     async def contained(
         self, conversation_id: str | None, work: Callable[[_A], Awaitable[None]], argument: _A
@@ -420,17 +437,15 @@ class _Recovery:
     async def _replace(self, entry: FollowUp, transcripts: list[PostCallTranscript]) -> None:
         """The whole document from the REST conversation and the late transcript, at a higher version."""
         try:
-            conversation = await self.client.conversation(entry.conversation_id)
-            event = structure(
-                conversation or {"id": entry.conversation_id}, ConversationEvent, what="conversation"
-            )
+            state = _rest_state(entry.conversation_id, await self.client.conversation(entry.conversation_id))
         except (*API_ERRORS, MalformedMessage) as exc:
-            log.warning("conversation %s: %s; indexed from its transcript alone", entry.conversation_id, exc)
-            event = ConversationEvent(id=entry.conversation_id)
-        state = ConversationState(
-            conversation_id=entry.conversation_id, first_event_at=0.0, last_event_at=0.0
-        )
-        state.apply_conversation(event, 0.0)
+            log.warning(
+                "conversation %s: %s; indexed from its transcript alone",
+                entry.conversation_id,
+                exc,
+                extra={"conversation_id": entry.conversation_id},
+            )
+            state = _rest_state(entry.conversation_id, None)
         state.indexed_version = entry.version
         document = _with_post_call(state.to_document("ended", self.queue_names), transcripts)
         self.stats.recovered["follow_ups_reconciled"] += 1
@@ -528,7 +543,7 @@ class _Recovery:
             self.stats.recovered["failed"] += 1
             return
         try:
-            event = structure(conversation, ConversationEvent, what="conversation")
+            state = _rest_state(conversation_id, conversation)
         except MalformedMessage as exc:
             log.warning(
                 "conversation %s could not be recovered: %s",
@@ -538,8 +553,6 @@ class _Recovery:
             )
             self.stats.recovered["failed"] += 1
             return
-        state = ConversationState(conversation_id=conversation_id, first_event_at=0.0, last_event_at=0.0)
-        state.apply_conversation(event, 0.0)
         document = state.to_document("ended", self.queue_names)
         if state.is_digital():
             await self.reconcile_digital(document)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
+import trio
+
+from indexer.completion import detect_completion
+from indexer.config import CompletionSettings
+from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
+from indexer.journal import Journal
 from indexer.models import (
     Call,
     ConversationEvent,
@@ -18,6 +25,8 @@ from indexer.models import (
     Word,
 )
 from indexer.pipeline import Pipeline
+from indexer.recovery import Gap
+from indexer.stats import Statistics
 from indexer.topics import queue_conversations_topic, transcription_topic
 
 CONVERSATION = "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11"
@@ -112,3 +121,31 @@ def in_process(pipeline: Pipeline) -> Callable[[TranscriptDocument], Awaitable[T
         return pipeline.finalize(document)
 
     return finalize
+
+
+async def run_detector(
+    envelopes: Sequence[Envelope],
+    state_dir: Path,
+    *,
+    journal: Journal | None = None,
+    queue_names: dict[str, str] | None = None,
+) -> tuple[list[TranscriptDocument], Statistics, DeadLetterStore]:
+    """The documents the detector makes of ``envelopes`` (flushed at the end of the stream),
+    its counters and its dead-letter store (at most 100 documents)."""
+    stats = Statistics()
+    dead = DeadLetterStore(state_dir / "dead.ndjson", stats)
+    send, receive = trio.open_memory_channel[Envelope | Gap](len(envelopes) + 1)
+    docs_send, docs = trio.open_memory_channel[TranscriptDocument](100)
+    for envelope in envelopes:
+        send.send_nowait(envelope)
+    send.close()
+    await detect_completion(
+        receive,
+        docs_send,
+        settings=CompletionSettings(grace_period_s=1.0),
+        dead_letters=dead,
+        stats=stats,
+        queue_names=queue_names,
+        journal=journal,
+    )
+    return [d async for d in docs], stats, dead

@@ -38,7 +38,7 @@ from indexer.redaction import RuleSet
 from indexer.serialization import parse_envelope
 from indexer.stats import Statistics
 from indexer.worker import _restore
-from tests.factories import conversation, in_process, transcription, utterance
+from tests.factories import conversation, in_process, run_detector, transcription, utterance
 from tests.test_sdk_conformance import CALL, CONVERSATION, QUEUE
 
 TRANSCRIPTION_TOPIC = f"v2.conversations.{CONVERSATION}.transcription"
@@ -91,23 +91,6 @@ async def test_poison_frames_are_dead_lettered_with_a_reason(raw: str, tmp_path:
     assert stats.messages["malformed"] == 1 and [d["kind"] for d in dead.read()] == ["malformed_message"]
 
 
-async def run_detector(
-    envelopes: list[Envelope], tmp_path: Path, journal: Journal | None = None
-) -> tuple[list[TranscriptDocument], Statistics, DeadLetterStore]:
-    stats = Statistics()
-    dead = DeadLetterStore(tmp_path / "dead.ndjson", stats)
-    send, receive = trio.open_memory_channel[Envelope | Gap](len(envelopes) + 1)
-    docs_send, docs = trio.open_memory_channel[TranscriptDocument](100)
-    for envelope in envelopes:
-        send.send_nowait(envelope)
-    send.close()
-    await detect_completion(
-        receive, docs_send, settings=CompletionSettings(grace_period_s=1.0), dead_letters=dead, stats=stats,
-        journal=journal,
-    )  # fmt: skip
-    return [d async for d in docs], stats, dead
-
-
 async def test_a_frame_the_tracker_cannot_take_is_contained(tmp_path: Path) -> None:
     """An envelope the tracker raises on (built past the parser) is dead-lettered; the
     conversation it belongs to and every other one go on."""
@@ -123,7 +106,7 @@ async def test_a_frame_the_tracker_cannot_take_is_contained(tmp_path: Path) -> N
         transcription(status="SESSION_ENDED"),
     ]
     journal = Journal(tmp_path / "journal.ndjson")
-    documents, stats, dead = await run_detector(envelopes, tmp_path, journal)
+    documents, stats, dead = await run_detector(envelopes, tmp_path, journal=journal)
     assert [d.completion_reason for d in documents] == ["ended"]
     assert stats.messages["failed"] == 1
     (letter,) = dead.read()

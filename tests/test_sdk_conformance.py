@@ -25,18 +25,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer import models
-from indexer.completion import detect_completion
-from indexer.config import CompletionSettings
-from indexer.deadletter import DeadLetterStore
 from indexer.digital import utterances_from_messages, utterances_from_recordings
 from indexer.document import TranscriptDocument
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
 from indexer.emulator.scenario import Scenario, build_scenario
 from indexer.models import Envelope
-from indexer.recovery import Gap, utterances_from_post_call
+from indexer.recovery import utterances_from_post_call
 from indexer.serialization import parse_envelope, structure
-from indexer.stats import Statistics
 from indexer.tracker import ConversationState
+from tests.factories import run_detector
 from tests.sdk import differences
 
 SDK_SAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "samples" / "sdk"
@@ -340,25 +337,6 @@ def altered(data: Any, path: tuple[Any, ...], how: str) -> Any:
     return result
 
 
-async def index(frames: list[Envelope], state_dir: Path) -> tuple[list[TranscriptDocument], Statistics]:
-    """The documents the detector makes of ``frames`` (flushed at the end of the stream)."""
-    stats = Statistics()
-    send, receive = trio.open_memory_channel[Envelope | Gap](len(frames) + 1)
-    docs_send, docs = trio.open_memory_channel[TranscriptDocument](10)
-    for frame in frames:
-        send.send_nowait(frame)
-    send.close()
-    await detect_completion(
-        receive,
-        docs_send,
-        settings=CompletionSettings(grace_period_s=1.0),
-        dead_letters=DeadLetterStore(state_dir / "dead.ndjson", stats),
-        stats=stats,
-        queue_names={QUEUE: "Billing Support"},
-    )
-    return [d async for d in docs], stats
-
-
 def call_frames() -> list[tuple[str, dict[str, Any]]]:
     """The sample call as (topic, eventBody) pairs, in the order Genesys sends them."""
     queue_topic = f"v2.routing.queues.{QUEUE}.conversations"
@@ -392,7 +370,7 @@ async def indexed_after(changes: list[Change], state_dir: Path) -> TranscriptDoc
         parse_envelope(json.dumps({"topicName": topic, "version": "2", "eventBody": body}))
         for (topic, _), body in zip(CALL, bodies, strict=True)
     ]
-    documents, stats = await index(envelopes, state_dir)
+    documents, stats, _ = await run_detector(envelopes, state_dir, queue_names={QUEUE: "Billing Support"})
     assert [d.conversation_id for d in documents] == [CONVERSATION], changes
     assert stats.messages["malformed"] == 0 and stats.dead_letters == 0, changes
     (document,) = documents

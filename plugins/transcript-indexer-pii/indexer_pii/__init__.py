@@ -24,6 +24,7 @@ from indexer_pii.rules import (
     iban_valid,
     luhn_valid,
     may_find,
+    may_find_spelled,
     ssn_valid,
     with_spoken_forms,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "iban_valid",
     "luhn_valid",
     "may_find",
+    "may_find_spelled",
     "ssn_valid",
     "transcript_indexer_redaction_rules",
     "with_spoken_forms",

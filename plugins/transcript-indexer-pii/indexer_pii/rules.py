@@ -22,6 +22,7 @@ __all__ = [
     "iban_valid",
     "luhn_valid",
     "may_find",
+    "may_find_spelled",
     "ssn_valid",
     "windows",
     "with_spoken_forms",
@@ -166,9 +167,9 @@ def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[_Window]:
 
 
 @functools.lru_cache(maxsize=64)
-def _scan(text: str) -> _Scan:
+def _scan(text: str, letters: bool = False) -> _Scan:
     # every rule calls this with the same text in turn; the cache makes it once per text
-    spoken = normalize(text)
+    spoken = normalize(text, letters=letters)
     found = windows(text)
     if spoken is None:
         return _Scan(_pieces(text, found), None, []) if found else _NOTHING
@@ -183,10 +184,16 @@ def may_find(text: str) -> bool:
     return _scan(text) is not _NOTHING
 
 
+def may_find_spelled(text: str) -> bool:
+    """:func:`may_find` counting short spoken alphanumeric values too: the prefilter of
+    windowed rules with :attr:`PatternRule.alphanumeric`."""
+    return _scan(text, True) is not _NOTHING
+
+
 @functools.lru_cache(maxsize=64)
-def _whole(text: str) -> _Scan:
+def _whole(text: str, letters: bool = False) -> _Scan:
     # as _scan: every rule that is not windowed reads the same text in turn
-    spoken = normalize(text)
+    spoken = normalize(text, letters=letters)
     return _Scan(
         _pieces(text, [(0, len(text))]),
         spoken,
@@ -195,7 +202,12 @@ def _whole(text: str) -> _Scan:
 
 
 def with_spoken_forms(
-    find: Callable[[str], Iterable[Finding]], text: str, *, windowed: bool = True, min_digits: int = 0
+    find: Callable[[str], Iterable[Finding]],
+    text: str,
+    *,
+    windowed: bool = True,
+    min_digits: int = 0,
+    letters: bool = False,
 ) -> Iterable[Finding]:
     """``find`` over ``text``, then over its spoken forms rewritten, mapped back to ``text``.
 
@@ -207,8 +219,10 @@ def with_spoken_forms(
         both texts are searched whole.
     :param min_digits: texts and windows with fewer digits are skipped
         (:attr:`PatternRule.min_digits`).
+    :param letters: also rewrite short spoken alphanumeric values (``s w one a one a a``;
+        :attr:`PatternRule.alphanumeric`).
     """
-    scan = _scan(text) if windowed else _whole(text)
+    scan = _scan(text, letters) if windowed else _whole(text, letters)
     return () if scan is _NOTHING else _found(find, text, scan, min_digits)
 
 
@@ -250,8 +264,14 @@ class PatternRule:
         searched.
     :ivar min_digits: the fewest digits (``\\d``) a match holds; text with fewer is not
         searched (a card number: 12). Too high a value makes the rule miss values.
-    :ivar prefilter: :func:`may_find` when ``windowed``: the rule set skips every windowed
-        rule at once in text without candidates.
+    :ivar alphanumeric: the values mix letters and digits and may hold only one or two
+        digits (a postcode ``SW1A 1AA``, a licence plate): their spoken forms are read too
+        (``s w one a one a a`` → ``sw1a1aa``; :func:`indexer_pii.spoken.normalize` with
+        ``letters``), and a spelled ``a`` or ``i`` said last is a letter unless a word
+        follows it.
+    :ivar prefilter: :func:`may_find` (:func:`may_find_spelled` if ``alphanumeric``) when
+        ``windowed``: the rule set skips every windowed rule at once in text without
+        candidates.
     :raises ValueError: ``context_chars`` over 40 for a windowed rule.
     """
 
@@ -264,11 +284,14 @@ class PatternRule:
     context_chars: int = attrs.field(default=40)
     windowed: bool = True
     min_digits: int = 0
+    alphanumeric: bool = False
     prefilter: Prefilter | None = attrs.field(init=False, repr=False, eq=False)
 
     @prefilter.default
     def _prefilter(self) -> Prefilter | None:
-        return may_find if self.windowed else None
+        if not self.windowed:
+            return None
+        return may_find_spelled if self.alphanumeric else may_find
 
     @context_chars.validator
     def _check_context_chars(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -277,7 +300,9 @@ class PatternRule:
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every validated match in ``text``, written or spoken (:mod:`indexer_pii.spoken`)."""
-        return with_spoken_forms(self._find, text, windowed=self.windowed, min_digits=self.min_digits)
+        return with_spoken_forms(
+            self._find, text, windowed=self.windowed, min_digits=self.min_digits, letters=self.alphanumeric
+        )
 
     def _find(self, text: str) -> list[Finding]:
         context, validate = self.context, self.validate

@@ -15,8 +15,14 @@ What is rewritten:
   ``one two three, four five, six seven eight nine`` → ``123 45 6789``; ``dot`` or
   ``point`` between numbers is a ``.`` (``one nine two dot one six eight ...``). Single letters
   next to them are kept (``g b eight two w e s t ...`` → ``gb82west...``), so spelled
-  IBANs and postcodes come out whole. A run is rewritten only if it holds a spoken
-  number word and gives at least 3 digits.
+  IBANs come out whole. A run is rewritten only if it holds a spoken number word and
+  gives at least 3 digits; a lone ``a`` or ``i`` at either end is taken for a word.
+- **short alphanumeric values** (``letters=True``, for rules whose values mix letters and
+  digits: :attr:`indexer_pii.PatternRule.alphanumeric`): a run with one spoken digit is
+  enough when it also holds a spelled letter and at least 5 characters (``s w one a one
+  a a`` → ``sw1a1aa``, ``e c two a one b b`` → ``ec2a1bb``), and a trailing ``a`` or
+  ``i`` is a letter unless a word follows it (``… one a a i think``: the ``i`` is a word,
+  the ``a`` before it a letter; ``… six a day``: the ``a`` is a word).
 - **emails**: ``jane dot doe at example dot com`` → ``jane.doe@example.com``: a local part
   of up to three words (joined by ``dot``, ``underscore``, ``dash`` or nothing), ``at``, and
   labels joined by ``dot`` ending in a known top-level domain.
@@ -171,8 +177,24 @@ def _spelled_o(tokens: list[_Token], j: int) -> bool:
     )
 
 
-def _runs(tokens: list[_Token]) -> list[_Edit]:
-    """Number runs, rewritten."""
+#: Words after which a trailing spelled ``a`` or ``i`` is still a letter.
+_AFTER_SPELLED: Final = frozenset({
+    "and", "or", "but", "is", "that", "thats", "that's", "right", "correct", "yes", "yeah", "ok",
+    "okay", "please", "thanks", "thank", "so", "then", "sorry", "got", "did", "was",
+})  # fmt: skip
+
+
+def _word_follows(tokens: list[_Token], position: int) -> bool:
+    """The token after ``position`` is a word that an article or "I" may precede."""
+    following = next((token for token in tokens if token.start >= position), None)
+    if following is None:
+        return False
+    word = following.word
+    return len(word) > 1 and word.isalpha() and word not in _AFTER_SPELLED
+
+
+def _runs(tokens: list[_Token], *, letters: bool = False) -> list[_Edit]:
+    """Number runs, rewritten (``letters``: short alphanumeric runs too; see the module)."""
     found = []
     i = 0
     while i < len(tokens):
@@ -225,13 +247,23 @@ def _runs(tokens: list[_Token]) -> list[_Edit]:
                 pieces.pop(0)
             else:
                 break
-        while pieces and pieces[-1][0] in ("a", "i"):
-            pieces.pop()
-        if spoken and digits >= 3 and pieces:
+        if letters:
+            while pieces and pieces[-1][0] in ("a", "i") and _word_follows(tokens, pieces[-1][2]):
+                pieces.pop()
+        else:
+            while pieces and pieces[-1][0] in ("a", "i"):
+                pieces.pop()
+        if spoken and pieces and (digits >= 3 or (letters and digits and _short_value(pieces))):
             found.append(pieces)
         # A run that failed fails from every later start too (fewer digits, no more words).
         i = max(j, i + 1)
     return found
+
+
+def _short_value(pieces: _Edit) -> bool:
+    """The rewritten run holds a spelled letter and at least 5 characters (``sw1a1aa``)."""
+    value = "".join(piece for piece, _, _ in pieces).replace(" ", "")
+    return len(value) >= 5 and any(ch.isalpha() for ch in value)
 
 
 def _emails(tokens: list[_Token]) -> list[_Edit]:
@@ -315,8 +347,11 @@ def _stretches(text: str) -> list[tuple[int, int]]:
     return word_windows(text, spans, _REACH, _REACH)
 
 
-def normalize(text: str) -> Normalized | None:
-    """``text`` with spoken forms rewritten, or ``None`` when it holds none."""
+def normalize(text: str, *, letters: bool = False) -> Normalized | None:
+    """``text`` with spoken forms rewritten, or ``None`` when it holds none.
+
+    :param letters: rewrite short alphanumeric runs too (see the module docstring).
+    """
     edits: list[_Edit] = []
     for span_start, span_end in _stretches(text):
         tokens = [_Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text, span_start, span_end)]
@@ -325,7 +360,7 @@ def normalize(text: str) -> Normalized | None:
         edits += emails
         edits += [
             run
-            for run in _runs(tokens)
+            for run in _runs(tokens, letters=letters)
             if all(run[-1][2] <= start or end <= run[0][1] for start, end in taken)
         ]
     if not edits:

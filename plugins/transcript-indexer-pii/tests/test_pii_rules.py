@@ -18,6 +18,7 @@ from indexer_pii.rules import (
     ssn_valid,
     with_spoken_forms,
 )
+from indexer_pii.spoken import normalize
 
 RULESET = RuleSet(RULES)
 
@@ -289,6 +290,44 @@ def test_a_rule_without_candidates_searches_the_whole_text() -> None:
     text = "I live at SW1A 1AA in London"
     assert list(windowed.find(text)) == []  # "1A 1": no two digits close together
     assert [(f.start, f.end) for f in whole.find(text)] == [(10, 18)]
+
+
+UK_POSTCODE = re.compile(r"(?<![a-z0-9])[a-z]{1,2}\d[a-z\d]? ?\d[a-z]{2}(?![a-z0-9])", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("my postcode is s w one a one a a", "my postcode is [POSTCODE]"),
+        ("it's e c two a one b b thanks", "it's [POSTCODE] thanks"),
+        ("postcode S W one A, one A A.", "postcode [POSTCODE]."),
+        ("s w one a one a a i think", "[POSTCODE] i think"),  # "i" before a verb is a word
+        ("it is m one one a e and the house", "it is [POSTCODE] and the house"),
+        ("I live at SW1A 1AA in London", "I live at [POSTCODE] in London"),  # written still works
+    ],
+)
+def test_alphanumeric_rules_read_short_spoken_values(text: str, redacted: str) -> None:
+    """A rule that declares letters-and-digits values sees their spoken form, although it
+    holds fewer than three digits (issue 13, item 4)."""
+    rule = PatternRule("t.postcode", "POSTCODE", "1", UK_POSTCODE, windowed=False, alphanumeric=True)
+    assert RuleSet((rule,)).redact_text(text)[0] == redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["take two a day", "I had one a b test", "room two b please", "we sold one a week ago"],
+)
+def test_short_spoken_values_that_do_not_fit_the_shape_survive(text: str) -> None:
+    rule = PatternRule("t.postcode", "POSTCODE", "1", UK_POSTCODE, windowed=False, alphanumeric=True)
+    assert RuleSet((rule,)).redact_text(text)[0] == text
+
+
+def test_without_alphanumeric_short_spoken_values_are_not_rewritten() -> None:
+    """Rules that did not declare it (all built-in ones) see the text as before."""
+    rule = PatternRule("t.postcode", "POSTCODE", "1", UK_POSTCODE, windowed=False)
+    assert list(rule.find("my postcode is s w one a one a a")) == []
+    assert normalize("s w one a one a a") is None
+    assert normalize("s w one a one a a", letters=True) is not None
 
 
 def test_min_digits_skips_text_with_fewer_digits() -> None:

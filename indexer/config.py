@@ -22,6 +22,7 @@ import attrs
 from indexer.document import MAX_PARTICIPANTS, NESTED_OBJECTS_LIMIT
 from indexer.errors import ConfigError, MalformedMessage
 from indexer.redaction import OPERATORS, Operators
+from indexer.sealing import parse_keys
 
 __all__ = [
     "REGIONS",
@@ -202,6 +203,9 @@ class Config:
     :ivar dead_letters_max_bytes: the dead-letter file is rotated past this size.
     :ivar dead_letters_retention_days: rotated dead-letter files are deleted this long
         after their last write (they hold unredacted input).
+    :ivar state_keys: Fernet keys that encrypt the journal, outbox and dead letters
+        (:mod:`indexer.sealing`); from ``INDEXER_STATE_KEYS``, comma-separated, the first
+        encrypts. Empty: not encrypted.
     """
 
     genesys: GenesysSettings | None = None
@@ -217,6 +221,7 @@ class Config:
     http_listen: str = "127.0.0.1:9464"
     shard: str | None = None
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    state_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[plugins.<name>]`` table, empty when absent."""
@@ -313,6 +318,10 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         redaction = data.setdefault("redaction", {})
         if isinstance(redaction, dict):
             redaction["hmac_key"] = env["INDEXER_REDACTION_HMAC_KEY"]
+    if "state_keys" in data:
+        raise ConfigError("config file: state_keys is a secret; set INDEXER_STATE_KEYS in the environment")
+    if env.get("INDEXER_STATE_KEYS"):
+        data["state_keys"] = parse_keys(env["INDEXER_STATE_KEYS"])
     if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
         raise ConfigError("config file: [plugins] must hold one table per plugin")
     try:

@@ -13,7 +13,8 @@ PII after redaction; the reason names the rule ids), ``sink_rejected``; and for 
 contained to one frame or conversation: ``processing_failed`` (the tracker raised on a
 frame), ``document_failed`` (its document could not be built; the payload holds the
 journal's frames), ``finalize_failed`` (finalizing or writing the document raised),
-``journal_unreadable`` (a journal frame that no longer parses at start-up).
+``journal_unreadable`` (a journal frame that no longer parses at start-up). With keys,
+each line is a sealed record (:mod:`indexer.sealing`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Final
 import trio
 
 from indexer.files import append_synced
+from indexer.sealing import PLAIN, Sealer, UnreadableRecord
 from indexer.serialization import format_time
 from indexer.stats import Statistics
 
@@ -53,8 +55,10 @@ class DeadLetterStore:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         retention_days: float = DEFAULT_RETENTION_DAYS,
+        sealer: Sealer = PLAIN,
     ) -> None:
         self.path = path
+        self.sealer = sealer
         self.stats = stats
         self.max_bytes = max_bytes
         self.retention_days = retention_days
@@ -94,13 +98,21 @@ class DeadLetterStore:
             "conversation_id": conversation_id,
             "payload": payload,
         }
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = self.sealer.seal_line(json.dumps(record, ensure_ascii=False))
         await trio.to_thread.run_sync(self._append, line)
         self.stats.dead_letters += 1
 
     def read(self) -> list[dict[str, Any]]:
-        """Every dead letter so far (for tests and operators)."""
+        """Every dead letter in the current file (for tests and operators); a damaged
+        line is skipped."""
         if not self.path.exists():
             return []
-        with self.path.open(encoding="utf-8") as file:
-            return [json.loads(line) for line in file if line.strip()]
+        letters = []
+        with self.path.open("rb") as file:
+            for line in file:
+                if line.strip():
+                    try:
+                        letters.append(json.loads(self.sealer.open(line)))
+                    except (UnreadableRecord, ValueError):
+                        continue
+        return letters

@@ -11,6 +11,7 @@ been finalized since the last time, it is rewritten with only the open conversat
 frames and the newest ``KEEP_FINALIZED`` markers, which tell the next run which
 conversations are done: the unredacted frames of a finished conversation leave the disk
 within ``compact_interval_s`` of its end (its re-open window included), whatever the size.
+With keys, each line is a sealed record (:mod:`indexer.sealing`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Final
 import trio
 
 from indexer.files import append_synced
+from indexer.sealing import PLAIN, Sealer, UnreadableRecord
 
 __all__ = ["Journal"]
 
@@ -45,8 +47,10 @@ class Journal:
         sync_interval_s: float = SYNC_INTERVAL_S,
         compact_bytes: int = COMPACT_BYTES,
         compact_interval_s: float = COMPACT_INTERVAL_S,
+        sealer: Sealer = PLAIN,
     ) -> None:
         self.path = path
+        self.sealer = sealer
         self.sync_interval_s = sync_interval_s
         self.compact_bytes = compact_bytes
         self.compact_interval_s = compact_interval_s
@@ -90,13 +94,13 @@ class Journal:
                 file.flush()
                 os.fsync(file.fileno())
 
-    def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _records(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """Each line of the file with its record; a torn or damaged line is skipped."""
-        with self.path.open(encoding="utf-8", errors="replace") as file:
+        with self.path.open("rb") as file:
             for line in file:
                 try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError):
+                    record = json.loads(self.sealer.open(line))
+                except (UnreadableRecord, ValueError, RecursionError):
                     continue
                 if isinstance(record, dict) and isinstance(record.get("c"), str):
                     yield line, record
@@ -107,7 +111,7 @@ class Journal:
         if self.path.exists():
             frames = [r["f"] for _, r in self._records() if r.get("c") == conversation_id and "f" in r]
         for line in self._pending:
-            record = json.loads(line)
+            record = json.loads(self.sealer.open(line.encode()))
             if record.get("c") == conversation_id and "f" in record:
                 frames.append(record["f"])
         return frames
@@ -115,20 +119,23 @@ class Journal:
     def record(self, conversation_id: str, frame: str) -> None:
         """Queue one accepted frame of an open conversation for the next write."""
         self._open.add(conversation_id)
-        self._pending.append(json.dumps({"c": conversation_id, "f": frame}, ensure_ascii=False) + "\n")
+        line = json.dumps({"c": conversation_id, "f": frame}, ensure_ascii=False)
+        self._pending.append(self.sealer.seal_line(line))
 
     def finalized(self, conversation_id: str) -> None:
         """Queue the marker that ``conversation_id`` no longer needs its frames."""
         self._open.discard(conversation_id)
         self._finished_since_compaction += 1
-        self._pending.append(json.dumps({"c": conversation_id, "done": True}) + "\n")
+        self._pending.append(self.sealer.seal_line(json.dumps({"c": conversation_id, "done": True})))
 
     def _compact(self, open_ids: set[str]) -> None:
         temporary = self.path.with_suffix(".compacting")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        markers: dict[str, str] = {}
-        with os.fdopen(fd, "w", encoding="utf-8") as target:
+        markers: dict[str, bytes] = {}
+        with os.fdopen(fd, "wb") as target:
             for line, record in self._records():
+                if self.sealer.enabled and line.startswith(b"{"):  # written before keys were set
+                    line = self.sealer.seal_line(json.dumps(record, ensure_ascii=False)).encode()
                 if record.get("done"):
                     markers.pop(record["c"], None)
                     markers[record["c"]] = line

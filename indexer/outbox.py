@@ -10,7 +10,7 @@ replaces the older entry, and an acknowledgement only removes the version it was
 
 The outbox is bounded by ``max_bytes``: :meth:`Outbox.put` waits while it is full, which
 slows the pipeline, the detector and the reader (backpressure), never drops anything.
-Entries hold redacted documents only.
+Entries hold redacted documents only; with keys, each file is sealed (:mod:`indexer.sealing`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import trio
 
 from indexer.document import TranscriptDocument
 from indexer.files import replace_synced
+from indexer.sealing import PLAIN, Sealer
 from indexer.serialization import structure, unstructure
 
 __all__ = ["DEFAULT_MAX_BYTES", "Outbox", "OutboxUsage"]
@@ -50,8 +51,11 @@ class _Entry:
 class Outbox:
     """Pending documents on disk, mirrored in memory in arrival order."""
 
-    def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, sealer: Sealer = PLAIN
+    ) -> None:
         self.directory = directory
+        self.sealer = sealer
         self.max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
         self._bytes = 0
@@ -65,7 +69,7 @@ class Outbox:
         return self.directory / f"{digest}.json"
 
     def _write(self, document: TranscriptDocument) -> int:
-        data = json.dumps(unstructure(document), ensure_ascii=False).encode()
+        data = self.sealer.seal(json.dumps(unstructure(document), ensure_ascii=False).encode())
         replace_synced(self._path(document.conversation_id), data)
         return len(data)
 
@@ -79,7 +83,8 @@ class Outbox:
         documents: list[TranscriptDocument] = []
         for path in sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
             try:
-                document = structure(json.loads(path.read_bytes()), TranscriptDocument, what=path.name)
+                data = self.sealer.open(path.read_bytes())
+                document = structure(json.loads(data), TranscriptDocument, what=path.name)
             except Exception:
                 path.rename(path.with_suffix(".corrupt"))
                 continue

@@ -43,6 +43,7 @@ from indexer.plugins import Plugins
 from indexer.recovery import Gap, RecoveryRequest, recover_transcripts
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
+from indexer.sealing import Sealer
 from indexer.serialization import parse_envelope
 from indexer.sinks import Sink
 from indexer.statedir import open_state_dir
@@ -125,6 +126,7 @@ async def _run_flow(
     queue_names: dict[str, str],
     live: bool,
     drain_on_signals: bool,
+    sealer: Sealer,
     recover: Callable[..., Awaitable[None]] | None = None,
     client: GenesysClient | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -134,13 +136,14 @@ async def _run_flow(
         stats,
         max_bytes=config.dead_letters_max_bytes,
         retention_days=config.dead_letters_retention_days,
+        sealer=sealer,
     )
     await trio.to_thread.run_sync(dead_letters.expire)
-    outbox = Outbox(Path(config.state_dir) / "outbox", max_bytes=config.outbox_max_bytes)
+    outbox = Outbox(Path(config.state_dir) / "outbox", max_bytes=config.outbox_max_bytes, sealer=sealer)
     waiting = outbox.load()
     if waiting:
         log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
-    journal = Journal(Path(config.state_dir) / "journal.ndjson") if live else None
+    journal = Journal(Path(config.state_dir) / "journal.ndjson", sealer=sealer) if live else None
     restored = await _restore(journal, dead_letters) if journal is not None else []
     try:
         async with (
@@ -279,7 +282,7 @@ async def run_worker(
         raise ConfigError("GENESYS_REGION is not set (or GENESYS_API_BASE_URL and GENESYS_LOGIN_BASE_URL)")
     stats = stats or Statistics()
     pipeline = build_pipeline(config, plugins)  # before any call to Genesys
-    with open_state_dir(config.state_dir):  # before any call to Genesys too
+    with open_state_dir(config.state_dir, config.state_keys) as sealer:  # before any call to Genesys too
         async with (
             _open_sinks(config, plugins) as sinks,  # before Genesys too: no channel without a sink
             httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http,
@@ -320,6 +323,7 @@ async def run_worker(
                 queue_names=queue_names,
                 live=True,
                 drain_on_signals=drain_on_signals,
+                sealer=sealer,
                 recover=(
                     lambda requests, documents: recover_transcripts(
                         client,
@@ -360,8 +364,8 @@ async def run_replay(
     """
     stats = stats or Statistics()
     pipeline = build_pipeline(config, plugins)
-    with open_state_dir(config.state_dir):
-        return await _replay(config, plugins, path, pipeline, stats, progress)
+    with open_state_dir(config.state_dir, config.state_keys) as sealer:
+        return await _replay(config, plugins, path, pipeline, stats, progress, sealer)
 
 
 async def _replay(
@@ -371,6 +375,7 @@ async def _replay(
     pipeline: Pipeline,
     stats: Statistics,
     progress: Callable[[int], object] | None,
+    sealer: Sealer,
 ) -> Statistics:
     queue_names: dict[str, str] = {}
     if config.genesys is not None:
@@ -400,5 +405,6 @@ async def _replay(
             queue_names=queue_names,
             live=False,
             drain_on_signals=False,
+            sealer=sealer,
         )
     return stats

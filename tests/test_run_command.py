@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from opensearchpy import OpenSearch, helpers
 from osmem_server import OsmemServer
 
@@ -27,6 +28,7 @@ from indexer.demo import QUEUES as QUEUE_NAMES
 from indexer.demo import build_demo_corpus, find_leaks, worker_environment
 from indexer.emulator import CorpusConversation, dump_corpus
 from indexer.emulator.scenario import asr_text
+from indexer.sealing import Sealer
 
 pytestmark = pytest.mark.e2e
 
@@ -189,23 +191,30 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
             node.process.stdout.close()
 
 
-def test_sigkill_mid_call_resumes_and_recovers_the_gap(osmem: OsmemServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_sigkill_mid_call_resumes_and_recovers_the_gap(
+    osmem: OsmemServer, tmp_path: Path, encrypted: bool
+) -> None:
     """After a SIGKILL mid-call and a restart, every conversation is indexed whole.
 
     What arrived before the kill is resumed from the journal; what Genesys sent while the
-    worker was down comes from the post-call transcript (gap recovery).
+    worker was down comes from the post-call transcript (gap recovery). With
+    ``INDEXER_STATE_KEYS`` the journal holds no utterance in clear and resumes all the same.
     """
     count = 6
     corpus, _ = build_demo_corpus(count, seed=3, pii_share=0.0, offset=6000)
     journal = tmp_path / "state" / "journal.ndjson"
+    keys = Fernet.generate_key().decode()
+    sealer = Sealer([keys] if encrypted else [])
+    env = {"INDEXER_STATE_KEYS": keys} if encrypted else {}
 
     def utterances_in_journal() -> set[str]:
         if not journal.exists():
             return set()
         found = set()
         # the worker is appending: a last line without its newline is still being written
-        for line in journal.read_text().split("\n")[:-1]:
-            frame = json.loads(json.loads(line).get("f") or "{}")
+        for line in journal.read_bytes().split(b"\n")[:-1]:
+            frame = json.loads(json.loads(sealer.open(line)).get("f") or "{}")
             for result in frame.get("eventBody", {}).get("transcripts", []):
                 found.add(result["alternatives"][0]["decoratedTranscript"])
         return found
@@ -216,13 +225,18 @@ def test_sigkill_mid_call_resumes_and_recovers_the_gap(osmem: OsmemServer, tmp_p
         osmem.clone() as index,
     ):
         try:
-            workers.append(run_worker("[completion]\ngrace_period_s = 0.5\n", ready, index.url, tmp_path))
+            config = "[completion]\ngrace_period_s = 0.5\n"
+            workers.append(run_worker(config, ready, index.url, tmp_path, env=env))
             wait_for(lambda: len(utterances_in_journal()) >= 4, 60, every_s=0.1)
             workers[0].kill()
             workers[0].wait()
             before_kill = utterances_in_journal()
             assert before_kill, "the worker received utterances before it was killed"
-            workers.append(run_worker("[completion]\ngrace_period_s = 0.5\n", ready, index.url, tmp_path))
+            if encrypted:
+                at_rest = journal.read_bytes()
+                assert not any(text.encode() in at_rest for text in before_kill)
+                assert b'"conversationId"' not in at_rest
+            workers.append(run_worker(config, ready, index.url, tmp_path, env=env))
             client = OpenSearch(hosts=[index.url])
             wait_for(lambda: indexed_count(client) >= count, 90, every_s=0.5)
             indexed = [hit["_source"] for hit in helpers.scan(client, index="transcripts")]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: test lint typecheck unit demo bench-pii clean
+.PHONY: test lint typecheck unit demo bench-pii opensearch bench-bulk clean
 
 $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# A real OpenSearch node for the tests (build/opensearch/, fetched once from Maven Central;
+# needs Java 17 and Maven). Without it the tests that need one are skipped, saying so.
+opensearch: $(STAMP)
+	$(BIN)/python -m tests.opensearch_node fetch
+
+# Bulk throughput of the OpenSearch sink on the real node beside osmem-server (prints a table)
+bench-bulk: opensearch
+	$(BIN)/python -m tests.bench_bulk
+
 demo: $(STAMP)
 	$(BIN)/transcript-indexer demo
 
@@ -34,4 +43,4 @@ bench-pii: $(STAMP)
 	$(BIN)/python -m indexer_pii.benchmark
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build/opensearch

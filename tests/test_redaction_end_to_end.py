@@ -16,7 +16,6 @@ import attrs
 import pytest
 import trio
 from opensearchpy import OpenSearch, helpers
-from osmem_server import OsmemServer
 
 from indexer import hookimpl
 from indexer.config import Config, RedactionSettings
@@ -49,7 +48,7 @@ def _with_customer_turns(conversation: CorpusConversation, *texts: str) -> Corpu
     return attrs.evolve(conversation, turns=tuple(turns))
 
 
-async def test_spoken_pii_operators_audit_and_quarantine(osmem: OsmemServer, tmp_path: Path) -> None:
+async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str, tmp_path: Path) -> None:
     base, _ = build_demo_corpus(5, seed=23, pii_share=0.0)
     corpus = [
         _with_customer_turns(base[0], "my card is 4111 1111 1111 1111 thanks"),
@@ -61,27 +60,26 @@ async def test_spoken_pii_operators_audit_and_quarantine(osmem: OsmemServer, tmp
     emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
     arrivals = Arrivals(expected=4)
     stats = Statistics()
-    with osmem.clone() as index:
-        async with trio.open_nursery() as nursery:
-            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
-            config = attrs.evolve(
-                live_config(base_url, corpus, {"url": index.url}, tmp_path, grace_period_s=1.0),
-                redaction=RedactionSettings(
-                    operators={"pii.credit_card": "partial", "EMAIL_ADDRESS": "hash"}, hmac_key=HMAC_KEY
-                ),
-            )
-            start_worker(nursery, config, stats=stats, arrivals=arrivals, extra=[SloppyPlugin()])
-            with trio.fail_after(120):
-                await arrivals.done.wait()
-                while stats.indexed < 4 or stats.dead_letters < 1:  # noqa: ASYNC110 -- counted after the sinks
-                    await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+        config = attrs.evolve(
+            live_config(base_url, corpus, {"url": any_opensearch_url}, tmp_path, grace_period_s=1.0),
+            redaction=RedactionSettings(
+                operators={"pii.credit_card": "partial", "EMAIL_ADDRESS": "hash"}, hmac_key=HMAC_KEY
+            ),
+        )
+        start_worker(nursery, config, stats=stats, arrivals=arrivals, extra=[SloppyPlugin()])
+        with trio.fail_after(120):
+            await arrivals.done.wait()
+            while stats.indexed < 4 or stats.dead_letters < 1:  # noqa: ASYNC110 -- counted after the sinks
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
 
-        scenarios = list(emulator.scenarios.values())
-        documents = indexed_sources(index.url)
-        client = OpenSearch(hosts=[index.url])
-        client.indices.refresh(index="transcripts_audit")
-        audits = {h["_id"]: h["_source"] for h in helpers.scan(client, index="transcripts_audit")}
+    scenarios = list(emulator.scenarios.values())
+    documents = indexed_sources(any_opensearch_url)
+    client = OpenSearch(hosts=[any_opensearch_url])
+    client.indices.refresh(index="transcripts_audit")
+    audits = {h["_id"]: h["_source"] for h in helpers.scan(client, index="transcripts_audit")}
 
     written, spoken, email, quarantined, clean = scenarios
     # The verification gate: quarantined with the rule id, never indexed, nothing else lost.

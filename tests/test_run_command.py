@@ -106,22 +106,24 @@ def free_port() -> int:
         return port
 
 
-def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(osmem: OsmemServer, tmp_path: Path) -> None:
-    """Every conversation indexed, PII masked; endpoints answer; JSON logs hold no content; SIGTERM drains."""
+def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: str, tmp_path: Path) -> None:
+    """Every conversation indexed, PII masked; endpoints answer; JSON logs hold no content; SIGTERM drains.
+
+    On both tiers: osmem-server and a real OpenSearch node (emulator → worker → node)."""
     corpus, injected = build_demo_corpus(COUNT, seed=2024, pii_share=0.6, offset=7168 - COUNT)
     worker = None
     endpoints = f"http://127.0.0.1:{free_port()}"
-    with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6") as ready, osmem.clone() as index:
+    with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6") as ready:
         try:
             worker = run_worker(
                 "[completion]\ngrace_period_s = 1.0\n",
                 ready,
-                index.url,
+                any_opensearch_url,
                 tmp_path,
                 capture_log=True,
                 env={"INDEXER_LOG_FORMAT": "json", "INDEXER_HTTP_LISTEN": endpoints.removeprefix("http://")},
             )
-            client = OpenSearch(hosts=[index.url])
+            client = OpenSearch(hosts=[any_opensearch_url])
             wait_for(lambda: indexed_count(client) >= COUNT or worker.poll() is not None, 120)
             count = indexed_count(client)
             ready_answer = httpx.get(f"{endpoints}/readyz")

@@ -164,7 +164,9 @@ class OpenSearchSink:
             except TransportError as exc:
                 if exc.error != "resource_already_exists_exception":  # another replica won
                     raise
-        if not self.client.indices.exists_alias(name=self.alias):
+        # Alias lookups name the indices: without them the security plugin checks the
+        # request against every index and refuses the worker's user (403).
+        if not self.client.indices.exists_alias(name=self.alias, index=f"{self.alias}-*"):
             self.client.indices.create(
                 index=f"{self.alias}-000001", body={"aliases": {self.alias: {"is_write_index": True}}}
             )
@@ -244,13 +246,22 @@ class OpenSearchSink:
         """Conversation id → the index already holding its document.
 
         After a rollover the alias writes to a new index; an update must replace the
-        document where it is, or the alias would hold two copies.
+        document where it is, or the alias would hold two copies. Only the indices behind
+        the alias that are not its write index are looked in, with a real-time multi-get:
+        a search would miss a copy written less than a refresh interval ago (found on a
+        real node; osmem-server searches in real time). Without a rollover yet, no lookup.
         """
-        ids = [d.conversation_id for d in documents]
-        response = self.client.search(
-            index=self.alias, body={"query": {"ids": {"values": ids}}, "_source": False, "size": len(ids)}
-        )
-        return {hit["_id"]: hit["_index"] for hit in response["hits"]["hits"]}
+        indices = self.client.indices.get_alias(name=self.alias, index=f"{self.alias}-*")
+        older = [
+            index
+            for index, entry in indices.items()
+            if len(indices) > 1 and not entry["aliases"][self.alias].get("is_write_index", False)
+        ]
+        if not older:
+            return {}
+        docs = [{"_index": index, "_id": d.conversation_id} for index in older for d in documents]
+        response = self.client.mget(body={"docs": docs}, _source="false")
+        return {doc["_id"]: doc["_index"] for doc in response["docs"] if doc.get("found")}
 
     def _actions(self, documents: Sequence[TranscriptDocument]) -> Iterator[dict[str, Any]]:
         """Per document: the transcript (without its audit entries) and its audit record."""

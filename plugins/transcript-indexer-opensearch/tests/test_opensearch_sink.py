@@ -1,4 +1,4 @@
-"""The OpenSearch sink against an OpenSearch-compatible node (osmem-server) over HTTP."""
+"""The OpenSearch sink over HTTP, on both tiers: osmem-server and a real OpenSearch node."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import attrs
 import pytest
+import trio
 from opensearchpy import OpenSearch
 
 from indexer.document import DocUtterance, QueueRef, RedactionSummary, TranscriptDocument
@@ -16,8 +17,8 @@ from indexer_opensearch import OpenSearchSink, sink_from_settings
 
 
 @pytest.fixture
-def url(opensearch_url: str) -> str:
-    return opensearch_url
+def url(any_opensearch_url: str) -> str:
+    return any_opensearch_url
 
 
 def _document(conversation_id: str, version: int, text: str) -> TranscriptDocument:
@@ -261,3 +262,40 @@ def test_the_templates_nested_limit_holds_the_largest_document() -> None:
     settings = load_schema("index-template.json")["template"]["settings"]
     assert settings["mapping"]["nested_objects"]["limit"] == NESTED_OBJECTS_LIMIT
     assert CompletionSettings().max_utterances + MAX_PARTICIPANTS <= NESTED_OBJECTS_LIMIT
+
+
+@pytest.fixture
+def ism_url(real_opensearch_url: str) -> str:
+    """The real node, if it has the index-management plugin."""
+    plugins = {p["component"] for p in OpenSearch(hosts=[real_opensearch_url]).cat.plugins(format="json")}
+    if "opensearch-index-management" not in plugins:
+        pytest.skip(
+            "the node has no ISM plugin (not served here): set OPENSEARCH_TEST_URL to a cluster with it"
+        )
+    return real_opensearch_url
+
+
+async def test_ism_rolls_the_write_index_over_on_a_cluster_that_has_it(ism_url: str) -> None:
+    """ISM installed with the policy, attached to the indices, and a rollover through the
+    write alias actually happening (tiny ``rollover_size``, 1-minute job interval).
+
+    Runs only where the cluster has the index-management plugin (``OPENSEARCH_TEST_URL``):
+    the registry reachable here serves no ISM build for the node ``make opensearch`` fetches.
+    """
+    client = OpenSearch(hosts=[ism_url])
+    client.cluster.put_settings(body={"transient": {"plugins.index_state_management.job_interval": 1}})
+    try:
+        sink = OpenSearchSink(url=ism_url, alias="ismcalls", rollover_size="1b", retention_days=30)
+        await sink.open()
+        assert all(r.ok for r in await sink.write([_document("c1", 1, "hello")]))
+        explained = client.transport.perform_request("GET", "/_plugins/_ism/explain/ismcalls-000001")
+        policy = explained["ismcalls-000001"]["index.plugins.index_state_management.policy_id"]
+        assert policy == "ismcalls-retention"
+        with trio.fail_after(600):  # the job runs every minute, with jitter; a rollover takes two runs
+            while not client.indices.exists(index="ismcalls-000002"):  # noqa: ASYNC110 -- another process
+                await trio.sleep(5)
+        aliases = client.indices.get_alias(name="ismcalls")
+        assert aliases["ismcalls-000002"]["aliases"]["ismcalls"]["is_write_index"] is True
+        await sink.aclose()
+    finally:
+        client.cluster.put_settings(body={"transient": {"plugins.index_state_management.job_interval": None}})

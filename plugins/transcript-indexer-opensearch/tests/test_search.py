@@ -66,7 +66,8 @@ def _document(conversation_id: str, queue: str, day: int, turns: list[tuple[str,
 
 
 @pytest.fixture
-async def client(opensearch_url: str) -> OpenSearch:
+async def client(any_opensearch_url: str) -> OpenSearch:
+    opensearch_url = any_opensearch_url
     sink = OpenSearchSink(url=opensearch_url)
     await sink.open()
     results = await sink.write([_document(cid, *call) for cid, call in CALLS.items()])
@@ -104,8 +105,8 @@ async def test_matches_are_highlighted_at_a_terminal_only(client: OpenSearch) ->
     assert "\x1b" not in plain and "\x02" not in plain and "refund me" in plain
 
 
-async def test_the_command_prints_json_lines(client: OpenSearch, opensearch_url: str) -> None:
-    env = {**os.environ, "OPENSEARCH_URL": opensearch_url}
+async def test_the_command_prints_json_lines(client: OpenSearch, any_opensearch_url: str) -> None:
+    env = {**os.environ, "OPENSEARCH_URL": any_opensearch_url}
     result = await trio.run_process(
         [sys.executable, "-m", "indexer", "search", "cancel", "--speaker", "agent", "--json"],
         env=env,

@@ -28,6 +28,12 @@ from tests.test_redaction import Sloppy
 
 pytestmark = pytest.mark.e2e
 
+#: A Belgian mobile number, a name and a German address, as an international customer says them.
+INTERNATIONAL = (
+    "sure, you can call me on 0470 91 27 66",
+    "my name is Ana María López",
+    "I live at Hauptstraße 5, 10115 Berlin",
+)
 SPOKEN_CARD = ("my card number is four one one one one one one one", "one one one one double one one one")
 HMAC_KEY = "test-key-0123456789abcdef"
 
@@ -49,16 +55,17 @@ def _with_customer_turns(conversation: CorpusConversation, *texts: str) -> Corpu
 
 
 async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str, tmp_path: Path) -> None:
-    base, _ = build_demo_corpus(5, seed=23, pii_share=0.0)
+    base, _ = build_demo_corpus(6, seed=23, pii_share=0.0)
     corpus = [
         _with_customer_turns(base[0], "my card is 4111 1111 1111 1111 thanks"),
         _with_customer_turns(base[1], *SPOKEN_CARD),
         _with_customer_turns(base[2], "email me at jane dot doe at example dot com please"),
         _with_customer_turns(base[3], "one secret and another secret"),  # sloppy rule: quarantined
         base[4],
+        _with_customer_turns(base[5], *INTERNATIONAL),
     ]
     emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
-    arrivals = Arrivals(expected=4)
+    arrivals = Arrivals(expected=5)
     stats = Statistics()
     async with trio.open_nursery() as nursery:
         base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
@@ -81,10 +88,10 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
     client.indices.refresh(index="transcripts_audit")
     audits = {h["_id"]: h["_source"] for h in helpers.scan(client, index="transcripts_audit")}
 
-    written, spoken, email, quarantined, clean = scenarios
+    written, spoken, email, quarantined, clean, international = scenarios
     # The verification gate: quarantined with the rule id, never indexed, nothing else lost.
     assert set(documents) == {written.conversation_id, spoken.conversation_id, email.conversation_id,
-                              clean.conversation_id}  # fmt: skip
+                              clean.conversation_id, international.conversation_id}  # fmt: skip
     (letter,) = DeadLetterStore(tmp_path / "state" / "dead-letters.ndjson", Statistics()).read()
     assert letter["kind"] == "quarantined" and letter["conversation_id"] == quarantined.conversation_id
     assert letter["reason"] == "verification re-scan still matches rules: test.sloppy"
@@ -105,11 +112,27 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
     for document in documents.values():
         dumped = json.dumps(document).lower()
         assert "4111" not in dumped and "one one one one" not in dumped
-        assert "jane" not in dumped and "doe" not in dumped
+        assert not re.search(r"\bjane\b|\bdoe\b", dumped)
+
+    # Phone numbers of other countries, names and addresses (issue 15).
+    said = [
+        u["text"]
+        for u in documents[international.conversation_id]["utterances"]
+        if u["speaker"] == "customer"
+    ]
+    assert said[:3] == [
+        "sure, you can call me on [PHONE_NUMBER]",
+        "my name is [PERSON]",
+        "I live at [STREET_ADDRESS]",
+    ]
+    dumped = json.dumps(documents[international.conversation_id], ensure_ascii=False).lower()
+    assert not any(value in dumped for value in ("0470", "91 27 66", "lópez", "hauptstraße", "10115"))
+    kinds = {f["entity_type"] for f in audits[international.conversation_id]["findings"]}
+    assert {"PHONE_NUMBER", "PERSON", "STREET_ADDRESS"} <= kinds
 
     # The audit record: rule, entity type, utterance, offsets into the original text, operator.
     assert set(audits) == {written.conversation_id, spoken.conversation_id, email.conversation_id,
-                           clean.conversation_id}  # fmt: skip
+                           clean.conversation_id, international.conversation_id}  # fmt: skip
     assert audits[clean.conversation_id]["findings"] == []
     for scenario, operator, values in (
         (written, "partial", ["4111 1111 1111 1111"]),

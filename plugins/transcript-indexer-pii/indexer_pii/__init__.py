@@ -1,4 +1,7 @@
-"""PII redaction rules: credit cards, US SSN, email, phone numbers, IBAN, IP addresses.
+"""PII redaction rules: credit cards, US SSN, email, phone numbers, IBAN, IP addresses,
+person names, street addresses and postcodes.
+
+Phone numbers of every configured region come from libphonenumber (:mod:`indexer_pii.phones`).
 
 Each rule finds candidates with a pattern and keeps only those that pass a validator
 (Luhn and issuer ranges for cards, mod-97 for IBAN, number-range rules for SSN, a parser
@@ -16,7 +19,11 @@ from collections.abc import Iterable
 
 from indexer import hookimpl
 from indexer.config import Config
+from indexer.errors import ConfigError
 from indexer.redaction import RedactionRule
+from indexer_pii.addresses import address_rules
+from indexer_pii.names import PersonNameRule
+from indexer_pii.phones import phone_rules
 from indexer_pii.rules import (
     RULES,
     PatternRule,
@@ -33,6 +40,7 @@ __all__ = [
     "RULES",
     "PatternRule",
     "any_words",
+    "default_rules",
     "iban_valid",
     "luhn_valid",
     "may_find",
@@ -43,8 +51,33 @@ __all__ = [
 ]
 
 
+def default_rules(phone_regions: Iterable[str] | None = None) -> list[RedactionRule]:
+    """Every rule: :data:`indexer_pii.rules.RULES`, the phone rules for ``phone_regions``
+    (:mod:`indexer_pii.phones`), person names (:mod:`indexer_pii.names`), street addresses
+    and postcodes (:mod:`indexer_pii.addresses`).
+
+    :raises ValueError: a region libphonenumber does not know.
+    """
+    phones = phone_rules(None if phone_regions is None else list(phone_regions))
+    return [*RULES, *phones, PersonNameRule(), *address_rules()]
+
+
 @hookimpl
 def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule]:
-    """Every rule in :data:`indexer_pii.rules.RULES`, minus ``[plugins.pii] disabled`` ids."""
-    disabled = set(config.plugin_settings("pii").get("disabled", []))
-    return [rule for rule in RULES if rule.id not in disabled]
+    """Every rule of :func:`default_rules`, minus ``[plugins.pii] disabled`` ids; phone
+    regions from ``[plugins.pii] phone_regions``.
+
+    :raises ConfigError: ``phone_regions`` is not a list of regions libphonenumber knows.
+    """
+    settings = config.plugin_settings("pii")
+    disabled = set(settings.get("disabled", []))
+    regions = settings.get("phone_regions")
+    if regions is not None and (
+        not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
+    ):
+        raise ConfigError('plugins.pii.phone_regions must be a list of region codes, e.g. ["US", "DE"]')
+    try:
+        rules = default_rules(regions)
+    except ValueError as exc:
+        raise ConfigError(f"plugins.pii.{exc}") from None
+    return [rule for rule in rules if rule.id not in disabled]

@@ -40,13 +40,19 @@ from typing import Any, Final
 import attrs
 
 from indexer.redaction import RuleSet, leads
-from indexer_pii.rules import RULES
+from indexer_pii import default_rules
+from indexer_pii.phones import DEFAULT_REGIONS
 from indexer_pii.spoken import DIGITS
 
 __all__ = ["ENTITY_TYPES", "Sample", "labelled_samples", "main", "non_pii_samples", "speak"]
 
 ENTITY_TYPES: Final = ("CREDIT_CARD", "US_SSN", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER")
 TARGET_RECALL: Final = {**dict.fromkeys(ENTITY_TYPES, 0.99), "PHONE_NUMBER": 0.95}
+#: Phone numbers from sources the rules were not written from: overall, and per region/locale.
+TARGET_PHONE_RECALL: Final = 0.97
+TARGET_PHONE_GROUP_RECALL: Final = 0.9
+#: Names after a cue and spelled names, street addresses, postcodes (all locales).
+TARGET_PLACE_RECALL: Final = 0.9
 TARGET_PRECISION: Final = 0.95
 TARGET_SPEEDUP: Final = 20.0
 #: Throughput is the best of this many runs.
@@ -134,6 +140,7 @@ class Sample:
     spans: tuple[tuple[int, int, str], ...]
     form: str  # "written", "spoken" or "none"
     lead: str = ""  # what the other party said just before
+    group: str = ""  # where the value comes from: "faker:de_DE", "libphonenumber:BE", ...
 
 
 def _digit_words(digits: str, rng: random.Random) -> list[str]:
@@ -235,6 +242,139 @@ def labelled_samples(per_type: int, seed: int) -> list[Sample]:
     return samples
 
 
+#: Faker locales whose own phone number formats are measured.
+PHONE_LOCALES: Final = (
+    "en_US", "en_GB", "en_CA", "en_AU", "en_IN", "en_NZ", "de_DE", "de_AT", "de_CH", "fr_FR",
+    "fr_CH", "nl_NL", "nl_BE", "es_ES", "es_MX", "it_IT", "pt_BR", "pt_PT", "pl_PL", "sv_SE",
+    "da_DK", "fi_FI", "no_NO", "cs_CZ", "ja_JP",
+)  # fmt: skip
+#: Phone templates of the international benchmark: a cue is said, as people say one.
+PHONE_TEMPLATES: Final = [*TEMPLATES["PHONE_NUMBER"], ("", "the office is on {} during the week")]
+
+
+def _phone_sample(value: str, group: str, rng: random.Random) -> list[Sample]:
+    lead, template = rng.choice(PHONE_TEMPLATES)
+    samples = []
+    for form, said in (("written", value), ("spoken", speak(value, "PHONE_NUMBER", rng))):
+        start = template.index("{}")
+        samples.append(
+            Sample(template.format(said), ((start, start + len(said), "PHONE_NUMBER"),), form, lead, group)
+        )
+    return samples
+
+
+def phone_samples(per_locale: int, seed: int, regions: Sequence[str]) -> list[Sample]:
+    """Phone numbers from two sources the rules were not written from, written and spoken:
+
+    - Faker's own formats of each of :data:`PHONE_LOCALES` (group ``faker:<locale>``);
+    - libphonenumber's example numbers of every region it supports and every number type,
+      in the national and the international format (group ``libphonenumber:<region>``
+      for ``regions``, ``libphonenumber:other`` for the rest).
+    """
+    import phonenumbers
+    from faker import Faker
+
+    rng = random.Random(seed)
+    samples = []
+    for locale in PHONE_LOCALES:
+        fake = Faker(locale)
+        fake.seed_instance(seed)
+        for _ in range(per_locale):
+            samples += _phone_sample(str(fake.phone_number()), f"faker:{locale}", rng)
+    kinds = [
+        getattr(phonenumbers.PhoneNumberType, name) for name in ("FIXED_LINE", "MOBILE", "TOLL_FREE", "VOIP")
+    ]
+    styles = (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        group = f"libphonenumber:{region if region in regions else 'other'}"
+        for kind in kinds:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                for style in styles:
+                    samples += _phone_sample(phonenumbers.format_number(example, style), group, rng)
+    return samples
+
+
+#: Faker locales whose names, street addresses and postcodes are measured.
+PLACE_LOCALES: Final = (
+    "en_US", "en_GB", "en_CA", "en_AU", "en_IE", "de_DE", "de_AT", "fr_FR", "nl_NL", "es_ES",
+    "it_IT", "pt_PT", "pt_BR", "sv_SE", "da_DK", "pl_PL",
+)  # fmt: skip
+NAME_TEMPLATES: Final = [
+    ("", "hi, my name is {}"),
+    ("", "hello, this is {} calling about my bill"),
+    ("", "you're speaking with {}, how can I help?"),
+    ("", "the account holder is {}"),
+    ("can I take your full name please?", "sure, my name is {}"),
+]
+SPELLED_TEMPLATES: Final = [
+    ("", "my last name is {}"),
+    ("could you spell your surname for me?", "yes, {}"),
+]
+ADDRESS_TEMPLATES: Final = [
+    ("", "I live at {}"),
+    ("", "my address is {}"),
+    ("", "please send it to {} thanks"),
+    ("", "the address is {}"),
+]
+POSTCODE_TEMPLATES: Final = [
+    ("", "the postcode is {}"),
+    ("", "my zip code is {}"),
+    ("", "postal code {} please"),
+]
+
+
+def speak_words(value: str, rng: random.Random) -> str:
+    """``value`` read out as words: digits as digit words, words kept, punctuation dropped."""
+    said = []
+    for piece in re.findall(r"\d+|[^\W\d_]+(?:['-][^\W\d_]+)*", value):
+        said.append(" ".join(_digit_words(piece, rng)) if piece.isdigit() else piece.lower())
+    return " ".join(said)
+
+
+def _sample(template: tuple[str, str], said: str, entity_type: str, form: str, group: str) -> Sample:
+    lead, text = template
+    start = text.index("{}")
+    return Sample(text.format(said), ((start, start + len(said), entity_type),), form, lead, group)
+
+
+def name_address_samples(per_locale: int, seed: int) -> list[Sample]:
+    """Faker's names, street addresses and postcodes of :data:`PLACE_LOCALES`, in cue
+    sentences, written and spoken (groups ``person:<locale>``, ``address:<locale>``,
+    ``postcode:<locale>``); last names also spelled out letter by letter."""
+    from faker import Faker
+
+    rng = random.Random(seed)
+    samples = []
+    for locale in PLACE_LOCALES:
+        fake = Faker(locale)
+        fake.seed_instance(seed)
+        for _ in range(per_locale):
+            name = str(fake.name()) if rng.random() < 0.5 else f"{fake.first_name()} {fake.last_name()}"
+            template = rng.choice(NAME_TEMPLATES)
+            samples.append(_sample(template, name, "PERSON", "written", f"person:{locale}"))
+            samples.append(_sample(template, name.lower(), "PERSON", "spoken", f"person:{locale}"))
+            last = str(fake.last_name())
+            spelled = " ".join(ch for ch in last.lower() if ch.isalpha())
+            said = f"{last}, {spelled}" if rng.random() < 0.5 else spelled
+            samples.append(
+                _sample(rng.choice(SPELLED_TEMPLATES), said, "PERSON", "spoken", f"person:{locale}")
+            )
+            street = str(fake.street_address())
+            template = rng.choice(ADDRESS_TEMPLATES)
+            samples.append(_sample(template, street, "STREET_ADDRESS", "written", f"address:{locale}"))
+            samples.append(
+                _sample(template, speak_words(street, rng), "STREET_ADDRESS", "spoken", f"address:{locale}")
+            )
+            code = str(fake.postcode())
+            template = rng.choice(POSTCODE_TEMPLATES)
+            samples.append(_sample(template, code, "POSTCODE", "written", f"postcode:{locale}"))
+            samples.append(
+                _sample(template, speak(code, "POSTCODE", rng), "POSTCODE", "spoken", f"postcode:{locale}")
+            )
+    return samples
+
+
 def _spoken_number(n: int, rng: random.Random) -> str:
     return " ".join(_digit_words(str(n), rng))
 
@@ -306,13 +446,20 @@ class Scores:
 
     found: dict[tuple[str, str], int]  # (entity type, form) -> values found
     total: dict[tuple[str, str], int]
+    group_found: dict[tuple[str, str], int]  # (group, form) -> values found
+    group_total: dict[tuple[str, str], int]
     true_findings: dict[str, int]  # entity type -> findings that cover a value
     findings: dict[str, int]  # entity type -> all findings
     intact: int  # non-PII samples with no finding
     non_pii: int
+    flagged: dict[str, int] = attrs.field(factory=dict)  # group -> texts without PII with a finding
+    texts: dict[str, int] = attrs.field(factory=dict)  # group -> texts without PII
 
     def recall(self, entity_type: str, form: str) -> float:
         return self.found[entity_type, form] / max(self.total[entity_type, form], 1)
+
+    def group_recall(self, group: str, form: str) -> float:
+        return self.group_found.get((group, form), 0) / max(self.group_total.get((group, form), 0), 1)
 
     def precision(self, entity_type: str | None = None) -> float:
         if entity_type is None:
@@ -326,12 +473,21 @@ def score(detect: Detector, samples: Iterable[Sample]) -> Scores:
     total: collections.Counter[tuple[str, str]] = collections.Counter()
     true_findings: collections.Counter[str] = collections.Counter()
     findings: collections.Counter[str] = collections.Counter()
+    group_found: collections.Counter[tuple[str, str]] = collections.Counter()
+    group_total: collections.Counter[tuple[str, str]] = collections.Counter()
+    flagged: collections.Counter[str] = collections.Counter()
+    texts: collections.Counter[str] = collections.Counter()
     intact = non_pii = 0
     for sample in samples:
         result = detect(sample.text, sample.lead)
         for span in sample.spans:
+            hit = _covered(span, result, sample.text)
+            if sample.group:
+                group_total[sample.group, sample.form] += 1
+                group_found[sample.group, sample.form] += hit
+                continue
             total[span[2], sample.form] += 1
-            found[span[2], sample.form] += _covered(span, result, sample.text)
+            found[span[2], sample.form] += hit
         for start, end, entity_type in result:
             findings[entity_type] += 1
             true_findings[entity_type] += any(
@@ -341,7 +497,12 @@ def score(detect: Detector, samples: Iterable[Sample]) -> Scores:
         if not sample.spans:
             non_pii += 1
             intact += not result
-    return Scores(dict(found), dict(total), dict(true_findings), dict(findings), intact, non_pii)
+            texts[sample.group] += 1
+            flagged[sample.group] += bool(result)
+    return Scores(
+        dict(found), dict(total), dict(group_found), dict(group_total), dict(true_findings), dict(findings),
+        intact, non_pii, dict(flagged), dict(texts),
+    )  # fmt: skip
 
 
 def throughput(detectors: dict[str, Callable[[str, str], object]], texts: Sequence[str]) -> dict[str, float]:
@@ -360,15 +521,15 @@ def throughput(detectors: dict[str, Callable[[str, str], object]], texts: Sequen
 
 def ours() -> Detector:
     """The PII plugin's rules, merged as the worker merges them, answers read after their lead."""
-    rules = RuleSet(RULES)
+    rules = RuleSet(tuple(default_rules()))
     return lambda text, lead: [(f.start, f.end, f.entity_type) for f in rules.findings(text, lead)]
 
 
-def presidio() -> tuple[Detector, Callable[[str, str], object]]:
+def presidio(phone_regions: Sequence[str]) -> tuple[Detector, Callable[[str, str], object]]:
     """Presidio's pattern recognizers: through its AnalyzerEngine, and called directly.
 
     An answer with a lead is analysed after it, as ours, and only results in the answer
-    count.
+    count. Its phone recognizer (libphonenumber's matcher) reads ``phone_regions``, ours too.
 
     :raises SystemExit: presidio-analyzer is not installed (one line naming the extra).
     """
@@ -402,7 +563,7 @@ def presidio() -> tuple[Detector, Callable[[str, str], object]]:
         EmailRecognizer(),
         IbanRecognizer(),
         IpRecognizer(),
-        PhoneRecognizer(),
+        PhoneRecognizer(supported_regions=list(phone_regions)),
     ]
     engine = AnalyzerEngine(
         registry=RecognizerRegistry(recognizers=recognizers),
@@ -427,6 +588,49 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _print_sources(
+    scores: dict[str, Scores],
+    names: list[str],
+    *prefixes: str,
+    title: str,
+    group_target: float | None,
+    overall_target: float,
+) -> bool:
+    """Recall by source for the groups starting with ``prefixes``; ``True`` when the
+    targets hold for our rules (``group_target``: every group; ``overall_target``: all)."""
+    print(f"\n{title}")
+    mine = scores[names[0]]
+    groups = sorted({group for group, _ in mine.group_total if group.startswith(prefixes)})
+    print(f"{'source':<26}{'form':<9}{'values':>7}" + "".join(f"{n:>20}" for n in names) + f"{'target':>9}")
+    ok = True
+    for group in groups:
+        for form in ("written", "spoken"):
+            total = mine.group_total.get((group, form), 0)
+            if not total:
+                continue
+            recall = mine.group_recall(group, form)
+            row = "".join(f"{scores[n].group_recall(group, form):>20.3f}" for n in names)
+            mark = ""
+            if group_target is not None:
+                ok &= recall >= group_target
+                mark = f"  >= {group_target:.2f} {_mark(recall >= group_target)}"
+            print(f"{group:<26}{form:<9}{total:>7}{row}{mark}")
+    for form in ("written", "spoken"):
+        found = {
+            n: sum(v for (g, f), v in scores[n].group_found.items() if f == form and g.startswith(prefixes))
+            for n in names
+        }
+        total = sum(v for (g, f), v in mine.group_total.items() if f == form and g.startswith(prefixes))
+        if not total:
+            continue
+        recall = found[names[0]] / total
+        ok &= recall >= overall_target
+        row = "".join(f"{found[n] / total:>20.3f}" for n in names)
+        mark = _mark(recall >= overall_target)
+        print(f"{'all':<26}{form:<9}{total:>7}{row}  >= {overall_target:.2f} {mark}")
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its tables; 0 when every target holds, else 1."""
     parser = argparse.ArgumentParser(
@@ -436,6 +640,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--non-pii", type=int, default=1000, help="sentences with numbers that are not PII")
     parser.add_argument(
         "--conversations", type=int, default=1000, help="chitchat conversations (default 1000)"
+    )
+    parser.add_argument(
+        "--phones-per-locale", type=int, default=20, help="Faker phone numbers per locale (default 20)"
+    )
+    parser.add_argument(
+        "--places-per-locale", type=int, default=30, help="Faker names, addresses, postcodes per locale"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-presidio", action="store_true", help="our rules only")
@@ -449,13 +659,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     non_pii = non_pii_samples(args.non_pii, args.seed)
     utterances, utterance_leads, passages = conversation_texts(args.conversations)
     chitchat = [
-        Sample(text, (), "none", lead) for text, lead in zip(utterances, utterance_leads, strict=True)
+        Sample(text, (), "none", lead, "chitchat")
+        for text, lead in zip(utterances, utterance_leads, strict=True)
     ]
-    samples = [*labelled, *non_pii, *chitchat]
+    phones = phone_samples(args.phones_per_locale, args.seed, DEFAULT_REGIONS)
+    places = name_address_samples(args.places_per_locale, args.seed)
+    samples = [*labelled, *phones, *places, *non_pii, *chitchat]
     detectors: dict[str, Detector] = {"transcript-indexer": ours()}
     direct: Callable[[str, str], object] | None = None
     if not args.no_presidio:
-        detectors["Presidio patterns"], direct = presidio()
+        detectors["Presidio patterns"], direct = presidio(DEFAULT_REGIONS)
     scores = {name: score(detect, samples) for name, detect in detectors.items()}
     size_mb = sum(len(t.encode()) for t in utterances) / 1e6
     print(
@@ -479,10 +692,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok &= mine >= target
             row = "".join(f"{scores[n].recall(entity_type, form):>20.3f}" for n in names)
             print(f"{entity_type:<15}{form:<9}{total:>7}{row}  >= {target:.2f} {_mark(mine >= target)}")
+    ok &= _print_sources(
+        scores,
+        names,
+        "libphonenumber:",
+        "faker:",
+        title=(
+            "Phone numbers by source (libphonenumber's examples of every region and type, national and\n"
+            f"international; Faker's formats of {len(PHONE_LOCALES)} locales), written and spoken"
+        ),
+        group_target=TARGET_PHONE_GROUP_RECALL,
+        overall_target=TARGET_PHONE_RECALL,
+    )
+    for prefix, what in (
+        ("person:", "Person names"),
+        ("address:", "Street addresses"),
+        ("postcode:", "Postcodes"),
+    ):
+        ok &= _print_sources(
+            scores,
+            names,
+            prefix,
+            title=(f"{what} by Faker locale ({len(PLACE_LOCALES)} locales), after a cue, written and spoken"),
+            group_target=None,
+            overall_target=TARGET_PLACE_RECALL,
+        )
     print("\nPrecision: findings that cover a labelled value, of all findings (all samples above, the")
     print(f"non-PII sentences and {len(utterances)} real utterances)")
     print(f"{'entity type':<24}" + "".join(f"{n:>20}" for n in names))
-    for entity_type in ENTITY_TYPES:
+    for entity_type in (*ENTITY_TYPES, "PERSON", "STREET_ADDRESS", "POSTCODE"):
         row = "".join(
             f"{scores[n].precision(entity_type):>11.3f} of {scores[n].findings.get(entity_type, 0):>5}"
             for n in names
@@ -494,6 +732,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'all entity types':<24}{row}  >= {TARGET_PRECISION:.2f} {_mark(mine >= TARGET_PRECISION)}")
     row = "".join(f"{scores[n].intact / max(scores[n].non_pii, 1):>20.3f}" for n in names)
     print(f"{'texts without PII intact':<24}{row}")
+    for group, label in (("", "non-PII numbers intact"), ("chitchat", "chitchat intact")):
+        row = "".join(
+            f"{1 - scores[n].flagged.get(group, 0) / max(scores[n].texts.get(group, 0), 1):>20.3f}"
+            for n in names
+        )
+        print(f"{label:<24}{row}")
+    print("(chitchat: people naming films, actors, places and years; every finding there is a false one)")
 
     print(f"\nThroughput: MB/s of transcript text (best of {ROUNDS}, the detectors taking turns)")
     header = f"{'unit':<12}{'texts':>7}{'MB':>6}" + "".join(f"{n:>20}" for n in names)

@@ -23,6 +23,7 @@ __all__ = [
     "luhn_valid",
     "may_find",
     "may_find_spelled",
+    "phrase_ends",
     "ssn_valid",
     "windows",
     "with_spoken_forms",
@@ -52,6 +53,21 @@ def any_words(*phrases: str) -> re.Pattern[str]:
         rf"(?<=\b{lead}{first})(?:{'|'.join(rests)})" for (lead, first), rests in groups.items()
     )
     return re.compile(rf"[{firsts}](?i:{alternatives})\b")
+
+
+def phrase_ends(lowered: str, phrases: Iterable[str]) -> Iterator[int]:
+    """The end of every whole-word occurrence of each of ``phrases`` (lower case, plain
+    text) in ``lowered``, found by substring search: for rules whose cues have many first
+    letters, where :func:`any_words` is slow."""
+    for phrase in phrases:
+        start = lowered.find(phrase)
+        while start >= 0:
+            end = start + len(phrase)
+            if (start == 0 or not lowered[start - 1].isalnum()) and (
+                end == len(lowered) or not lowered[end].isalnum()
+            ):
+                yield end
+            start = lowered.find(phrase, start + 1)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -269,9 +285,11 @@ class PatternRule:
         (``s w one a one a a`` → ``sw1a1aa``; :func:`indexer_pii.spoken.normalize` with
         ``letters``), and a spelled ``a`` or ``i`` said last is a letter unless a word
         follows it.
-    :ivar prefilter: :func:`may_find` (:func:`may_find_spelled` if ``alphanumeric``) when
-        ``windowed``: the rule set skips every windowed rule at once in text without
-        candidates.
+    :ivar prefilter: a quick test of a text, ``False`` when the rule cannot find anything
+        in it (a module-level function, so the rule pickles); rules that share one are
+        skipped at once. Default: :func:`may_find` (:func:`may_find_spelled` if
+        ``alphanumeric``) when ``windowed``, else none. A rule that is not windowed but
+        needs a word to match (a street type) is much faster with one.
     :raises ValueError: ``context_chars`` over 40 for a windowed rule.
     """
 
@@ -285,7 +303,7 @@ class PatternRule:
     windowed: bool = True
     min_digits: int = 0
     alphanumeric: bool = False
-    prefilter: Prefilter | None = attrs.field(init=False, repr=False, eq=False)
+    prefilter: Prefilter | None = attrs.field(kw_only=True, repr=False, eq=False)
 
     @prefilter.default
     def _prefilter(self) -> Prefilter | None:
@@ -397,12 +415,6 @@ class IbanRule:
 _FLAGS = re.IGNORECASE
 
 
-def _bare_phone(value: str) -> bool:
-    """10 digits, or 10 after the country code ``1`` or ``001`` (an extension may follow)."""
-    digits = re.split("[xX]", value)[0]
-    return len(digits) == 10 or (len(digits), digits[: len(digits) - 10]) in ((11, "1"), (13, "001"))
-
-
 def _international_length(value: str) -> bool:
     """An international number has 8 to 15 digits (E.164)."""
     return 8 <= len(re.sub(r"\D", "", value)) <= 15
@@ -479,26 +491,6 @@ RULES: Final[tuple[PatternRule | IbanRule, ...]] = (
         # national format with the trunk 0: 0161 4960371, (029) 2018 0678, 01174960265
         pattern=re.compile(r"(?=[(0])(?<![\w+])(?:\(0\d{2,4}\) ?|0\d{2,4}[ -]?)\d{3,4}[ -]?\d{3,4}(?![\d-])"),
         validate=_uk_length,
-        min_digits=10,
-    ),
-    PatternRule(
-        id="pii.phone_number_bare",
-        entity_type="PHONE_NUMBER",
-        version="3",
-        # 10 digits, 11 with the country code 1, 13 with 001, after words that say it is a
-        # phone number
-        pattern=re.compile(r"\d(?<![\d-]\d)\d{9,12}(?:x\d{1,5})?(?!\d)", _FLAGS),
-        validate=_bare_phone,
-        context=any_words(
-            "phone",
-            "cell",
-            "mobile",
-            "call",
-            "reach",
-            "text",
-            "contact",
-            "(?<!order )(?<!account )(?<!reference )(?<!tracking )(?<!confirmation )number is",
-        ),
         min_digits=10,
     ),
     IbanRule(),

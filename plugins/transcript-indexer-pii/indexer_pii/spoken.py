@@ -35,13 +35,14 @@ scan.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Final
 
 import attrs
 
-__all__ = ["Normalized", "normalize", "word_windows"]
+__all__ = ["Normalized", "has_spoken_number", "normalize", "word_windows"]
 
 DIGITS: Final = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0",
@@ -242,7 +243,13 @@ def _runs(tokens: list[_Token], *, letters: bool = False) -> list[_Edit]:
             pieces.pop()
         # Single letters before and after the digits belong to the run only if spelled out
         # together with them; a lone leading/trailing "a" or "i" is a word.
-        while pieces and pieces[0][0].isalpha() and len(pieces) > 1 and not pieces[1][0].isalpha():
+        while (
+            not letters
+            and pieces
+            and pieces[0][0].isalpha()
+            and len(pieces) > 1
+            and not pieces[1][0].isalpha()
+        ):
             if pieces[0][0] in ("a", "i"):
                 pieces.pop(0)
             else:
@@ -336,15 +343,23 @@ def word_windows(
     return merged
 
 
-def _stretches(text: str) -> list[tuple[int, int]]:
-    """Spans of ``text``, from word start to word end, that may hold a spoken form."""
+@functools.lru_cache(maxsize=64)
+def _stretches(text: str) -> tuple[tuple[int, int], ...]:
+    """Spans of ``text``, from word start to word end, that may hold a spoken form (cached:
+    both modes of :func:`normalize` ask for the same text in turn)."""
     lowered = text.lower()
     if len(lowered) != len(text):  # a character whose lower case is longer: check it all
-        return [(0, len(text))]
+        return ((0, len(text)),)
     spans = [(start - 1, end - 1) for start, end in (match.span() for match in _PAIR.finditer(f" {lowered}"))]
     if "dot" in lowered:
         spans += [match.span() for match in _SPOKEN_EMAIL.finditer(lowered)]
-    return word_windows(text, spans, _REACH, _REACH)
+    return tuple(word_windows(text, spans, _REACH, _REACH))
+
+
+def has_spoken_number(text: str) -> bool:
+    """``text`` holds two number words (or a number word and digits) close together: the
+    only places :func:`normalize` rewrites numbers (cached per text)."""
+    return bool(_stretches(text))
 
 
 def normalize(text: str, *, letters: bool = False) -> Normalized | None:

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from indexer.redaction import RuleSet
+from indexer_pii import default_rules
 from indexer_pii.rules import (
     RULES,
     PatternRule,
@@ -20,7 +21,7 @@ from indexer_pii.rules import (
 )
 from indexer_pii.spoken import normalize
 
-RULESET = RuleSet(RULES)
+RULESET = RuleSet(tuple(default_rules()))
 
 
 def redact(text: str) -> str:

@@ -1,0 +1,206 @@
+"""Person names said in a transcript (entity type ``PERSON``, rule ``pii.person_name``).
+
+A name is found where people say one: after a cue, and spelled out.
+
+- **Strong cues** ("my name is", "name's", "first name is", "last name is", "surname is",
+  "full name is", "the account holder is", titles Mr, Mrs, Ms, Miss, Mx, Dr, Mister): the
+  one to three words after it that are in the name list or, in decorated text, written
+  with a capital letter, and not common words.
+- **Weak cues** ("this is … calling", "I'm", "I am", "speaking with", "speaking to",
+  "talking to", "ask for"): the words after it only when the first is in the name list
+  ("I'm fine" and "this is great" are no names).
+- **Spelled**: letters said one by one (``s m i t h``, ``j-o-h-n``), two or more, after a
+  strong cue or within 40 characters after "spell", "spelled", "spelling", "that's"
+  (the agent's "can you spell your surname?" is the cue for the customer's letters).
+
+The name list is the first and last names of Faker's person providers of 15 locales
+(about 10,000 names, :func:`name_list`), less common English words that are also names
+(:data:`COMMON_WORDS`: "will", "may", "hope", "young", "brown" …). Limits: a name after no
+cue ("yes, Maria said so") is not found; a name that is also a common word is found only
+after a strong cue when written with a capital letter.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from collections.abc import Iterable
+from typing import ClassVar, Final
+
+import attrs
+
+from indexer.redaction import Finding, Prefilter
+from indexer_pii.rules import phrase_ends
+
+__all__ = ["COMMON_WORDS", "PersonNameRule", "may_name", "name_list"]
+
+#: The Faker locales whose person providers give the name list.
+NAME_LOCALES: Final = (
+    "en_US", "en_GB", "en_IE", "en_IN", "de_DE", "fr_FR", "es_ES", "es_MX", "it_IT", "nl_NL",
+    "pt_BR", "pt_PT", "pl_PL", "sv_SE", "da_DK",
+)  # fmt: skip
+#: English words that are also first or last names, never taken for names after a weak cue.
+COMMON_WORDS: Final = frozenset({
+    "a", "an", "the", "and", "or", "but", "if", "so", "to", "of", "in", "on", "at", "by", "for",
+    "with", "from", "up", "down", "out", "over", "about", "as", "is", "am", "are", "was", "were",
+    "be", "been", "being", "have", "has", "had", "do", "does", "did", "will", "would", "shall",
+    "should", "can", "could", "may", "might", "must", "not", "no", "yes", "yeah", "ok", "okay",
+    "hi", "hello", "hey", "well", "sure", "fine", "good", "great", "glad", "happy", "sorry",
+    "just", "only", "also", "very", "really", "still", "here", "there", "now", "then", "today",
+    "tomorrow", "calling", "call", "ringing", "phoning", "trying", "looking", "going", "coming",
+    "back", "again", "afraid", "sad", "tired", "busy", "ready", "new", "old", "young", "long",
+    "short", "little", "big", "small", "brown", "green", "white", "black", "gray", "grey", "red",
+    "gold", "silver", "rose", "grace", "hope", "joy", "faith", "bill", "mark", "frank",
+    "rich", "price", "hill", "wood", "woods", "field", "fields", "bell", "page", "cook", "baker",
+    "hunter", "king", "knight", "bishop", "mason", "carter", "miller", "fisher", "porter",
+    "turner", "walker", "parker", "cooper", "taylor", "ward", "summer", "winter", "spring",
+    "autumn", "june", "april", "august", "january", "march", "sunday", "monday", "friday",
+    "love", "honey", "dear", "darling", "sir", "madam", "man", "woman", "guy", "lady", "boy",
+    "girl", "kid", "mom", "dad", "mum", "mother", "father", "brother", "sister", "son", "daughter",
+    "wife", "husband", "friend", "doctor", "dr", "mr", "mrs", "ms", "miss", "mister", "customer",
+    "agent", "manager", "team", "support", "service", "sales", "billing", "account", "help",
+    "your", "our", "my", "his", "her", "their", "this", "that", "these",
+    "those", "what", "who", "how", "why", "when", "where", "which", "one", "two", "three", "four",
+    "five", "six", "seven", "eight", "nine", "ten",
+})  # fmt: skip
+_LETTER_RUN: Final = re.compile(r"(?<!\w)[^\W\d_](?:[ ,-]{1,2}[^\W\d_](?!\w)){1,}")
+_WORD: Final = re.compile(r"[^\W\d_](?:[\w'-]|\.(?=\w))*\.?")
+#: Cues after which the next words are a name (matched as whole words, in any case).
+STRONG_CUES: Final = (
+    "my name is", "my name's", "his name is", "her name is", "the name's", "first name is",
+    "last name is", "surname is",
+    "family name is", "full name is", "the account holder is", "account holder's name is",
+    "mr", "mrs", "ms", "miss", "mx", "dr", "mister", "prof",
+)  # fmt: skip
+#: Cues after which the next word is a name only if it is in the name list.
+WEAK_CUES: Final = ("this is", "i'm", "i am", "im", "speaking with", "speaking to", "talking to", "ask for")
+#: Cues after which letters said within 40 characters spell a name.
+SPELL_CUES: Final = ("spell", "spelled", "spelling", "spelt", "that's", "thats")
+
+
+#: Words inside a name: "Ana de la Cruz", "Jan van der Berg".
+PARTICLES: Final = frozenset({
+    "de", "del", "della", "la", "le", "du", "des", "da", "das", "do", "dos", "di", "van", "von",
+    "der", "den", "ter", "y", "e", "bin", "al",
+})  # fmt: skip
+#: Titles and degrees that may come with a name.
+TITLES: Final = frozenset({
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "dipl", "ing", "univ", "mag",
+    "ba", "msc", "phd", "md",
+})  # fmt: skip
+#: Common words that are names too ("Rose", "Will", "Brown"): taken after a strong cue
+#: when written with a capital letter; the other common words never.
+_NEVER: Final = COMMON_WORDS - {
+    "rose", "grace", "hope", "joy", "faith", "will", "bill", "mark", "frank", "rich", "price", "hill",
+    "wood", "woods", "field", "fields", "bell", "page", "cook", "baker", "hunter", "king", "knight",
+    "bishop", "mason", "carter", "miller", "fisher", "porter", "turner", "walker", "parker", "cooper",
+    "taylor", "ward", "brown", "green", "white", "black", "gray", "grey", "young", "long", "may",
+    "june", "april", "august", "summer", "winter", "autumn",
+}  # fmt: skip
+#: The most words of a name.
+MAX_WORDS: Final = 5
+
+
+#: Lower-case pieces of every cue: a text without any holds no cue.
+_CUE_PIECES: Final = (
+    "name", "this is", "i'm", "i am", "im ", "speaking", "talking", "ask for", "holder", "mr", "mrs",
+    "ms ", "ms.", "miss", "mx", "dr ", "dr.", "mister", "prof", "spell", "that's", "thats",
+)  # fmt: skip
+
+
+def may_name(text: str) -> bool:
+    """``text`` may hold a cue: the prefilter of ``pii.person_name``."""
+    lowered = text.lower()
+    return any(piece in lowered for piece in _CUE_PIECES)
+
+
+@functools.cache
+def name_list() -> frozenset[str]:
+    """First and last names (lower case) of Faker's person providers of :data:`NAME_LOCALES`,
+    less :data:`COMMON_WORDS`."""
+    names: set[str] = set()
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attribute in ("first_names", "first_names_male", "first_names_female", "last_names"):
+            for name in getattr(provider, attribute, ()):
+                names.update(part.lower() for part in re.split(r"[\s-]+", name) if len(part) > 1)
+    return frozenset(names - COMMON_WORDS)
+
+
+def _said_before(text: str, spelled: re.Match[str]) -> int:
+    """Where a spelling starts, or the name said just before it (``Brown, b r o w n``)."""
+    letters = "".join(ch for ch in spelled.group().lower() if ch.isalpha())
+    before = re.search(r"([^\W\d_]+)[ ,:-]{1,3}$", text[max(0, spelled.start() - 40) : spelled.start()])
+    if before and before.group(1).lower() == letters:
+        return spelled.start() - len(before.group())
+    return spelled.start()
+
+
+@attrs.frozen
+class PersonNameRule:
+    """``pii.person_name``: names after a cue, and spelled names (see the module)."""
+
+    id: str = "pii.person_name"
+    entity_type: str = "PERSON"
+    version: str = "1"
+    prefilter: ClassVar[Prefilter] = staticmethod(may_name)
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Every name after a cue, and every spelled name after a cue, in ``text``."""
+        found: list[Finding] = []
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a character whose lower case is longer ("İ"): keep offsets
+            lowered = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+        for cues, strong in ((STRONG_CUES, True), (WEAK_CUES, False)):
+            for end in phrase_ends(lowered, (cue for cue in cues if cue[:2] in lowered)):
+                found += self._after(text, end, strong=strong)
+        for end in phrase_ends(lowered, SPELL_CUES if ("spel" in lowered or "that" in lowered) else ()):
+            spelled = _LETTER_RUN.search(text, end)
+            if spelled and spelled.start() <= end + 40:
+                found.append(Finding(_said_before(text, spelled), spelled.end(), self.entity_type, self.id))
+        return found
+
+    def _after(self, text: str, position: int, *, strong: bool) -> list[Finding]:
+        """The name (then maybe its spelling) after a cue that ends at ``position``.
+
+        After a strong cue: up to :data:`MAX_WORDS` words that are not common words; after a
+        weak one, the first (after a title) must be in the name list or written with a
+        capital letter.
+        """
+        head = text[position : position + 3]
+        position += len(head) - len(head.lstrip(" ,:."))
+        names = name_list()
+        end, words, named, last_name_end = position, 0, False, position
+        for word in _WORD.finditer(text, position):
+            gap = text[end : word.start()]
+            if (words == 0 and gap) or (words and (len(gap) > 2 or gap.strip(" ,"))):
+                break
+            token = word.group()
+            bare = token.rstrip(".").lower().replace(".", "")
+            if len(bare) == 1:
+                break  # a single letter begins a spelling
+            if bare in TITLES:
+                end, words = word.end(), words + 1
+                continue
+            if named and bare in PARTICLES:
+                end, words = word.end(), words + 1  # kept only if a name word follows
+                continue
+            if bare in _NEVER or (bare in COMMON_WORDS and not (strong or named or token[:1].isupper())):
+                break  # "Joy", "Grace", "Cooper" are names after a strong cue or another name
+            if not (
+                (strong and not named) or bare in names or (token[:1].isupper() and token[1:2].islower())
+            ):
+                break  # after the first word: listed names and capitalised words only
+            end, words, named = word.end(), words + 1, True
+            last_name_end = end
+            if words >= MAX_WORDS:
+                break
+        end = last_name_end if named else position
+        skip = len(text[end : end + 2]) - len(text[end : end + 2].lstrip(" ,:-"))
+        spelled = _LETTER_RUN.match(text, end + skip)
+        if spelled and (strong or named):
+            end = spelled.end()
+        if end == position:
+            return []
+        return [Finding(position, end, self.entity_type, self.id)]

@@ -31,7 +31,7 @@ import attrs
 
 from indexer.redaction import Finding, Prefilter
 from indexer_pii.rules import PatternRule, any_words, phrase_ends, with_spoken_forms
-from indexer_pii.spoken import has_spoken_number, word_windows
+from indexer_pii.spoken import has_spoken_number, spoken_number_spans, word_windows
 
 __all__ = [
     "AddressContextRule",
@@ -195,28 +195,33 @@ IE_EIRCODE: Final = re.compile(r"(?<![a-z0-9])[ac-fhknprtv-y]\d[\dw] ?[ac-fhknpr
 
 
 _LETTERS: Final = re.compile(r"[^\W\d_]+\.?")
-_NUMBER_NEAR: Final = re.compile(rf"\d|\b{_NUMBER_WORDS}\b", re.IGNORECASE)
+
+
+_DIGITS: Final = re.compile(r"\d+")
 
 
 @functools.lru_cache(maxsize=64)
-def _anchors(text: str) -> tuple[tuple[int, int], ...]:
-    """Street words (:data:`_STREET_WORDS`, :data:`_STREET_ENDINGS`) with a house number
-    (a digit or a number word) within 60 characters before or 40 after them."""
-    found = []
-    for word in _LETTERS.finditer(text):
-        lowered = word.group().lower().rstrip(".")
-        if lowered in _STREET_WORDS or lowered.endswith(_STREET_ENDINGS):
-            start, end = word.span()
-            if _NUMBER_NEAR.search(text, max(0, start - 60), end + 40):
-                found.append((start, end))
-    return tuple(found)
+def _number_windows(text: str) -> tuple[tuple[int, int], ...]:
+    """The text around every house number (digits, or spoken numbers close together), 90
+    characters before it and 60 after, that holds a street word; cached, as both street
+    rules ask in turn."""
+    spans = [match.span() for match in _DIGITS.finditer(text)]
+    spans += spoken_number_spans(text)
+    return tuple(
+        (start, end) for start, end in word_windows(text, spans, 90, 60) if _has_street_word(text[start:end])
+    )
+
+
+def _has_street_word(value: str) -> bool:
+    return any(
+        word.lower().rstrip(".") in _STREET_WORDS or word.lower().endswith(_STREET_ENDINGS)
+        for word in _LETTERS.findall(value)
+    )
 
 
 @attrs.frozen
 class StreetRule:
-    """A street address pattern, searched only around street words with a number near
-    them (:func:`_anchors`): 90 characters before one (the house number and name) and 60
-    after (a unit)."""
+    """A street address pattern, searched only around house numbers (:func:`_number_windows`)."""
 
     id: str
     pattern: re.Pattern[str]
@@ -230,12 +235,9 @@ class StreetRule:
         return with_spoken_forms(self._find, text, windowed=False)
 
     def _find(self, text: str) -> list[Finding]:
-        anchors = _anchors(text)
-        if not anchors:
-            return []
         return [
             Finding(match.start(), match.end(), self.entity_type, self.id)
-            for start, end in word_windows(text, anchors, 90, 60)
+            for start, end in _number_windows(text)
             for match in self.pattern.finditer(text, start, end)
             if self.validate is None or self.validate(match.group())
         ]

@@ -464,7 +464,7 @@ class Scores:
     def precision(self, entity_type: str | None = None) -> float:
         if entity_type is None:
             return sum(self.true_findings.values()) / max(sum(self.findings.values()), 1)
-        return self.true_findings[entity_type] / max(self.findings[entity_type], 1)
+        return self.true_findings.get(entity_type, 0) / max(self.findings.get(entity_type, 0), 1)
 
 
 def score(detect: Detector, samples: Iterable[Sample]) -> Scores:

@@ -87,7 +87,8 @@ PARTICLES: Final = frozenset({
 #: Titles and degrees that may come with a name.
 TITLES: Final = frozenset({
     "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "dipl", "ing", "univ", "mag",
-    "ba", "msc", "phd", "md",
+    "ba", "msc", "phd", "md", "mba", "bsc", "beng", "meng", "ma", "llm", "jr", "sr", "iii", "herr",
+    "frau", "sra", "srta", "sig", "mme", "mlle", "m",
 })  # fmt: skip
 #: Common words that are names too ("Rose", "Will", "Brown"): taken after a strong cue
 #: when written with a capital letter; the other common words never.
@@ -172,6 +173,7 @@ class PersonNameRule:
         position += len(head) - len(head.lstrip(" ,:."))
         names = name_list()
         end, words, named, last_name_end = position, 0, False, position
+        cased = False  # the first name word is capitalised: the text is decorated
         for word in _WORD.finditer(text, position):
             gap = text[end : word.start()]
             if (words == 0 and gap) or (words and (len(gap) > 2 or gap.strip(" ,"))):
@@ -188,10 +190,14 @@ class PersonNameRule:
                 continue
             if bare in _NEVER or (bare in COMMON_WORDS and not (strong or named or token[:1].isupper())):
                 break  # "Joy", "Grace", "Cooper" are names after a strong cue or another name
-            if not (
-                (strong and not named) or bare in names or (token[:1].isupper() and token[1:2].islower())
-            ):
-                break  # after the first word: listed names and capitalised words only
+            capital = token[:1].isupper() and token[1:2].islower()
+            if named and cased and not capital:
+                break  # decorated text: "Mr. Jenkins yesterday" ends at the lower-case word
+            parts = [part for part in bare.split("-") if part]
+            listed = all(part in names or (named and part in COMMON_WORDS) for part in parts)
+            if not (strong or listed or capital):
+                break  # after a weak cue: listed names ("Cooper" after a first name) and capitalised words
+            cased = cased or (not named and capital)
             end, words, named = word.end(), words + 1, True
             last_name_end = end
             if words >= MAX_WORDS:

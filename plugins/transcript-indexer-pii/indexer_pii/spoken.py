@@ -42,7 +42,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["Normalized", "has_spoken_number", "normalize", "word_windows"]
+__all__ = ["Normalized", "has_spoken_number", "normalize", "spoken_number_spans", "word_windows"]
 
 DIGITS: Final = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0",
@@ -360,6 +360,11 @@ def has_spoken_number(text: str) -> bool:
     """``text`` holds two number words (or a number word and digits) close together: the
     only places :func:`normalize` rewrites numbers (cached per text)."""
     return bool(_stretches(text))
+
+
+def spoken_number_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """The stretches of ``text`` where :func:`normalize` may rewrite spoken numbers."""
+    return _stretches(text)
 
 
 def normalize(text: str, *, letters: bool = False) -> Normalized | None:

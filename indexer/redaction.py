@@ -297,22 +297,58 @@ def _word_hits(words: Sequence[str], found: Sequence[Finding]) -> list[Finding |
     return hits
 
 
-def _check_views_agree(
-    utterance: DocUtterance, in_text: Sequence[Finding], in_words: Sequence[Finding]
-) -> None:
-    """The text and the words of one utterance are two views of what was said: when rules
-    find an entity type in one and not the other, one of them may hide a value from them.
+_VIEW_TOKEN: Final = re.compile(r"\w+")
 
-    :raises ResidualPII: naming the rules whose findings are in one view only.
+
+def _aligned(text: str, spoken: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+    """The word tokens of ``text`` and of ``spoken`` (the utterance's words joined), when
+    both say the same words, case and punctuation aside; ``None`` when they do not."""
+    in_text = list(_VIEW_TOKEN.finditer(text))
+    in_words = list(_VIEW_TOKEN.finditer(spoken))
+    if [m.group().lower() for m in in_text] != [m.group().lower() for m in in_words]:
+        return None
+    return [m.span() for m in in_text], [m.span() for m in in_words]
+
+
+def _projected(
+    found: Sequence[Finding], source: list[tuple[int, int]], target: list[tuple[int, int]]
+) -> list[Finding]:
+    """``found`` (offsets of one view) moved onto the same tokens of the other view."""
+    moved = []
+    for finding in found:
+        covered = [k for k, (start, end) in enumerate(source) if start < finding.end and finding.start < end]
+        if covered:
+            moved.append(attrs.evolve(finding, start=target[covered[0]][0], end=target[covered[-1]][1]))
+    return moved
+
+
+def _reconcile_views(
+    utterance: DocUtterance, in_text: list[Finding], in_words: list[Finding]
+) -> tuple[list[Finding], list[Finding]]:
+    """The text and the words of one utterance are two views of what was said. When rules
+    find an entity type in one and not the other (a name read from its capital letter, an
+    address clause ended by a full stop), and both views say the same words, the findings
+    of each are carried over to the other, so both are redacted alike. When the views say
+    different words, one of them may hide a value from the rules: fail closed.
+
+    :raises ResidualPII: the views disagree and do not say the same words; naming the
+        rules whose findings are in one view only.
     """
     if not utterance.words:
-        return
+        return in_text, in_words
     text_types = {f.entity_type for f in in_text}
     word_types = {f.entity_type for f in in_words}
-    if text_types != word_types:
-        only = text_types ^ word_types
+    if text_types == word_types:
+        return in_text, in_words
+    only = text_types ^ word_types
+    tokens = _aligned(utterance.text, _spoken(utterance))
+    if tokens is None:
         rules = {f.rule_id for f in (*in_text, *in_words) if f.entity_type in only}
         raise ResidualPII(sorted(rules), reason="the text and the words of an utterance disagree")
+    text_tokens, word_tokens = tokens
+    to_words = _projected([f for f in in_text if f.entity_type not in word_types], text_tokens, word_tokens)
+    to_text = _projected([f for f in in_words if f.entity_type not in text_types], word_tokens, text_tokens)
+    return _merge([*in_text, *to_text]), _merge([*in_words, *to_words])
 
 
 def _blank_replacements(text: str) -> str:
@@ -470,20 +506,23 @@ class RuleSet:
             text_found, per_type = self.passage_findings(
                 [texts[i] for i in group], [text_leads[i] for i in group]
             )
-            for index, utterance, found in zip(group, members, text_found, strict=True):
-                if found:
-                    utterances[index] = attrs.evolve(utterance, text=self._replace(utterance.text, found))
-                    audit += [self._entry(f, utterance, "text", f.start, f.end) for f in found]
+            word_found: list[list[Finding]] = [[] for _ in group]
             if any(u.words for u in members):
                 word_found, word_types = self.passage_findings(
                     [spoken[i] for i in group], [word_leads[i] for i in group]
                 )
-                for index, found, in_text in zip(group, word_found, text_found, strict=True):
-                    _check_views_agree(original[index], in_text, found)
-                    if found:
-                        utterances[index], entries = self._redact_words(utterances[index], found)
-                        audit += entries
+                for k, utterance in enumerate(members):
+                    text_found[k], word_found[k] = _reconcile_views(utterance, text_found[k], word_found[k])
                 per_type |= word_types  # the larger count of the two views
+            for index, utterance, in_text, in_words in zip(
+                group, members, text_found, word_found, strict=True
+            ):
+                if in_text:
+                    utterances[index] = attrs.evolve(utterance, text=self._replace(utterance.text, in_text))
+                    audit += [self._entry(f, utterance, "text", f.start, f.end) for f in in_text]
+                if in_words:
+                    utterances[index], entries = self._redact_words(utterances[index], in_words)
+                    audit += entries
             counts.update(per_type)
         redacted = attrs.evolve(
             document,

@@ -152,9 +152,10 @@ def has_address_cue(text: str) -> bool:
     return any(cue in lowered for cue in ADDRESS_CUES) or any(cue in lowered for cue in WEAK_ADDRESS_CUES)
 
 
-#: What follows a cue up to the end of its clause.
+#: What follows a cue up to the end of its clause (never past a line: another utterance).
 _CLAUSE: Final = re.compile(
-    r"(?:[^.!?;]|\.(?=\s*[\da-z]))+?(?=[!?;]|\.(?!\s*[\da-z])|,? (?:and|thanks|thank|please|but)\b|$)",
+    r"(?:[^.!?;\n]|\.(?=[ \t]*[\da-z]))+?"  # a full stop inside: "Apt. 4", "St. Mary's"
+    r"(?=[!?;\n]|\.(?![ \t]*[\da-z])|,? (?:and|thanks|thank|please|but)\b|$)",
     re.IGNORECASE,
 )
 

@@ -42,6 +42,8 @@ NAME_LOCALES: Final = (
 )  # fmt: skip
 #: English words that are also first or last names, never taken for names after a weak cue.
 COMMON_WORDS: Final = frozenset({
+    "oh", "ah", "um", "uh", "hmm", "wow", "lol", "haha", "yep", "nope", "thanks", "thank", "please",
+    "anyway", "anyways", "actually", "maybe", "totally", "yesterday", "tonight", "here's",
     "a", "an", "the", "and", "or", "but", "if", "so", "to", "of", "in", "on", "at", "by", "for",
     "with", "from", "up", "down", "out", "over", "about", "as", "is", "am", "are", "was", "were",
     "be", "been", "being", "have", "has", "had", "do", "does", "did", "will", "would", "shall",
@@ -169,8 +171,11 @@ class PersonNameRule:
         weak one, the first (after a title) must be in the name list or written with a
         capital letter.
         """
+        cue_word = text[max(0, position - 5) : position].lower().split(" ")[-1]
+        if text[position : position + 1] == "." and cue_word in TITLES:
+            position += 1  # "Mr." and "Dr.": the dot of the title
         head = text[position : position + 3]
-        position += len(head) - len(head.lstrip(" ,:."))
+        position += len(head) - len(head.lstrip(" ,:"))  # never past a full stop: a new sentence
         names = name_list()
         end, words, named, last_name_end = position, 0, False, position
         cased = False  # the first name word is capitalised: the text is decorated

@@ -136,6 +136,8 @@ class _Token:
 def _spoken_digits(tokens: list[_Token], i: int) -> tuple[str, int] | None:
     """Digits spoken from ``tokens[i]`` on, and how many tokens they take; ``None``: not a number."""
     word = tokens[i].word
+    if tokens[i].text == "Oh":
+        return None  # capitalised, the interjection: decorated text writes a zero as 0
     following = tokens[i + 1].word if i + 1 < len(tokens) else ""
     if word in REPEATS and following in DIGITS:
         return DIGITS[following] * REPEATS[word], 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -114,3 +115,34 @@ async def wait_until_ended(emulator: Emulator, count: int, timeout_s: float = 30
     with trio.fail_after(timeout_s):
         while emulator.status()["ended"] < count:  # noqa: ASYNC110 -- the emulator's simulated clock
             await trio.sleep(0.05)
+
+
+_REPLACEMENT: Final = re.compile(r"\\\[[A-Z_]+(?:\\ [^\]]*)?\\\]")
+
+
+def same_or_more_redacted(got: str, expected: str) -> bool:
+    """``got`` is ``expected`` with, at most, more of it replaced by ``[ENTITY_TYPE]``s."""
+    if got == expected:
+        return True
+    pattern = _REPLACEMENT.sub(lambda _: "[^\\n]{1,100}?", re.escape(got))
+    return re.fullmatch(pattern, expected, re.DOTALL) is not None
+
+
+def redacted_alike(got: Sequence[str], played: Sequence[str]) -> bool:
+    """The indexed texts are the played ones, in order, some of them with more replaced by
+    ``[ENTITY_TYPE]``s (chitchat holds names and places too, which the rules redact)."""
+    return len(got) == len(played) and all(
+        same_or_more_redacted(g, p) for g, p in zip(got, played, strict=True)
+    )
+
+
+def same_conversations(indexed: Sequence[Sequence[str]], played: Sequence[Sequence[str]]) -> bool:
+    """Each indexed conversation's texts are one played conversation's, redacted alike
+    (:func:`redacted_alike`), one to one."""
+    left = list(played)
+    for texts in indexed:
+        match = next((k for k, candidate in enumerate(left) if redacted_alike(texts, candidate)), None)
+        if match is None:
+            return False
+        left.pop(match)
+    return not left

@@ -69,11 +69,13 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
     stats = Statistics()
     async with trio.open_nursery() as nursery:
         base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+        base_config = live_config(base_url, corpus, {"url": any_opensearch_url}, tmp_path, grace_period_s=1.0)
         config = attrs.evolve(
-            live_config(base_url, corpus, {"url": any_opensearch_url}, tmp_path, grace_period_s=1.0),
+            base_config,
             redaction=RedactionSettings(
                 operators={"pii.credit_card": "partial", "EMAIL_ADDRESS": "hash"}, hmac_key=HMAC_KEY
             ),
+            plugins={**base_config.plugins, "pii": {"names_and_addresses": True}},
         )
         start_worker(nursery, config, stats=stats, arrivals=arrivals, extra=[SloppyPlugin()])
         with trio.fail_after(120):

@@ -51,21 +51,25 @@ __all__ = [
 ]
 
 
-def default_rules(phone_regions: Iterable[str] | None = None) -> list[RedactionRule]:
-    """Every rule: :data:`indexer_pii.rules.RULES`, the phone rules for ``phone_regions``
-    (:mod:`indexer_pii.phones`), person names (:mod:`indexer_pii.names`), street addresses
-    and postcodes (:mod:`indexer_pii.addresses`).
+def default_rules(
+    phone_regions: Iterable[str] | None = None, *, names_and_addresses: bool = False
+) -> list[RedactionRule]:
+    """Every rule: :data:`indexer_pii.rules.RULES` and the phone rules for ``phone_regions``
+    (:mod:`indexer_pii.phones`); with ``names_and_addresses``, person names
+    (:mod:`indexer_pii.names`), street addresses and postcodes (:mod:`indexer_pii.addresses`).
 
     :raises ValueError: a region libphonenumber does not know.
     """
     phones = phone_rules(None if phone_regions is None else list(phone_regions))
-    return [*RULES, *phones, PersonNameRule(), *address_rules()]
+    places: list[RedactionRule] = [PersonNameRule(), *address_rules()] if names_and_addresses else []
+    return [*RULES, *phones, *places]
 
 
 @hookimpl
 def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule]:
     """Every rule of :func:`default_rules`, minus ``[plugins.pii] disabled`` ids; phone
-    regions from ``[plugins.pii] phone_regions``.
+    regions from ``[plugins.pii] phone_regions``; names, addresses and postcodes when
+    ``[plugins.pii] names_and_addresses = true`` (off by default, see the README).
 
     :raises ConfigError: ``phone_regions`` is not a list of regions libphonenumber knows.
     """
@@ -76,8 +80,11 @@ def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule
         not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
     ):
         raise ConfigError('plugins.pii.phone_regions must be a list of region codes, e.g. ["US", "DE"]')
+    places = settings.get("names_and_addresses", False)
+    if not isinstance(places, bool):
+        raise ConfigError("plugins.pii.names_and_addresses must be true or false")
     try:
-        rules = default_rules(regions)
+        rules = default_rules(regions, names_and_addresses=places)
     except ValueError as exc:
         raise ConfigError(f"plugins.pii.{exc}") from None
     return [rule for rule in rules if rule.id not in disabled]

@@ -46,8 +46,9 @@ _NUMBER_WORDS: Final = (
     r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
     r"seventy|eighty|ninety|hundred)"
 )
-#: A house number: digits with an optional letter, or up to five number words.
-_HOUSE: Final = rf"(?:\d{{1,5}}(?:[ -]?[a-z]\b)?|{_NUMBER_WORDS}(?:[ -]{_NUMBER_WORDS}){{0,4}})"
+#: A house number: digits with an optional letter, or two to five number words ("forty
+#: two"; one number word alone is too often a word: "one person caught up").
+_HOUSE: Final = rf"(?:\d{{1,5}}(?:[ -]?[a-z]\b)?|{_NUMBER_WORDS}(?:[ -]{_NUMBER_WORDS}){{1,4}})"
 _TYPES: Final = (
     r"(?:street|st|avenue|ave|av|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|"
     r"terrace|terr|crescent|cres|close|square|sq|parkway|pkwy|highway|hwy|circle|cir|trail|"
@@ -138,12 +139,18 @@ _CODE_CUES: Final = (
 
 #: Cues after which the clause is an address even without a number (``avenue Daniel Guillot``).
 ADDRESS_CUES: Final = (
-    "my address is", "address is", "i live at", "we live at", "send it to", "deliver it to",
-    "ship it to", "mail it to", "meine adresse ist", "ich wohne in der", "mon adresse est",
-    "j'habite au", "mi dirección es", "mi direccion es", "vivo en", "il mio indirizzo è", "mijn adres is",
+    "my address is", "address is", "i live at", "we live at", "meine adresse ist", "ich wohne in der",
+    "mon adresse est", "j'habite au", "mi dirección es", "mi direccion es", "il mio indirizzo è",
+    "mijn adres is",
 )  # fmt: skip
-#: Cues after which the clause is an address only with a number ("I'm at work" is not one).
-WEAK_ADDRESS_CUES: Final = ("i'm at", "we're at", "i am at")
+#: Cues after which the clause is an address only when it starts with a house number or
+#: names a street ("send it to you at 5" and "I'm at work" are none).
+WEAK_ADDRESS_CUES: Final = (
+    "send it to", "deliver it to", "ship it to", "mail it to", "i'm at", "we're at", "i am at", "vivo en",
+)  # fmt: skip
+_STARTS_WITH_HOUSE: Final = re.compile(
+    rf"(?:\d{{1,5}}[a-z]?|{_NUMBER_WORDS}(?: {_NUMBER_WORDS})+),? [^\W\d_]", re.I
+)
 
 
 def has_address_cue(text: str) -> bool:
@@ -154,7 +161,7 @@ def has_address_cue(text: str) -> bool:
 
 #: What follows a cue up to the end of its clause (never past a line: another utterance).
 _CLAUSE: Final = re.compile(
-    r"(?:[^.!?;\n]|\.(?=[ \t]*[\da-z]))+?"  # a full stop inside: "Apt. 4", "St. Mary's"
+    r"(?:[^.!?;\n]|\.(?=[ \t]*[\da-z])){3,100}?"  # a full stop inside: "Apt. 4", "St. Mary's"
     r"(?=[!?;\n]|\.(?![ \t]*[\da-z])|,? (?:and|thanks|thank|please|but)\b|$)",
     re.IGNORECASE,
 )
@@ -182,7 +189,11 @@ class AddressContextRule:
             for cue_end in phrase_ends(lowered, cues):
                 head = text[cue_end : cue_end + 3]
                 clause = _CLAUSE.match(text, cue_end + len(head) - len(head.lstrip(" ,:")))
-                if clause and (_holds_number(clause.group()) or (strong and _names_street(clause.group()))):
+                if clause and (
+                    (strong and (_holds_number(clause.group()) or _names_street(clause.group())))
+                    or _STARTS_WITH_HOUSE.match(clause.group())
+                    or _has_street_word(clause.group())
+                ):
                     found.append(Finding(clause.start(), clause.end(), self.entity_type, self.id))
         return found
 
@@ -209,7 +220,7 @@ def _number_windows(text: str) -> tuple[tuple[int, int], ...]:
     spans = [match.span() for match in _DIGITS.finditer(text)]
     spans += spoken_number_spans(text)
     return tuple(
-        (start, end) for start, end in word_windows(text, spans, 90, 60) if _has_street_word(text[start:end])
+        (start, end) for start, end in word_windows(text, spans, 90, 120) if _has_street_word(text[start:end])
     )
 
 

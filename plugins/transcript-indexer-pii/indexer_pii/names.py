@@ -67,7 +67,7 @@ COMMON_WORDS: Final = frozenset({
     "five", "six", "seven", "eight", "nine", "ten",
 })  # fmt: skip
 _LETTER_RUN: Final = re.compile(r"(?<!\w)[^\W\d_](?:[ ,-]{1,2}[^\W\d_](?!\w)){1,}")
-_WORD: Final = re.compile(r"[^\W\d_](?:[\w'-]|\.(?=\w))*\.?")
+_WORD: Final = re.compile(r"[^\W\d_](?:[\w'-]|\.(?=\w))*")  # "B.Eng" whole; a final full stop is no part
 #: Cues after which the next words are a name (matched as whole words, in any case).
 STRONG_CUES: Final = (
     "my name is", "my name's", "his name is", "her name is", "the name's", "first name is",
@@ -188,7 +188,9 @@ class PersonNameRule:
             if len(bare) == 1:
                 break  # a single letter begins a spelling
             if bare in TITLES:
-                end, words = word.end(), words + 1
+                end, words = word.end() + (text[word.end() : word.end() + 1] == "."), words + 1  # "Dr."
+                if named:  # a degree after the name: "Hofmann MBA"
+                    last_name_end = word.end()
                 continue
             if named and bare in PARTICLES:
                 end, words = word.end(), words + 1  # kept only if a name word follows

@@ -10,7 +10,7 @@ import pytest
 from indexer.redaction import RuleSet
 from indexer_pii import default_rules
 
-RULES = RuleSet(tuple(default_rules()))
+RULES = RuleSet(tuple(default_rules(names_and_addresses=True)))
 
 
 def found(text: str, lead: str = "") -> list[tuple[str, str]]:
@@ -101,6 +101,18 @@ def test_postcodes_are_found(text: str, code: str) -> None:
 )
 def test_places_without_an_address_survive(text: str) -> None:
     assert [t for t, _ in found(text) if t in ("STREET_ADDRESS", "POSTCODE")] == []
+
+
+def test_names_and_addresses_are_a_setting() -> None:
+    from indexer.config import Config
+    from indexer_pii import transcript_indexer_redaction_rules
+
+    off = {r.id for r in transcript_indexer_redaction_rules(Config())}
+    on = {
+        r.id
+        for r in transcript_indexer_redaction_rules(Config(plugins={"pii": {"names_and_addresses": True}}))
+    }
+    assert "pii.person_name" not in off and {"pii.person_name", "pii.street_address", "pii.postcode"} <= on
 
 
 def test_the_new_rules_run_in_worker_processes() -> None:

@@ -30,8 +30,8 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding, Prefilter
-from indexer_pii.rules import PatternRule, any_words, phrase_ends, with_spoken_forms
-from indexer_pii.spoken import has_spoken_number, spoken_number_spans, word_windows
+from indexer_pii.rules import PatternRule, any_words, lowered_in_place, phrase_ends, with_spoken_forms
+from indexer_pii.spoken import spoken_number_spans, word_windows
 
 __all__ = [
     "AddressContextRule",
@@ -89,7 +89,6 @@ _STREET_WORDS: Final = frozenset(_TYPES[3:-1].split("|")) | frozenset({
     "plac", "osiedle", "os", "callejón", "ronda", "pasaje", "travesía", "glorieta", "rambla", "cañada",
     "vía", "contrada", "borgo", "strada",
 })  # fmt: skip
-_ENGLISH_TYPES: Final = frozenset(_TYPES[3:-1].split("|")) - {"avenue", "boulevard", "plaza"}
 #: Endings of compound street names (``Hauptstraße``, ``Kerkstraat``, ``Strandvejen``).
 _STREET_ENDINGS: Final = (
     "straße", "strasse", "str", "weg", "gasse", "platz", "allee", "ring", "damm", "ufer", "straat", "laan",
@@ -101,26 +100,11 @@ _STREET_ENDINGS: Final = (
 def may_hold_number(text: str) -> bool:
     """``text`` holds a digit, or spoken numbers close together: the prefilter shared by the
     street, address and postcode rules (an address has a house number, a postcode digits)."""
-    return _DIGIT.search(text) is not None or has_spoken_number(text)
-
-
-def _names_street(value: str) -> bool:
-    """``value`` holds a street word that is no English word (``avenue``, ``Rua``,
-    ``Hauptstraße``): an address without a number."""
-    return any(
-        (word.lower().rstrip(".") in _STREET_WORDS and word.lower() not in _ENGLISH_TYPES)
-        or word.lower().endswith(_STREET_ENDINGS)
-        for word in _LETTERS.findall(value)
-    )
+    return _DIGIT.search(text) is not None or bool(spoken_number_spans(text))
 
 
 def _holds_number(value: str) -> bool:
     return _DIGIT.search(value) is not None or re.search(rf"\b{_NUMBER_WORDS}\b", value, re.I) is not None
-
-
-def _type_first_has_number(value: str) -> bool:
-    """A type-first street (``rue de la Paix``) counts with its house number only."""
-    return _holds_number(value)
 
 
 UK_POSTCODE: Final = re.compile(
@@ -182,18 +166,17 @@ class AddressContextRule:
 
     def _find(self, text: str) -> list[Finding]:
         found = []
-        lowered = text.lower()
-        if len(lowered) != len(text):  # a character whose lower case is longer ("İ"): keep offsets
-            lowered = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+        lowered = lowered_in_place(text)
         for cues, strong in ((ADDRESS_CUES, True), (WEAK_ADDRESS_CUES, False)):
             for cue_end in phrase_ends(lowered, cues):
                 head = text[cue_end : cue_end + 3]
                 clause = _CLAUSE.match(text, cue_end + len(head) - len(head.lstrip(" ,:")))
-                if clause and (
-                    (strong and (_holds_number(clause.group()) or _names_street(clause.group())))
-                    or _STARTS_WITH_HOUSE.match(clause.group())
-                    or _has_street_word(clause.group())
-                ):
+                if clause is None:
+                    continue
+                value = clause.group()
+                # after a strong cue a number is enough; after any, a house number first or a street word
+                strong_enough = strong and _holds_number(value)
+                if strong_enough or _STARTS_WITH_HOUSE.match(value) or _has_street_word(value):
                     found.append(Finding(clause.start(), clause.end(), self.entity_type, self.id))
         return found
 
@@ -225,6 +208,7 @@ def _number_windows(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def _has_street_word(value: str) -> bool:
+    """``value`` holds a street word (``road``, ``avenue``, ``Rua``) or ending (``Hauptstraße``)."""
     return any(
         word.lower().rstrip(".") in _STREET_WORDS or word.lower().endswith(_STREET_ENDINGS)
         for word in _LETTERS.findall(value)
@@ -262,7 +246,9 @@ def address_rules() -> list[PatternRule | AddressContextRule | StreetRule]:
         AddressContextRule(),
         StreetRule("pii.street_address", re.compile(f"{_STREET_EN}|{_STREET_NUMBER_AFTER}", flags)),
         StreetRule(
-            "pii.street_address_type_first", re.compile(_STREET_TYPE_FIRST, flags), _type_first_has_number
+            "pii.street_address_type_first",
+            re.compile(_STREET_TYPE_FIRST, flags),
+            _holds_number,  # with its house number only
         ),
         PatternRule(
             id="pii.postcode",

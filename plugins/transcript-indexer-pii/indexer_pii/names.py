@@ -31,7 +31,7 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding, Prefilter
-from indexer_pii.rules import phrase_ends
+from indexer_pii.rules import lowered_in_place, phrase_ends
 
 __all__ = ["COMMON_WORDS", "PersonNameRule", "may_name", "name_list"]
 
@@ -152,9 +152,7 @@ class PersonNameRule:
     def find(self, text: str) -> Iterable[Finding]:
         """Every name after a cue, and every spelled name after a cue, in ``text``."""
         found: list[Finding] = []
-        lowered = text.lower()
-        if len(lowered) != len(text):  # a character whose lower case is longer ("İ"): keep offsets
-            lowered = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+        lowered = lowered_in_place(text)
         for cues, strong in ((STRONG_CUES, True), (WEAK_CUES, False)):
             for end in phrase_ends(lowered, (cue for cue in cues if cue[:2] in lowered)):
                 found += self._after(text, end, strong=strong)

@@ -20,6 +20,7 @@ __all__ = [
     "any_words",
     "card_brand",
     "iban_valid",
+    "lowered_in_place",
     "luhn_valid",
     "may_find",
     "may_find_spelled",
@@ -53,6 +54,15 @@ def any_words(*phrases: str) -> re.Pattern[str]:
         rf"(?<=\b{lead}{first})(?:{'|'.join(rests)})" for (lead, first), rests in groups.items()
     )
     return re.compile(rf"[{firsts}](?i:{alternatives})\b")
+
+
+def lowered_in_place(text: str) -> str:
+    """``text`` in lower case, character for character: a character whose lower case is
+    longer ("İ") is kept as it is, so offsets into the result are offsets into ``text``."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
 
 
 def phrase_ends(lowered: str, phrases: Iterable[str]) -> Iterator[int]:

@@ -42,7 +42,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["Normalized", "has_spoken_number", "normalize", "spoken_number_spans", "word_windows"]
+__all__ = ["Normalized", "normalize", "spoken_number_spans", "word_windows"]
 
 DIGITS: Final = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0",
@@ -358,14 +358,9 @@ def _stretches(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(word_windows(text, spans, _REACH, _REACH))
 
 
-def has_spoken_number(text: str) -> bool:
-    """``text`` holds two number words (or a number word and digits) close together: the
-    only places :func:`normalize` rewrites numbers (cached per text)."""
-    return bool(_stretches(text))
-
-
 def spoken_number_spans(text: str) -> tuple[tuple[int, int], ...]:
-    """The stretches of ``text`` where :func:`normalize` may rewrite spoken numbers."""
+    """The stretches of ``text`` where :func:`normalize` may rewrite spoken numbers: two
+    number words (or a number word and digits) close together (cached per text)."""
     return _stretches(text)
 
 

@@ -24,18 +24,23 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, Final
 
 import attrs
 
 from indexer.redaction import Finding, Prefilter
-from indexer_pii.rules import PatternRule, any_words, lowered_in_place, phrase_ends, with_spoken_forms
+from indexer_pii.rules import (
+    CueFinder,
+    PatternRule,
+    any_words,
+    with_spoken_forms,
+)
 from indexer_pii.spoken import spoken_number_spans, word_windows
 
 __all__ = [
     "AddressContextRule",
-    "StreetRule",
+    "NearNumberRule",
     "address_rules",
     "has_address_cue",
     "may_hold_number",
@@ -137,10 +142,20 @@ _STARTS_WITH_HOUSE: Final = re.compile(
 )
 
 
+#: Every address cue, and whether it is strong.
+_CUES: Final = CueFinder({**dict.fromkeys(ADDRESS_CUES, True), **dict.fromkeys(WEAK_ADDRESS_CUES, False)})
+
+
+@functools.lru_cache(maxsize=64)
+def _cues(text: str) -> tuple[tuple[int, bool], ...]:
+    """Where each address cue in ``text`` ends, and whether it is strong; cached, as the
+    prefilter and the rule ask in turn."""
+    return tuple(_CUES.ends(text))
+
+
 def has_address_cue(text: str) -> bool:
     """``text`` says an address follows: the prefilter of ``pii.address_context``."""
-    lowered = text.lower()
-    return any(cue in lowered for cue in ADDRESS_CUES) or any(cue in lowered for cue in WEAK_ADDRESS_CUES)
+    return bool(_cues(text))
 
 
 #: What follows a cue up to the end of its clause (never past a line: another utterance).
@@ -166,18 +181,16 @@ class AddressContextRule:
 
     def _find(self, text: str) -> list[Finding]:
         found = []
-        lowered = lowered_in_place(text)
-        for cues, strong in ((ADDRESS_CUES, True), (WEAK_ADDRESS_CUES, False)):
-            for cue_end in phrase_ends(lowered, cues):
-                head = text[cue_end : cue_end + 3]
-                clause = _CLAUSE.match(text, cue_end + len(head) - len(head.lstrip(" ,:")))
-                if clause is None:
-                    continue
-                value = clause.group()
-                # after a strong cue a number is enough; after any, a house number first or a street word
-                strong_enough = strong and _holds_number(value)
-                if strong_enough or _STARTS_WITH_HOUSE.match(value) or _has_street_word(value):
-                    found.append(Finding(clause.start(), clause.end(), self.entity_type, self.id))
+        for cue_end, strong in _cues(text):
+            head = text[cue_end : cue_end + 3]
+            clause = _CLAUSE.match(text, cue_end + len(head) - len(head.lstrip(" ,:")))
+            if clause is None:
+                continue
+            value = clause.group()
+            # after a strong cue a number is enough; after any, a house number first or a street word
+            strong_enough = strong and _holds_number(value)
+            if strong_enough or _STARTS_WITH_HOUSE.match(value) or _has_street_word(value):
+                found.append(Finding(clause.start(), clause.end(), self.entity_type, self.id))
         return found
 
 
@@ -189,78 +202,98 @@ def _code_length(value: str) -> bool:
 IE_EIRCODE: Final = re.compile(r"(?<![a-z0-9])[ac-fhknprtv-y]\d[\dw] ?[ac-fhknprtv-y\d]{4}(?![a-z0-9])", re.I)
 
 
-_LETTERS: Final = re.compile(r"[^\W\d_]+\.?")
-
-
 _DIGITS: Final = re.compile(r"\d+")
+#: Street words and the endings of compound street names, found in one pass.
+_STREET_CUES: Final = CueFinder(dict.fromkeys(_STREET_WORDS, None), dict.fromkeys(_STREET_ENDINGS, None))
 
 
 @functools.lru_cache(maxsize=64)
-def _number_windows(text: str) -> tuple[tuple[int, int], ...]:
+def _digit_runs(text: str) -> tuple[tuple[int, int], ...]:
+    """The span of every run of digits in ``text``; cached, as the street and postcode rules
+    ask in turn."""
+    return tuple(match.span() for match in _DIGITS.finditer(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _street_windows(text: str) -> tuple[tuple[int, int], ...]:
     """The text around every house number (digits, or spoken numbers close together), 90
-    characters before it and 60 after, that holds a street word; cached, as both street
+    characters before it and 120 after, that holds a street word; cached, as both street
     rules ask in turn."""
-    spans = [match.span() for match in _DIGITS.finditer(text)]
-    spans += spoken_number_spans(text)
-    return tuple(
-        (start, end) for start, end in word_windows(text, spans, 90, 120) if _has_street_word(text[start:end])
-    )
+    windows = word_windows(text, [*_digit_runs(text), *spoken_number_spans(text)], 90, 120)
+    if not windows:
+        return ()
+    ends = [end for end, _ in _STREET_CUES.ends(text)]
+    return tuple((start, end) for start, end in windows if any(start < e <= end for e in ends))
+
+
+def _code_windows(text: str) -> list[tuple[int, int]]:
+    """The words around every run of digits: where a postcode may be (each holds a digit)."""
+    return word_windows(text, list(_digit_runs(text)), 6, 6)
 
 
 def _has_street_word(value: str) -> bool:
     """``value`` holds a street word (``road``, ``avenue``, ``Rua``) or ending (``Hauptstraße``)."""
-    return any(
-        word.lower().rstrip(".") in _STREET_WORDS or word.lower().endswith(_STREET_ENDINGS)
-        for word in _LETTERS.findall(value)
-    )
+    return bool(_STREET_CUES.ends(value))
 
 
 @attrs.frozen
-class StreetRule:
-    """A street address pattern, searched only around house numbers (:func:`_number_windows`)."""
+class NearNumberRule:
+    """A pattern searched, in the text and its spoken form, only in the windows around
+    numbers that ``windows`` gives (most text holds none, and is skipped).
+
+    :ivar letters: the spoken form rewrites short alphanumeric values too
+        (:attr:`PatternRule.alphanumeric`).
+    """
 
     id: str
+    entity_type: str
     pattern: re.Pattern[str]
+    windows: Callable[[str], Sequence[tuple[int, int]]]
     validate: Callable[[str], bool] | None = None
-    entity_type: str = "STREET_ADDRESS"
+    letters: bool = False
     version: str = "1"
     prefilter: ClassVar[Prefilter] = staticmethod(may_hold_number)
 
     def find(self, text: str) -> Iterable[Finding]:
-        """Every street address in ``text``, written or spoken."""
-        return with_spoken_forms(self._find, text, windowed=False)
+        """Every match in ``text``, written or spoken, that ``validate`` accepts."""
+        return with_spoken_forms(self._find, text, windowed=False, letters=self.letters)
 
     def _find(self, text: str) -> list[Finding]:
         return [
             Finding(match.start(), match.end(), self.entity_type, self.id)
-            for start, end in _number_windows(text)
+            for start, end in self.windows(text)
             for match in self.pattern.finditer(text, start, end)
             if self.validate is None or self.validate(match.group())
         ]
 
 
-def address_rules() -> list[PatternRule | AddressContextRule | StreetRule]:
+def address_rules() -> list[PatternRule | AddressContextRule | NearNumberRule]:
     """The street address, address context and postcode rules (see the module)."""
     flags = re.IGNORECASE
     return [
         AddressContextRule(),
-        StreetRule("pii.street_address", re.compile(f"{_STREET_EN}|{_STREET_NUMBER_AFTER}", flags)),
-        StreetRule(
+        NearNumberRule(
+            "pii.street_address",
+            "STREET_ADDRESS",
+            re.compile(f"{_STREET_EN}|{_STREET_NUMBER_AFTER}", flags),
+            _street_windows,
+        ),
+        NearNumberRule(
             "pii.street_address_type_first",
+            "STREET_ADDRESS",
             re.compile(_STREET_TYPE_FIRST, flags),
+            _street_windows,
             _holds_number,  # with its house number only
         ),
-        PatternRule(
-            id="pii.postcode",
-            entity_type="POSTCODE",
-            version="1",
-            pattern=re.compile(
+        NearNumberRule(
+            "pii.postcode",
+            "POSTCODE",
+            re.compile(
                 f"{UK_POSTCODE.pattern}|{CA_POSTCODE.pattern}|{NL_POSTCODE.pattern}|{IE_EIRCODE.pattern}",
                 flags,
             ),
-            windowed=False,
-            alphanumeric=True,
-            prefilter=may_hold_number,
+            _code_windows,
+            letters=True,
         ),
         PatternRule(
             id="pii.postcode_context",

@@ -31,7 +31,7 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding, Prefilter
-from indexer_pii.rules import lowered_in_place, phrase_ends
+from indexer_pii.rules import CueFinder
 
 __all__ = ["COMMON_WORDS", "PersonNameRule", "may_name", "name_list"]
 
@@ -101,21 +101,32 @@ _NEVER: Final = COMMON_WORDS - {
     "taylor", "ward", "brown", "green", "white", "black", "gray", "grey", "young", "long", "may",
     "june", "april", "august", "summer", "winter", "autumn",
 }  # fmt: skip
+#: The first word after a cue (a weak cue's is checked before the rest is read).
+_FIRST_WORD: Final = re.compile(r"[ ,:]{0,3}([^\W\d_][\w'-]*)")
+#: How far after a spelling cue its letters are looked for (characters).
+SPELL_REACH: Final = 200
 #: The most words of a name.
 MAX_WORDS: Final = 5
 
 
-#: Lower-case pieces of every cue: a text without any holds no cue.
-_CUE_PIECES: Final = (
-    "name", "this is", "i'm", "i am", "im ", "speaking", "talking", "ask for", "holder", "mr", "mrs",
-    "ms ", "ms.", "miss", "mx", "dr ", "dr.", "mister", "prof", "spell", "that's", "thats",
-)  # fmt: skip
+#: Every cue and its kind.
+_CUES: Final = CueFinder({
+    **dict.fromkeys(STRONG_CUES, "strong"),
+    **dict.fromkeys(WEAK_CUES, "weak"),
+    **dict.fromkeys(SPELL_CUES, "spell"),
+})  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _cues(text: str) -> tuple[tuple[int, str], ...]:
+    """Where each cue in ``text`` ends, and its kind (``strong``, ``weak``, ``spell``); cached,
+    as the prefilter and the rule ask in turn."""
+    return tuple(_CUES.ends(text))
 
 
 def may_name(text: str) -> bool:
-    """``text`` may hold a cue: the prefilter of ``pii.person_name``."""
-    lowered = text.lower()
-    return any(piece in lowered for piece in _CUE_PIECES)
+    """``text`` holds a cue: the prefilter of ``pii.person_name``."""
+    return bool(_cues(text))
 
 
 @functools.cache
@@ -152,12 +163,11 @@ class PersonNameRule:
     def find(self, text: str) -> Iterable[Finding]:
         """Every name after a cue, and every spelled name after a cue, in ``text``."""
         found: list[Finding] = []
-        lowered = lowered_in_place(text)
-        for cues, strong in ((STRONG_CUES, True), (WEAK_CUES, False)):
-            for end in phrase_ends(lowered, (cue for cue in cues if cue[:2] in lowered)):
-                found += self._after(text, end, strong=strong)
-        for end in phrase_ends(lowered, SPELL_CUES if ("spel" in lowered or "that" in lowered) else ()):
-            spelled = _LETTER_RUN.search(text, end)
+        for end, kind in _cues(text):
+            if kind != "spell":
+                found += self._after(text, end, strong=kind == "strong")
+                continue
+            spelled = _LETTER_RUN.search(text, end, end + SPELL_REACH)
             if spelled and spelled.start() <= end + 40:
                 found.append(Finding(_said_before(text, spelled), spelled.end(), self.entity_type, self.id))
         return found
@@ -169,12 +179,20 @@ class PersonNameRule:
         weak one, the first (after a title) must be in the name list or written with a
         capital letter.
         """
+        names = name_list()
+        if not strong:  # the first word must be a title, a listed name or capitalised: most are not
+            first = _FIRST_WORD.match(text, position)
+            if first is None:
+                return []
+            word = first.group(1)
+            bare = word.lower()
+            if not (word[:1].isupper() or bare in TITLES or bare.split("-")[0] in names):
+                return []
         cue_word = text[max(0, position - 5) : position].lower().split(" ")[-1]
         if text[position : position + 1] == "." and cue_word in TITLES:
             position += 1  # "Mr." and "Dr.": the dot of the title
         head = text[position : position + 3]
         position += len(head) - len(head.lstrip(" ,:"))  # never past a full stop: a new sentence
-        names = name_list()
         end, words, named, last_name_end = position, 0, False, position
         cased = False  # the first name word is capitalised: the text is decorated
         for word in _WORD.finditer(text, position):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator
-from typing import ClassVar, Final
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import ClassVar, Final, Generic, TypeVar
 
+import ahocorasick
 import attrs
 
 from indexer.redaction import Finding, Prefilter
@@ -15,6 +16,7 @@ from indexer_pii.spoken import Normalized, normalize, word_windows
 
 __all__ = [
     "RULES",
+    "CueFinder",
     "IbanRule",
     "PatternRule",
     "any_words",
@@ -24,13 +26,13 @@ __all__ = [
     "luhn_valid",
     "may_find",
     "may_find_spelled",
-    "phrase_ends",
     "ssn_valid",
     "windows",
     "with_spoken_forms",
 ]
 
 
+_Kind = TypeVar("_Kind")
 _LOOK_BEHINDS: Final = re.compile(r"^(?:\(\?<[!=][^)]*\))+")
 
 
@@ -65,19 +67,37 @@ def lowered_in_place(text: str) -> str:
     return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
 
 
-def phrase_ends(lowered: str, phrases: Iterable[str]) -> Iterator[int]:
-    """The end of every whole-word occurrence of each of ``phrases`` (lower case, plain
-    text) in ``lowered``, found by substring search: for rules whose cues have many first
-    letters, where :func:`any_words` is slow."""
-    for phrase in phrases:
-        start = lowered.find(phrase)
-        while start >= 0:
-            end = start + len(phrase)
-            if (start == 0 or not lowered[start - 1].isalnum()) and (
-                end == len(lowered) or not lowered[end].isalnum()
-            ):
-                yield end
-            start = lowered.find(phrase, start + 1)
+class CueFinder(Generic[_Kind]):
+    """Whole-word cue phrases found in one pass over a text (Aho-Corasick automaton,
+    ``pyahocorasick``): for rules with many cues, where :func:`any_words` and substring
+    searches are slow.
+
+    :param cues: each cue (lower case, plain text) and its kind, returned with it.
+    :param endings: word endings (lower case) and their kinds: found at the end of a word,
+        whatever begins it (``straße`` in ``Hauptstraße``).
+    """
+
+    def __init__(self, cues: Mapping[str, _Kind], endings: Mapping[str, _Kind] | None = None) -> None:
+        self._automaton = ahocorasick.Automaton()
+        for cue, kind in cues.items():
+            self._automaton.add_word(cue, (len(cue), kind))
+        for ending, kind in (endings or {}).items():
+            self._automaton.add_word(ending, (0, kind))  # length 0: no word start asked for
+        self._automaton.make_automaton()
+
+    def ends(self, text: str) -> list[tuple[int, _Kind]]:
+        """The end of every whole-word cue and word ending in ``text`` (any case), and its kind."""
+        lowered = lowered_in_place(text)
+        last = len(lowered) - 1
+        found: list[tuple[int, _Kind]] = []
+        for end, (length, kind) in self._automaton.iter(lowered):
+            # ``end``: the index of the cue's last character
+            if end != last and lowered[end + 1].isalnum():
+                continue
+            start = end - length + 1
+            if length == 0 or start == 0 or not lowered[start - 1].isalnum():
+                found.append((end + 1, kind))
+        return found
 
 
 def luhn_valid(digits: str) -> bool:
@@ -170,7 +190,7 @@ def windows(text: str) -> list[tuple[int, int]]:
     return word_windows(text, spans, WINDOW_BEFORE, WINDOW_AFTER)
 
 
-#: A window: its start in the text, its text and how many digits it holds.
+#: A window: its start in the text, its text and how many digits it holds (-1: not counted).
 _Window = tuple[int, str, int]
 _DIGIT: Final = re.compile(r"\d")
 
@@ -192,10 +212,14 @@ def _pieces(text: str, spans: Iterable[tuple[int, int]]) -> list[_Window]:
     return [(start, text[start:end], len(_DIGIT.findall(text, start, end))) for start, end in spans]
 
 
+#: ``normalize`` once per text and mode: windowed rules and whole-text rules ask in turn.
+_normalize: Final = functools.lru_cache(maxsize=64)(normalize)
+
+
 @functools.lru_cache(maxsize=64)
 def _scan(text: str, letters: bool = False) -> _Scan:
     # every rule calls this with the same text in turn; the cache makes it once per text
-    spoken = normalize(text, letters=letters)
+    spoken = _normalize(text, letters=letters)
     found = windows(text)
     if spoken is None:
         return _Scan(_pieces(text, found), None, []) if found else _NOTHING
@@ -219,12 +243,8 @@ def may_find_spelled(text: str) -> bool:
 @functools.lru_cache(maxsize=64)
 def _whole(text: str, letters: bool = False) -> _Scan:
     # as _scan: every rule that is not windowed reads the same text in turn
-    spoken = normalize(text, letters=letters)
-    return _Scan(
-        _pieces(text, [(0, len(text))]),
-        spoken,
-        _pieces(spoken.text, [(0, len(spoken.text))]) if spoken else [],
-    )
+    spoken = _normalize(text, letters=letters)
+    return _Scan([(0, text, -1)], spoken, [(0, spoken.text, -1)] if spoken else [])
 
 
 def with_spoken_forms(
@@ -252,20 +272,27 @@ def with_spoken_forms(
     return () if scan is _NOTHING else _found(find, text, scan, min_digits)
 
 
+def _enough(window: str, digits: int, min_digits: int) -> bool:
+    """``window`` holds ``min_digits`` digits or more (``digits``: its count, -1 if not counted)."""
+    if not min_digits:
+        return True
+    return (digits if digits >= 0 else len(_DIGIT.findall(window))) >= min_digits
+
+
 def _found(
     find: Callable[[str], Iterable[Finding]], text: str, scan: _Scan, min_digits: int = 0
 ) -> list[Finding]:
     found = [
-        attrs.evolve(finding, start=finding.start + start, end=finding.end + start)
+        attrs.evolve(finding, start=finding.start + start, end=finding.end + start) if start else finding
         for start, window, digits in scan.windows
-        if digits >= min_digits
+        if _enough(window, digits, min_digits)
         for finding in find(window)
     ]
     spoken = scan.spoken
     if spoken is None:
         return found
     for start, window, digits in scan.spoken_windows:
-        if digits < min_digits:
+        if not _enough(window, digits, min_digits):
             continue
         for finding in find(window):
             value = window[finding.start : finding.end]

@@ -31,7 +31,7 @@ from typing import ClassVar, Final
 import attrs
 
 from indexer.redaction import Finding, Prefilter
-from indexer_pii.rules import CueFinder
+from indexer_pii.cues import name_cues
 
 __all__ = ["COMMON_WORDS", "PersonNameRule", "may_name", "name_list"]
 
@@ -68,19 +68,6 @@ COMMON_WORDS: Final = frozenset({
 })  # fmt: skip
 _LETTER_RUN: Final = re.compile(r"(?<!\w)[^\W\d_](?:[ ,-]{1,2}[^\W\d_](?!\w)){1,}")
 _WORD: Final = re.compile(r"[^\W\d_](?:[\w'-]|\.(?=\w))*")  # "B.Eng" whole; a final full stop is no part
-#: Cues after which the next words are a name (matched as whole words, in any case).
-STRONG_CUES: Final = (
-    "my name is", "my name's", "his name is", "her name is", "the name's", "first name is",
-    "last name is", "surname is",
-    "family name is", "full name is", "the account holder is", "account holder's name is",
-    "mr", "mrs", "ms", "miss", "mx", "dr", "mister", "prof",
-)  # fmt: skip
-#: Cues after which the next word is a name only if it is in the name list.
-WEAK_CUES: Final = ("this is", "i'm", "i am", "im", "speaking with", "speaking to", "talking to", "ask for")
-#: Cues after which letters said within 40 characters spell a name.
-SPELL_CUES: Final = ("spell", "spelled", "spelling", "spelt", "that's", "thats")
-
-
 #: Words inside a name: "Ana de la Cruz", "Jan van der Berg".
 PARTICLES: Final = frozenset({
     "de", "del", "della", "la", "le", "du", "des", "da", "das", "do", "dos", "di", "van", "von",
@@ -109,24 +96,9 @@ SPELL_REACH: Final = 200
 MAX_WORDS: Final = 5
 
 
-#: Every cue and its kind.
-_CUES: Final = CueFinder({
-    **dict.fromkeys(STRONG_CUES, "strong"),
-    **dict.fromkeys(WEAK_CUES, "weak"),
-    **dict.fromkeys(SPELL_CUES, "spell"),
-})  # fmt: skip
-
-
-@functools.lru_cache(maxsize=64)
-def _cues(text: str) -> tuple[tuple[int, str], ...]:
-    """Where each cue in ``text`` ends, and its kind (``strong``, ``weak``, ``spell``); cached,
-    as the prefilter and the rule ask in turn."""
-    return tuple(_CUES.ends(text))
-
-
 def may_name(text: str) -> bool:
     """``text`` holds a cue: the prefilter of ``pii.person_name``."""
-    return bool(_cues(text))
+    return bool(name_cues(text))
 
 
 @functools.cache
@@ -163,7 +135,7 @@ class PersonNameRule:
     def find(self, text: str) -> Iterable[Finding]:
         """Every name after a cue, and every spelled name after a cue, in ``text``."""
         found: list[Finding] = []
-        for end, kind in _cues(text):
+        for end, kind in name_cues(text):
             if kind != "spell":
                 found += self._after(text, end, strong=kind == "strong")
                 continue

@@ -37,7 +37,7 @@ from indexer_pii.rules import (
     any_words,
     with_spoken_forms,
 )
-from indexer_pii.spoken import spoken_number_spans, word_windows
+from indexer_pii.spoken import spoken_number_spans, word_alternatives, word_windows
 
 __all__ = [
     "AddressContextRule",
@@ -47,11 +47,11 @@ __all__ = [
     "may_hold_number",
 ]
 
-_NUMBER_WORDS: Final = (
-    r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
-    r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
-    r"seventy|eighty|ninety|hundred)"
-)
+_NUMBER_WORDS: Final = word_alternatives(frozenset({
+    "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+    "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
+}))  # fmt: skip
 #: A house number: digits with an optional letter, or two to five number words ("forty
 #: two"; one number word alone is too often a word: "one person caught up").
 _HOUSE: Final = rf"(?:\d{{1,5}}(?:[ -]?[a-z]\b)?|{_NUMBER_WORDS}(?:[ -]{_NUMBER_WORDS}){{1,4}})"
@@ -70,10 +70,19 @@ _NAME_WORD: Final = (
 _STREET_EN: Final = (
     rf"(?<![\w-]){_HOUSE},? (?:{_NAME_WORD} ){{1,4}}{_TYPES}\b\.?(?: (?:n|s|e|w|ne|nw|se|sw)\b\.?)?{_UNIT}"
 )
+#: Endings of compound street names (``Hauptstraße``, ``Kerkstraat``, ``Strandvejen``).
+_STREET_ENDINGS: Final = (
+    "straße", "strasse", "str", "weg", "gasse", "platz", "allee", "ring", "damm", "ufer", "straat", "laan",
+    "gracht", "plein", "kade", "singel", "dijk", "steenweg", "dreef", "vej", "vejen", "gade", "gatan",
+    "vägen", "torget",
+)  # fmt: skip
+#: A compound street name: a word that ends, after one letter or more, in a street ending
+#: (checked once at the word's end by look-behinds, not at each of its letters).
 _STREET_NUMBER_AFTER: Final = (
-    r"(?<![\w-])[^\W\d_][\w-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|"
-    r"straat|laan|gracht|plein|kade|singel|dijk|steenweg|dreef|vej|gade|gatan|vägen|torget)"
-    rf" ?{_HOUSE}(?:[ -/]\d{{1,4}}[a-z]?)?"
+    r"(?<![\w-])[^\W\d_][\w-]*+(?:"
+    + "|".join(f"(?<=[\\w-]{ending})" for ending in _STREET_ENDINGS if ending != "str")
+    + r"|(?<=[\w-]str)\.)"
+    + rf" ?{_HOUSE}(?:[ -/]\d{{1,4}}[a-z]?)?"
 )
 #: A house number in digits (type-first streets are read written, or spoken in English
 #: when the number has three digits or more and the normaliser rewrites it).
@@ -95,12 +104,6 @@ _STREET_WORDS: Final = frozenset(_TYPES[3:-1].split("|")) | frozenset({
     "plac", "osiedle", "os", "callejón", "ronda", "pasaje", "travesía", "glorieta", "rambla", "cañada",
     "vía", "contrada", "borgo", "strada",
 })  # fmt: skip
-#: Endings of compound street names (``Hauptstraße``, ``Kerkstraat``, ``Strandvejen``).
-_STREET_ENDINGS: Final = (
-    "straße", "strasse", "str", "weg", "gasse", "platz", "allee", "ring", "damm", "ufer", "straat", "laan",
-    "gracht", "plein", "kade", "singel", "dijk", "steenweg", "dreef", "vej", "vejen", "gade", "gatan",
-    "vägen", "torget",
-)  # fmt: skip
 
 
 def may_hold_number(text: str) -> bool:

@@ -71,6 +71,17 @@ _DIGIT: Final = re.compile(r"\d")
 _PHONE_LIKE: Final = re.compile(r"\d(?:[\s().\-/+]{0,3}\d){6,}")
 
 
+#: The most digits of a phone number (E.164: 15) and an extension, said without a break.
+MAX_RUN: Final = 17
+
+
+def _may_be_phone(candidate: str) -> bool:
+    """``candidate`` (:data:`_PHONE_LIKE`) is not one run of more than :data:`MAX_RUN` digits,
+    in which libphonenumber finds nothing (after up to 30 ms for 40 regions: binary strings,
+    long references)."""
+    return len(candidate) <= MAX_RUN or not candidate.isdigit()
+
+
 #: Two years, ``2019-2020``: valid numbers in some regions, never said as phone numbers.
 _YEARS: Final = re.compile(r"(?:19|20)\d\d\s*[-/]\s*(?:19|20)\d\d")
 
@@ -115,7 +126,7 @@ class RegionalPhoneRule:
         return with_spoken_forms(self._find, text, min_digits=7)
 
     def _find(self, text: str) -> list[Finding]:
-        if not _PHONE_LIKE.search(text):
+        if not any(_may_be_phone(match.group()) for match in _PHONE_LIKE.finditer(text)):
             return []  # no 7 digits in a row with only separators between: no phone number
         spans: dict[tuple[int, int], str] = {}
         for region in self.regions:

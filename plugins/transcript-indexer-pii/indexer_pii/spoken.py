@@ -42,7 +42,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["Normalized", "normalize", "spoken_number_spans", "word_windows"]
+__all__ = ["Normalized", "normalize", "spoken_number_spans", "word_alternatives", "word_windows"]
 
 DIGITS: Final = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0",
@@ -83,7 +83,7 @@ _NUMBER_WORDS = {*DIGITS, *TEENS, *TENS, *ORDINALS, *REPEATS, "hundred"}
 _TRIGGER_WORDS = frozenset(_NUMBER_WORDS - {"o", "second", "first"})
 
 
-def _alternatives(words: frozenset[str]) -> str:
+def word_alternatives(words: frozenset[str]) -> str:
     """A regular expression for any of ``words``, grouped by first letter (faster to match)."""
     by_first: dict[str, list[str]] = {}
     for word in sorted(words, key=len, reverse=True):
@@ -93,7 +93,7 @@ def _alternatives(words: frozenset[str]) -> str:
 
 #: Characters around a number pair, or a spoken email's "at", that its rewrite may reach.
 _REACH: Final = 32
-_WORDS = _alternatives(_TRIGGER_WORDS)
+_WORDS = word_alternatives(_TRIGGER_WORDS)
 _BETWEEN = r"[^a-z0-9]{1,3}(?:(?:[a-z]|dash|hyphen|dot|point)[^a-z0-9]{1,3}){0,4}"
 #: Two numbers close together, at least one of them spoken, in lower-cased text after a
 #: space: a number word first, or digits first. The match starts one character before its

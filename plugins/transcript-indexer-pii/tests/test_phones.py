@@ -95,6 +95,18 @@ def test_a_bare_digit_run_is_a_phone_number_only_after_a_cue() -> None:
     assert found.rule_id == "pii.phone_number_context" and (found.start, found.end) == (5, 14)
 
 
+def test_long_digit_runs_skip_the_matcher_and_hide_no_number() -> None:
+    """A run of more than 17 digits is no phone number for libphonenumber in any region (the
+    guard only saves its time); a number beside one is still found."""
+    binary = "0101101010100101011010011101"
+    rule = next(r for r in default_rules() if r.id == "pii.phone_number_regional")
+    for region in DEFAULT_REGIONS:
+        assert list(phonenumbers.PhoneNumberMatcher(f"it printed {binary} twice", region)) == []
+    assert list(rule.find(f"it printed {binary} twice")) == []
+    text = f"it printed {binary}, call 020 7946 0018 about it"
+    assert redact(text) == f"it printed {binary}, call [PHONE_NUMBER] about it"
+
+
 def test_regions_are_configurable_and_checked() -> None:
     config = Config(plugins={"pii": {"phone_regions": ["jp"]}})
     rules = RuleSet(tuple(transcript_indexer_redaction_rules(config)))

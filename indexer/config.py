@@ -164,6 +164,13 @@ class RecoverySettings:
     post_call_follow_up_max_interval_s: float = 1800.0
 
 
+#: The smallest ``stream.max_frame_bytes`` (64 KiB).
+MIN_FRAME_BYTES: Final = 64 * 1024
+#: The socket reads frames up to this many times ``stream.max_frame_bytes`` (to dead-letter
+#: them whole); a larger frame closes it.
+FRAME_READ_FACTOR: Final = 4
+
+
 @attrs.frozen
 class StreamSettings:
     """The notification WebSocket (all in seconds).
@@ -178,6 +185,9 @@ class StreamSettings:
         handover.
     :ivar channel_max_age_s: replace a channel this long after creating it (channels live
         24 h, reference §3.8), and always before its token is renewed.
+    :ivar max_frame_bytes: the largest frame taken, in bytes (a long turn makes frames over
+        1 MiB); a larger one is dead-lettered (``frame_too_large``) and the socket kept, up
+        to :data:`FRAME_READ_FACTOR` times this size, past which the socket closes (a gap).
     """
 
     heartbeat_timeout_s: float = 90.0
@@ -185,6 +195,7 @@ class StreamSettings:
     capture_path: str | None = None
     max_channels: int = 10
     channel_max_age_s: float = 23 * 3600.0
+    max_frame_bytes: int = 16 * 1024 * 1024
 
 
 @attrs.frozen
@@ -341,6 +352,8 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         )
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
         raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
+    if base.stream.max_frame_bytes < MIN_FRAME_BYTES:
+        raise ConfigError(f"stream.max_frame_bytes must be at least {MIN_FRAME_BYTES} (64 KiB)")
     _check_redaction(base.redaction)
     genesys = _genesys(genesys_table, env) if need_genesys else None
     return attrs.evolve(base, genesys=genesys, plugins=plugins)

@@ -48,7 +48,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, connect_websocket_url
 
 from indexer.completion import SubscriptionChange
-from indexer.config import StreamSettings
+from indexer.config import FRAME_READ_FACTOR, MIN_FRAME_BYTES, StreamSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError
 from indexer.frames import accept_frame
@@ -201,6 +201,14 @@ class _Socket:
             await self.ws.aclose()
 
 
+def _size(frame: str | bytes) -> int:
+    """The bytes of ``frame`` on the wire (UTF-8): counted only when its length may exceed
+    a limit, as a character takes 1 to 4 bytes."""
+    if isinstance(frame, bytes):
+        return len(frame)
+    return len(frame) if len(frame) < MIN_FRAME_BYTES // 4 else len(frame.encode())
+
+
 @attrs.define
 class _Follower:
     """Reads every channel of the pool and keeps its subscriptions right."""
@@ -251,6 +259,15 @@ class _Follower:
                 socket.read.set()
                 socket.read = trio.Event()
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                if _size(frame) > self.settings.max_frame_bytes:
+                    self.stats.messages["too_large"] += 1
+                    log.warning(
+                        "a frame of %d bytes, over stream.max_frame_bytes: dead-lettered", _size(frame)
+                    )
+                    await self.dead_letters.add(
+                        "frame_too_large", f"{_size(frame)} bytes, over stream.max_frame_bytes", text
+                    )
+                    continue
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
                 envelope = await accept_frame(
@@ -301,7 +318,11 @@ class _Follower:
         :raises HandshakeError, ConnectionClosed, OSError, trio.TooSlowError: no socket.
         """
         with trio.fail_after(CONNECT_TIMEOUT_S):
-            ws = await connect_websocket_url(sockets, channel.connect_uri)
+            ws = await connect_websocket_url(
+                sockets,
+                channel.connect_uri,
+                max_message_size=self.settings.max_frame_bytes * FRAME_READ_FACTOR,
+            )
         socket = _Socket(ws=ws, opened_at=trio.current_time(), last_frame_ms=self.client.server_now_ms())
         sockets.start_soon(self._read, socket, entry)
         try:

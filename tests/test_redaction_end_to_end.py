@@ -75,7 +75,6 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
             redaction=RedactionSettings(
                 operators={"pii.credit_card": "partial", "EMAIL_ADDRESS": "hash"}, hmac_key=HMAC_KEY
             ),
-            plugins={**base_config.plugins, "pii": {"names_and_addresses": True}},
         )
         start_worker(nursery, config, stats=stats, arrivals=arrivals, extra=[SloppyPlugin()])
         with trio.fail_after(120):

@@ -220,6 +220,31 @@ async def test_malformed_frames_are_kept_and_the_stream_goes_on(tmp_path: Path) 
         assert letter["kind"] == "malformed_message" and "id" in letter["reason"]
 
 
+async def test_frames_over_a_mebibyte_are_taken(tmp_path: Path) -> None:
+    """A long turn makes frames over trio-websocket's 1 MiB default; they arrive, socket kept."""
+    big = json.dumps(sample("queue-conversation") | {"topicName": TOPIC, "padding": "é" * 900_000})
+    async with running_reader(tmp_path) as r:
+        r.emulator.publish(big, TOPIC)
+        r.emulator.publish(FRAME, TOPIC)
+        assert len((await r.next_envelope()).event_body.id) > 0
+        assert (await r.next_envelope()).topic_name == TOPIC
+        assert r.stats.reconnects == 0 and r.stats.messages["too_large"] == 0
+
+
+async def test_a_frame_over_the_limit_is_dead_lettered_and_the_socket_kept(tmp_path: Path) -> None:
+    """Past stream.max_frame_bytes a frame is kept in the dead-letter store, whole, with its
+    size; the socket stays open and the next frame arrives."""
+    big = json.dumps(sample("queue-conversation") | {"topicName": TOPIC, "padding": "x" * 100_000})
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_frame_bytes=64 * 1024)) as r:
+        r.emulator.publish(big, TOPIC)
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+        assert r.stats.messages["too_large"] == 1 and r.stats.reconnects == 0
+        (letter,) = r.dead_letters.read()
+        assert letter["kind"] == "frame_too_large" and letter["reason"].startswith(f"{len(big)} bytes")
+        assert letter["payload"] == big
+
+
 async def test_socket_closing_hands_over_before_the_old_socket_goes(tmp_path: Path) -> None:
     """socket_closing: a new channel is live before the old socket closes; nothing is missed (§3.7)."""
     async with running_reader(tmp_path) as r:

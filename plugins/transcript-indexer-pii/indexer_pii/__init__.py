@@ -52,7 +52,7 @@ __all__ = [
 
 
 def default_rules(
-    phone_regions: Iterable[str] | None = None, *, names_and_addresses: bool = False
+    phone_regions: Iterable[str] | None = None, *, names_and_addresses: bool = True
 ) -> list[RedactionRule]:
     """Every rule: :data:`indexer_pii.rules.RULES` and the phone rules for ``phone_regions``
     (:mod:`indexer_pii.phones`); with ``names_and_addresses``, person names
@@ -69,7 +69,7 @@ def default_rules(
 def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule]:
     """Every rule of :func:`default_rules`, minus ``[plugins.pii] disabled`` ids; phone
     regions from ``[plugins.pii] phone_regions``; names, addresses and postcodes when
-    ``[plugins.pii] names_and_addresses = true`` (off by default, see the README).
+    ``[plugins.pii] names_and_addresses`` is true (the default; see the README).
 
     :raises ConfigError: ``phone_regions`` is not a list of regions libphonenumber knows.
     """
@@ -80,7 +80,7 @@ def transcript_indexer_redaction_rules(config: Config) -> Iterable[RedactionRule
         not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
     ):
         raise ConfigError('plugins.pii.phone_regions must be a list of region codes, e.g. ["US", "DE"]')
-    places = settings.get("names_and_addresses", False)
+    places = settings.get("names_and_addresses", True)
     if not isinstance(places, bool):
         raise ConfigError("plugins.pii.names_and_addresses must be true or false")
     try:

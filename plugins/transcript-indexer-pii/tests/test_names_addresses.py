@@ -107,12 +107,13 @@ def test_names_and_addresses_are_a_setting() -> None:
     from indexer.config import Config
     from indexer_pii import transcript_indexer_redaction_rules
 
-    off = {r.id for r in transcript_indexer_redaction_rules(Config())}
-    on = {
+    on = {r.id for r in transcript_indexer_redaction_rules(Config())}
+    off = {
         r.id
-        for r in transcript_indexer_redaction_rules(Config(plugins={"pii": {"names_and_addresses": True}}))
+        for r in transcript_indexer_redaction_rules(Config(plugins={"pii": {"names_and_addresses": False}}))
     }
     assert "pii.person_name" not in off and {"pii.person_name", "pii.street_address", "pii.postcode"} <= on
+    assert {r.id for r in default_rules(names_and_addresses=False)} == off
 
 
 def test_the_new_rules_run_in_worker_processes() -> None:

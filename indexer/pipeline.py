@@ -159,8 +159,13 @@ async def deliver_transcripts(
     stats: Statistics,
     *,
     batch_size: int = 1000,
+    service_now_ms: Callable[[], int] | None = None,
 ) -> None:
     """Write outbox entries to every sink in batches until the outbox is closed and empty.
+
+    :param service_now_ms: the Genesys service's clock, epoch ms
+        (:meth:`GenesysClient.server_now_ms`), on which a conversation's ``ended_at`` is
+        read for the ``hangup_to_indexed_seconds`` histogram; ``None``: the local clock.
 
     An entry leaves the outbox when every sink has it (a version conflict counts), or when
     a sink rejects it permanently (then it is dead-lettered with the sink's reason). When
@@ -206,7 +211,8 @@ async def deliver_transcripts(
             if reason is None:
                 stats.indexed += 1
                 if document.ended_at is not None:
-                    stats.hangup_to_indexed.observe(max(0.0, time.time() - document.ended_at.timestamp()))
+                    now_s = service_now_ms() / 1000 if service_now_ms is not None else time.time()
+                    stats.hangup_to_indexed.observe(max(0.0, now_s - document.ended_at.timestamp()))
             else:
                 await dead_letters.add(
                     "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id

@@ -56,7 +56,8 @@ class Statistics:
     sockets_open: int = 0
     #: Base URL of the metrics and health endpoints, once they listen.
     http_url: str | None = None
-    #: Seconds from a conversation's end (``ended_at``) to its document being in every sink.
+    #: Seconds from a conversation's end (``ended_at``) to its document being in every sink,
+    #: both on the Genesys service's clock (so an emulator's faster clock counts alike).
     hangup_to_indexed: Histogram = attrs.field(
         factory=lambda: Histogram(
             "transcript_indexer_hangup_to_indexed_seconds",

@@ -169,7 +169,13 @@ async def _run_flow(
                     await write_status_forever(Path(config.state_dir) / "status.json", stats, outbox)
 
             async def deliver() -> None:
-                await deliver_transcripts(outbox, sinks, dead_letters, stats)
+                await deliver_transcripts(
+                    outbox,
+                    sinks,
+                    dead_letters,
+                    stats,
+                    service_now_ms=client.server_now_ms if client is not None else None,
+                )
                 for scope in reporting:
                     scope.cancel()
 

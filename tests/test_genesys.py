@@ -45,8 +45,8 @@ async def test_token_channel_and_subscriptions(emulator: Emulator) -> None:
         assert channel.connect_uri.endswith(f"/channels/{channel.id}")
         assert await client.channel_exists(channel.id)
         assert not await client.channel_exists("streaming-0-gone")
-        await client.replace_subscriptions(channel.id, ["a.topic"])
-        await client.add_subscriptions(channel.id, [transcription_topic("c1")])
+        assert await client.replace_subscriptions(channel.id, ["a.topic"]) == []  # an acknowledgement
+        assert await client.add_subscriptions(channel.id, [transcription_topic("c1")]) == []
         assert [t.id for t in await client.get_subscriptions(channel.id)] == [
             "a.topic",
             transcription_topic("c1"),
@@ -54,6 +54,20 @@ async def test_token_channel_and_subscriptions(emulator: Emulator) -> None:
         await client.replace_subscriptions(channel.id, [])
         assert await client.get_subscriptions(channel.id) == []
         assert client.token_renewals == 1
+
+
+async def test_subscription_answers_return_the_rejected_topics_only(emulator: Emulator) -> None:
+    """A change's answer lists every topic of the channel; the client returns those the
+    service did not permit, structured, and nothing else."""
+    emulator.faults.reject_topics = ["v2.users."]
+    async with httpx.AsyncClient() as http:
+        client = GenesysClient(http, _settings(emulator))
+        channel = await client.create_channel()
+        topics = [transcription_topic(f"c{i}") for i in range(900)]
+        assert await client.replace_subscriptions(channel.id, topics) == []
+        (rejected,) = await client.add_subscriptions(channel.id, ["v2.users.u1.conversations"])
+        assert rejected.id == "v2.users.u1.conversations" and rejected.state == "Rejected"
+        assert len(await client.get_subscriptions(channel.id)) == 900  # a rejected topic is not kept
 
 
 async def test_queue_names_and_ids_resolve(emulator: Emulator) -> None:

@@ -154,6 +154,9 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: 
         )
         assert ended + rebuilt >= COUNT and ended > 0, metrics
         assert samples[("transcript_indexer_indexed_total", ())] >= COUNT, metrics
+        # hang-up to indexed, on the service's clock: the emulator's runs 50 times faster
+        assert samples[("transcript_indexer_hangup_to_indexed_seconds_count", ())] >= COUNT
+        assert samples[("transcript_indexer_hangup_to_indexed_seconds_sum", ())] > COUNT * 1.0, metrics
         assert samples[("transcript_indexer_token_renewals_total", ())] == 1.0
 
         # Every log line is one JSON event, and none holds content, a PII value or a secret.

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: test lint typecheck unit demo bench-pii opensearch bench-bulk clean
+.PHONY: test lint typecheck unit demo bench bench-pii opensearch bench-bulk clean
 
 $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ opensearch: $(STAMP)
 # Bulk throughput of the OpenSearch sink on the real node beside osmem-server (prints a table)
 bench-bulk: opensearch
 	$(BIN)/python -m tests.bench_bulk
+
+# Replay throughput per CPU-second beside json.loads, orjson and parse_envelope (prints a table)
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet orjson
+	$(BIN)/python -m tests.bench_replay
 
 demo: $(STAMP)
 	$(BIN)/transcript-indexer demo

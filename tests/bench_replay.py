@@ -1,0 +1,149 @@
+"""Replay throughput: the whole pipeline per CPU-second beside its ceilings, in one run.
+
+``make bench`` (``BENCH_CONVERSATIONS``, default 1000). The demo's conversations (chitchat
+turns with Faker PII, every media type) laid out by the emulator's scenario builder, their
+notification frames in due order, written to a replay file. Measured on those frames:
+
+- **ceilings**: ``json.loads`` of every frame, ``orjson.loads`` when installed, our
+  ``parse_envelope`` alone: frames per CPU-second;
+- **the pipeline**: ``run_replay`` end to end (parse, track, complete, redact and verify in
+  worker processes, outbox, a discard sink that takes every batch): transcription
+  messages per CPU-second of this process and its worker processes, wall time, and the
+  pipeline's share of each ceiling.
+
+Not a test: it asserts nothing and prints its figures, and the issue's target (10,000
+transcription messages per CPU-second) beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from indexer.config import Config
+from indexer.demo import build_demo_corpus
+from indexer.document import TranscriptDocument
+from indexer.emulator.scenario import build_scenario
+from indexer.hookspecs import hookimpl
+from indexer.plugins import Plugins, get_plugin_manager
+from indexer.serialization import parse_envelope
+from indexer.sinks import WriteResult
+from indexer.worker import run_replay
+
+COUNT = int(os.environ.get("BENCH_CONVERSATIONS", "1000"))
+TARGET = 10_000
+
+
+class DiscardSink:
+    """Takes every batch and keeps nothing: the pipeline's cost without a node."""
+
+    name = "discard"
+
+    def __init__(self) -> None:
+        self.documents = 0
+
+    async def open(self) -> None:
+        pass
+
+    async def write(self, documents: Sequence[TranscriptDocument]) -> Sequence[WriteResult]:
+        self.documents += len(documents)
+        return [WriteResult(d.conversation_id) for d in documents]
+
+    async def aclose(self) -> None:
+        pass
+
+
+class DiscardPlugin:
+    def __init__(self, sink: DiscardSink) -> None:
+        self.sink = sink
+
+    @hookimpl
+    def transcript_indexer_sinks(self, config: Config) -> list[DiscardSink]:
+        return [self.sink]
+
+
+def frames(count: int) -> list[str]:
+    """The notification frames of ``count`` demo conversations, in due order."""
+    corpus, _ = build_demo_corpus(count, seed=16, pii_share=0.25)
+    rng = random.Random(16)
+    events = []
+    for index, conversation in enumerate(corpus):
+        scenario = build_scenario(
+            conversation, start_ms=1_700_000_000_000 + index * 2000, rng=rng, organization_id="bench-org"
+        )
+        events += scenario.events
+    return [frame.text for frame in sorted(events, key=lambda frame: frame.due_ms)]
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its ended children (worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def per_cpu_second(work: Callable[[str], Any], texts: Sequence[str], rounds: int = 3) -> float:
+    """Texts per CPU-second through ``work``, best of ``rounds``."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for text in texts:
+            work(text)
+        best = min(best, time.process_time() - started)
+    return len(texts) / best
+
+
+def main() -> int:
+    texts = frames(COUNT)
+    transcriptions = sum('"topicName":"v2.conversations.' in t and '.transcription"' in t for t in texts)
+    size_mb = sum(len(t.encode()) for t in texts) / 1e6
+    print(
+        f"Replay benchmark: {COUNT} demo conversations, {len(texts):,} frames "
+        f"({transcriptions:,} transcription messages), {size_mb:.1f} MB\n"
+    )
+    ceilings = {"json.loads": per_cpu_second(json.loads, texts)}
+    try:
+        import orjson
+    except ImportError:
+        print("(orjson not installed: its ceiling is left out)")
+    else:
+        ceilings["orjson.loads"] = per_cpu_second(orjson.loads, texts)
+    ceilings["parse_envelope"] = per_cpu_second(parse_envelope, texts)
+
+    with tempfile.TemporaryDirectory() as folder:
+        replay_file = Path(folder) / "frames.ndjson"
+        replay_file.write_text("".join(f"{t}\n" for t in texts), encoding="utf-8")
+        config = Config(state_dir=str(Path(folder) / "state"))
+        sink = DiscardSink()
+        plugins = Plugins(
+            get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "opensearch"}, extra=[DiscardPlugin(sink)])
+        )
+        import trio
+
+        cpu_before, wall_before = cpu_s(), time.perf_counter()
+        stats = trio.run(run_replay, config, plugins, replay_file)
+        cpu, wall = cpu_s() - cpu_before, time.perf_counter() - wall_before
+    pipeline = transcriptions / cpu
+    print(f"{'what':<44}{'per CPU-second':>16}{'pipeline share':>16}")
+    for name, rate in ceilings.items():
+        print(f"{name + ' (frames)':<44}{rate:>16,.0f}{pipeline / rate:>15.1%}")
+    print(
+        f"{'pipeline (transcription messages)':<44}{pipeline:>16,.0f}"
+        f"{'':>16}  target >= {TARGET:,} {'ok' if pipeline >= TARGET else 'MISSED'}"
+    )
+    print(
+        f"\npipeline: {sink.documents} documents indexed, {stats.dead_letters} dead letters; "
+        f"{cpu:.1f} CPU s (this process and its worker processes), {wall:.1f} s wall"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -143,7 +143,15 @@ async def _run_flow(
     waiting = outbox.load()
     if waiting:
         log.info("delivering %d transcripts left in the outbox by the previous run", len(waiting))
-    journal = Journal(Path(config.state_dir) / "journal.ndjson", sealer=sealer) if live else None
+    journal = (
+        Journal(
+            Path(config.state_dir) / "journal",
+            sealer=sealer,
+            legacy=Path(config.state_dir) / "journal.ndjson",  # the single file of earlier versions
+        )
+        if live
+        else None
+    )
     restored = await _restore(journal, dead_letters) if journal is not None else []
     try:
         async with (

@@ -105,14 +105,14 @@ async def test_a_frame_the_tracker_cannot_take_is_contained(tmp_path: Path) -> N
         transcription(utterance("u1", "hello there", 1000)),
         transcription(status="SESSION_ENDED"),
     ]
-    journal = Journal(tmp_path / "journal.ndjson")
+    journal = Journal(tmp_path / "journal")
     documents, stats, dead = await run_detector(envelopes, tmp_path, journal=journal)
     assert [d.completion_reason for d in documents] == ["ended"]
     assert stats.messages["failed"] == 1
     (letter,) = dead.read()
     assert letter["kind"] == "processing_failed" and letter["conversation_id"] == "other"
     assert "AttributeError" in letter["reason"]
-    assert all(cid != "other" for cid, _ in Journal(journal.path).load()), "never replayed at a restart"
+    assert all(cid != "other" for cid, _ in Journal(journal.folder).load()), "never replayed at a restart"
 
 
 async def test_a_document_that_cannot_be_written_is_contained(tmp_path: Path) -> None:
@@ -150,17 +150,17 @@ async def test_a_document_that_cannot_be_written_is_contained(tmp_path: Path) ->
 async def test_a_journal_frame_that_no_longer_parses_is_moved_aside(tmp_path: Path) -> None:
     """A journal whose frames fail at resume does not fail every start: the frames are
     dead-lettered once and the conversation is marked done in the journal."""
-    journal = Journal(tmp_path / "journal.ndjson")
+    journal = Journal(tmp_path / "journal")
     journal.record("poisoned", POISON["session start 2^62"])
     journal.record("fine", frame(TRANSCRIPTION_TOPIC, ongoing()))
     await journal.flush()
     stats = Statistics()
     dead = DeadLetterStore(tmp_path / "dead.ndjson", stats)
-    first = Journal(journal.path)
+    first = Journal(journal.folder)
     restored = await _restore(first, dead)
     await first.flush()
     assert len(restored) == 1 and [d["kind"] for d in dead.read()] == ["journal_unreadable"]
-    again = await _restore(Journal(journal.path), dead)
+    again = await _restore(Journal(journal.folder), dead)
     assert len(again) == 1 and len(dead.read()) == 1, "moved aside: not dead-lettered at every start"
 
 

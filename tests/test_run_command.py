@@ -223,17 +223,16 @@ def test_sigkill_mid_call_resumes_and_recovers_the_gap(
     """
     count = 6
     corpus, _ = build_demo_corpus(count, seed=3, pii_share=0.0, offset=6000)
-    journal = tmp_path / "state" / "journal.ndjson"
+    journal = tmp_path / "state" / "journal"
     keys = Fernet.generate_key().decode()
     sealer = Sealer([keys] if encrypted else [])
     env = {"INDEXER_STATE_KEYS": keys} if encrypted else {}
 
     def utterances_in_journal() -> set[str]:
-        if not journal.exists():
-            return set()
         found = set()
         # the worker is appending: a last line without its newline is still being written
-        for line in journal.read_bytes().split(b"\n")[:-1]:
+        lines = [line for p in sorted(journal.glob("*.ndjson")) for line in p.read_bytes().split(b"\n")[:-1]]
+        for line in lines:
             frame = json.loads(json.loads(sealer.open(line)).get("f") or "{}")
             for result in frame.get("eventBody", {}).get("transcripts", []):
                 found.add(result["alternatives"][0]["decoratedTranscript"])
@@ -253,7 +252,7 @@ def test_sigkill_mid_call_resumes_and_recovers_the_gap(
             before_kill = utterances_in_journal()
             assert before_kill, "the worker received utterances before it was killed"
             if encrypted:
-                at_rest = journal.read_bytes()
+                at_rest = b"".join(p.read_bytes() for p in journal.glob("*.ndjson"))
                 assert not any(text.encode() in at_rest for text in before_kill)
                 assert b'"conversationId"' not in at_rest
             workers.append(run_worker(config, ready, index.url, tmp_path, env=env))

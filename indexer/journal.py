@@ -54,7 +54,8 @@ class _Segment:
 
     :ivar conversations: ids with frames in it.
     :ivar markers: ids whose newest marker is in it.
-    :ivar finished: it holds frames of a finalized conversation (or plain lines to re-seal).
+    :ivar finished_at: since when it holds frames of a finalized conversation (or plain
+        lines to re-seal), trio clock; ``None``: none.
     """
 
     path: Path
@@ -62,7 +63,10 @@ class _Segment:
     size: int = 0
     conversations: set[str] = attrs.field(factory=set)
     markers: dict[str, None] = attrs.field(factory=dict)
-    finished: bool = False
+    finished_at: float | None = None
+
+    def finish(self, now: float) -> None:
+        self.finished_at = now if self.finished_at is None else self.finished_at
 
 
 class Journal:
@@ -121,7 +125,7 @@ class Journal:
             _end_torn_line(path)
             for line, record in self._records(path):
                 if self.sealer.enabled and line.startswith(b"{"):
-                    segment.finished = True  # plain, written before keys were set: re-seal it
+                    segment.finished_at = 0.0  # plain, written before keys were set: re-seal it
                 if record.get("done"):
                     done.pop(record["c"], None)
                     done[record["c"]] = None
@@ -134,7 +138,8 @@ class Journal:
             segment.markers[conversation_id] = None
         self._open = {c for c, _ in frames if c not in done}
         for segment in self._segments:
-            segment.finished |= bool(segment.conversations - self._open)
+            if segment.conversations - self._open:
+                segment.finished_at = 0.0
         self._next = int(paths[-1].stem) + 1 if paths else 0
         self.finalized_ids = list(done)
         self._recent = OrderedDict.fromkeys(self.finalized_ids[-KEEP_FINALIZED:])
@@ -154,14 +159,15 @@ class Journal:
     def frames_of(self, conversation_id: str) -> list[str]:
         """The frames kept for ``conversation_id`` (written and queued), in arrival order."""
         frames = []
-        for segment in [s for s in self._segments if s in self._where.get(conversation_id, ())]:
+        held = set(self._where.get(conversation_id, ()))  # a copy: called from a worker thread
+        for segment in sorted(held, key=lambda segment: segment.path):
             if segment.path.exists():
                 frames += [
                     r["f"] for _, r in self._records(segment.path) if r["c"] == conversation_id and "f" in r
                 ]
         frames += [
             json.loads(self.sealer.open(line.encode()))["f"]
-            for c, marker, line in self._pending
+            for c, marker, line in list(self._pending)
             if c == conversation_id and not marker
         ]
         return frames
@@ -182,7 +188,7 @@ class Journal:
         while len(self._recent) > KEEP_FINALIZED:
             self._recent.popitem(last=False)
         for segment in self._where.get(conversation_id, ()):
-            segment.finished = True
+            segment.finish(trio.current_time())
         self._pending.append((conversation_id, True, self._marker(conversation_id)))
 
     def _marker(self, conversation_id: str) -> str:
@@ -195,20 +201,23 @@ class Journal:
         written that hold frames of finished conversations (see the module)."""
         now = trio.current_time()
         current = self._segments[-1] if self._segments else None
+        half = self.compact_interval_s / 2
         if (
             current is None
             or current.size >= self.segment_bytes
-            or (current.finished and now - current.opened_at >= self.compact_interval_s / 2)
+            or (current.finished_at is not None and now - current.opened_at >= half)
         ):
             current = self._start_segment(now)
         if self._pending:
             pending, self._pending = self._pending, []
             await self._append(current, pending)
-        for segment in [s for s in self._segments[:-1] if s.finished]:
-            if segment.conversations & self._open:
-                await self._rewrite(segment)
-            else:
+        for segment in self._segments[:-1]:
+            if segment.finished_at is None:
+                continue
+            if not segment.conversations & self._open:
                 await self._drop(segment)
+            elif now - segment.finished_at >= half:  # at most once per half interval
+                await self._rewrite(segment, now)
 
     def _start_segment(self, now: float) -> _Segment:
         segment = _Segment(self.folder / f"{self._next:08d}.ndjson", opened_at=now)
@@ -231,7 +240,7 @@ class Journal:
                 segment.conversations.add(conversation_id)
                 self._where.setdefault(conversation_id, set()).add(segment)
                 if conversation_id not in self._open:  # finalized while its frame was queued
-                    segment.finished = True
+                    segment.finish(trio.current_time())
 
     def _needed(self, conversation_id: str, leaving: _Segment) -> bool:
         """The marker of ``conversation_id`` must outlive ``leaving``."""
@@ -250,14 +259,14 @@ class Journal:
         segment.markers.clear()
         self._segments.remove(segment)
 
-    async def _rewrite(self, segment: _Segment) -> None:
+    async def _rewrite(self, segment: _Segment, now: float) -> None:
         """Keep in ``segment`` only its open conversations' frames and its markers."""
         keep = segment.conversations & self._open
         markers = set(segment.markers)
         segment.size = await trio.to_thread.run_sync(self._rewrite_file, segment.path, keep, markers)
         self._forget(segment, segment.conversations - keep)
         segment.conversations = keep
-        segment.finished = bool(keep - self._open)  # one finished meanwhile: next time
+        segment.finished_at = now if keep - self._open else None  # one finished meanwhile
 
     def _rewrite_file(self, path: Path, keep: set[str], markers: set[str]) -> int:
         temporary = path.with_suffix(".rewriting")

@@ -46,7 +46,7 @@ async def test_a_full_segment_keeps_only_open_frames(tmp_path: Path) -> None:
     """Past its size a segment takes no more appends; then it keeps only the open
     conversations' frames (and its done markers): the finished ones' frames leave."""
     folder = tmp_path / "journal"
-    journal = Journal(folder, segment_bytes=200)
+    journal = Journal(folder, segment_bytes=200, compact_interval_s=0)
     for i in range(10):
         journal.record(f"c{i}", "x" * 30)
         if i != 7:

@@ -93,9 +93,11 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
     # The verification gate: quarantined with the rule id, never indexed, nothing else lost.
     assert set(documents) == {written.conversation_id, spoken.conversation_id, email.conversation_id,
                               clean.conversation_id, international.conversation_id}  # fmt: skip
-    (letter,) = DeadLetterStore(tmp_path / "state" / "dead-letters.ndjson", Statistics()).read()
-    assert letter["kind"] == "quarantined" and letter["conversation_id"] == quarantined.conversation_id
-    assert letter["reason"] == "verification re-scan still matches rules: test.sloppy"
+    # (quarantined at each close: a late utterance on a loaded machine may close it twice)
+    letters = DeadLetterStore(tmp_path / "state" / "dead-letters.ndjson", Statistics()).read()
+    assert letters and {(d["kind"], d["conversation_id"], d["reason"]) for d in letters} == {
+        ("quarantined", quarantined.conversation_id, "verification re-scan still matches rules: test.sloppy")
+    }
 
     # Operators: partial keeps the last 4 digits, hash links without the value.
     card_text = [u["text"] for u in documents[written.conversation_id]["utterances"]]

@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import attrs
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="transcript-indexer",
         description="Index complete, redacted Genesys Cloud voice transcripts into OpenSearch.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('transcript-indexer')}")
     parser.add_argument(
         "--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "INFO"), help="default INFO"
     )

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
@@ -145,6 +146,12 @@ async def serve_monitoring(
     """
     registry = CollectorRegistry()
     registry.register(StatisticsCollector(stats, outbox, client))
+    # prometheus-client's own: process_* (memory, CPU, open fds), python_info, and the build
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Info("transcript_indexer_build", "The worker's version", registry=registry).info(
+        {"version": version("transcript-indexer")}
+    )
     config = HypercornConfig()
     config.bind = [listen]
     config.accesslog = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import json
 import os
 import pty
@@ -77,6 +78,13 @@ def test_replay_without_a_sink_setting_names_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "OPENSEARCH_URL is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    """``--version`` prints the installed version, as the build-info metric reports it."""
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"transcript-indexer {importlib.metadata.version('transcript-indexer')}"
 
 
 def test_plugins_list() -> None:

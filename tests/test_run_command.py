@@ -6,6 +6,7 @@ played by the emulator process; the worker is a process too, stopped with SIGTER
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import signal
 import socket
@@ -158,6 +159,11 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: 
         assert samples[("transcript_indexer_hangup_to_indexed_seconds_count", ())] >= COUNT
         assert samples[("transcript_indexer_hangup_to_indexed_seconds_sum", ())] > COUNT * 1.0, metrics
         assert samples[("transcript_indexer_token_renewals_total", ())] == 1.0
+        # prometheus-client's process and platform collectors, and the build
+        assert samples[("process_resident_memory_bytes", ())] > 0 and samples[("process_open_fds", ())] > 0
+        assert any(name == "python_info" for name, _ in samples)
+        build = next(labels for name, labels in samples if name == "transcript_indexer_build_info")
+        assert dict(build)["version"] == importlib.metadata.version("transcript-indexer")
 
         # Every log line is one JSON event, and none holds content, a PII value or a secret.
         events = [json.loads(line) for line in log.splitlines()]

@@ -13,7 +13,7 @@
 
 Exit codes: 0 success, 1 runtime failure (for ``plugins check``: a sample failed
 redaction or verification), 2 a setting or input is missing or invalid (one line naming
-it on stderr, no traceback).
+it on stderr, no traceback), 3 (``status``) no worker runs with the state directory.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ from indexer.logs import LOG_FORMATS, configure_logging
 from indexer.plugins import Plugins, get_plugin_manager
 
 __all__ = ["main"]
+
+#: The exit code of ``status`` when no worker runs (the LSB init-script convention).
+NOT_RUNNING = 3
 
 log = logging.getLogger("indexer")
 
@@ -282,11 +285,16 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "status":
         import time
 
-        from indexer.status import format_status, read_status
+        from indexer.status import format_status, is_running, read_status
 
-        data = read_status(Path(_load(args.config, need_genesys=False).state_dir) / "status.json")
-        print(json.dumps(data) if args.json else format_status(data, time.time()))
-        return 0
+        state_dir = Path(_load(args.config, need_genesys=False).state_dir)
+        data = read_status(state_dir / "status.json")
+        now = time.time()
+        if args.json:
+            print(json.dumps({**(data or {}), "state_dir": str(state_dir), "running": is_running(data, now)}))
+        else:
+            print(format_status(data, now, state_dir))
+        return 0 if is_running(data, now) else NOT_RUNNING
     if args.command == "plugins" and args.action == "list":
         for loaded in _plugins().loaded():
             print("\t".join(loaded))

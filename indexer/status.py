@@ -19,7 +19,7 @@ from indexer.files import replace_synced
 from indexer.outbox import Outbox
 from indexer.stats import Statistics
 
-__all__ = ["STATUS_INTERVAL_S", "format_status", "read_status", "write_status_forever"]
+__all__ = ["STATUS_INTERVAL_S", "format_status", "is_running", "read_status", "write_status_forever"]
 
 STATUS_INTERVAL_S: Final = 2.0
 #: A status file older than this (s) means the worker is not running.
@@ -65,13 +65,30 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def format_status(data: dict[str, Any] | None, now: float) -> str:
+def is_running(data: dict[str, Any] | None, now: float) -> bool:
+    """The worker that wrote ``data`` is running: it has not stopped, and wrote it lately."""
+    if data is None:
+        return False
+    return not data.get("stopped") and now - float(data.get("time", 0)) < STALE_AFTER_S
+
+
+def _counts(counts: Any) -> str:
+    """``{"ended": 30, "idle": 1}`` as ``ended 30, idle 1`` (``-`` when empty)."""
+    if not isinstance(counts, dict) or not counts:
+        return "-"
+    return ", ".join(f"{key} {value}" for key, value in sorted(counts.items()))
+
+
+def format_status(data: dict[str, Any] | None, now: float, state_dir: Path) -> str:
     """Lines for a person at a terminal."""
     if data is None:
-        return "no status: the worker has not run with this state directory"
+        return f"worker not running: no status in {state_dir} (no worker has run with this state directory)"
     age = now - float(data.get("time", 0))
-    running = not data.get("stopped") and age < STALE_AFTER_S
-    head = f"worker {'running' if running else 'not running'} (pid {data.get('pid')}, status {age:.0f} s old)"
+    running = is_running(data, now)
+    head = (
+        f"worker {'running' if running else 'not running'} in {state_dir} "
+        f"(pid {data.get('pid')}, status {age:.0f} s old)"
+    )
     outbox = data.get("outbox", {})
     lines = [
         head,
@@ -83,7 +100,7 @@ def format_status(data: dict[str, Any] | None, now: float) -> str:
         f"{data.get('waiting_for_room', 0)} conversations waiting for room)",
         f"reconnects           {data.get('reconnects', 0)}, handovers {data.get('handovers', 0)}",
         f"endpoints            {data.get('http') or '-'} (/metrics, /healthz, /readyz)",
-        f"completed            {data.get('completed', {})}",
-        f"recovered            {data.get('recovered', {})}",
+        f"completed            {_counts(data.get('completed'))}",
+        f"recovered            {_counts(data.get('recovered'))}",
     ]
     return "\n".join(lines)

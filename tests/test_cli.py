@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -214,21 +215,28 @@ def test_emulate_plays_chitchat_conversations_under_a_public_url() -> None:
 def test_status_reads_the_state_directory(tmp_path: Path) -> None:
     """``status`` says when there is no worker, and prints what the last one reported."""
     env = {"INDEXER_STATE_DIR": str(tmp_path)}
-    assert "no status" in _run("status", env=env).stdout
+    nothing = _run("status", env=env)
+    assert nothing.returncode == 3 and f"worker not running: no status in {tmp_path}" in nothing.stdout
     (tmp_path / "status.json").write_text(
         json.dumps(
             {"time": 0, "pid": 42, "open_conversations": 3, "outbox": {"entries": 2, "bytes": 900},
              "indexed": 7, "dead_letters": 1, "channels": 2, "topics": 1005, "waiting_for_room": 0,
-             "stopped": True}
+             "stopped": True, "completed": {"ended": 5, "idle": 2}}
         )
     )  # fmt: skip
     result = _run("status", env=env)
-    assert result.returncode == 0
-    assert "worker not running (pid 42" in result.stdout
+    assert result.returncode == 3
+    assert f"worker not running in {tmp_path} (pid 42" in result.stdout
+    assert "completed            ended 5, idle 2" in result.stdout
     assert "open conversations   3" in result.stdout
     assert "outbox               2 transcripts, 900 bytes" in result.stdout
     assert "channels             2 (1005 topics, 0 conversations waiting for room)" in result.stdout
-    assert json.loads(_run("status", "--json", env=env).stdout)["indexed"] == 7
+    reported = json.loads(_run("status", "--json", env=env).stdout)
+    assert reported["indexed"] == 7 and reported["running"] is False
+    assert reported["state_dir"] == str(tmp_path)
+    (tmp_path / "status.json").write_text(json.dumps({"time": time.time(), "pid": 43}))
+    running = _run("status", env=env)
+    assert running.returncode == 0 and f"worker running in {tmp_path} (pid 43" in running.stdout
 
 
 def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url: str) -> None:

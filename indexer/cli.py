@@ -377,6 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): no traceback, and no second error when Python
+        # flushes standard output at exit (the recipe of the ``signal`` module's docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except BaseException as exc:
         error = _first_indexer_error(exc)
         if error is None:

@@ -162,6 +162,26 @@ def test_plugins_check_json_from_stdin() -> None:
     assert [u["speaker"] for u in third["redacted"]] == ["customer", "agent", "customer"]
 
 
+def test_output_into_a_closed_pipe_is_no_traceback() -> None:
+    """``| head -1``: the reader closes the pipe after one line; no BrokenPipeError."""
+    process = subprocess.Popen(
+        [*COMMAND, "plugins", "check", "-", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    process.stdin.write("my card is 4111 1111 1111 1111 thanks\n" * 1000)  # under a pipe buffer
+    process.stdin.close()
+    assert json.loads(process.stdout.readline())["findings"]
+    process.stdout.close()
+    assert process.wait(timeout=60) == 1
+    with process.stderr:
+        error = process.stderr.read()
+    assert "Traceback" not in error and "BrokenPipe" not in error, error
+
+
 def test_plugins_check_an_unreadable_file_is_one_line() -> None:
     result = _run("plugins", "check", "/nonexistent.txt")
     assert result.returncode == 2

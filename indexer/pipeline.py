@@ -160,12 +160,17 @@ async def deliver_transcripts(
     *,
     batch_size: int = 1000,
     service_now_ms: Callable[[], int] | None = None,
+    give_up_after_s: float | None = None,
 ) -> None:
     """Write outbox entries to every sink in batches until the outbox is closed and empty.
 
     :param service_now_ms: the Genesys service's clock, epoch ms
         (:meth:`GenesysClient.server_now_ms`), on which a conversation's ``ended_at`` is
         read for the ``hangup_to_indexed_seconds`` histogram; ``None``: the local clock.
+    :param give_up_after_s: stop when a sink has failed every batch for this long, in s
+        (``replay``); ``None``: retry until cancelled (``run``).
+    :raises SinkError: with ``give_up_after_s``, naming the sink's error and how many
+        transcripts wait in the outbox (they stay there for the next run).
 
     An entry leaves the outbox when every sink has it (a version conflict counts), or when
     a sink rejects it permanently (then it is dead-lettered with the sink's reason). When
@@ -177,6 +182,7 @@ async def deliver_transcripts(
     Cancellation: entries being written stay in the outbox and are delivered at the next start.
     """
     backoff = RETRY_INITIAL_S
+    failing_since: float | None = None
     while batch := await outbox.next_batch(batch_size):
         rejected: dict[str, str] = {}
         again: set[str] = set()  # transient item errors: written again after the backoff
@@ -197,6 +203,15 @@ async def deliver_transcripts(
                     rejected[result.conversation_id] = f"{sink.name}: {result.error}"
                 stats.version_conflicts += result.conflict
         stats.sink_available = failed is None
+        if failed is None:
+            failing_since = None
+        elif failing_since is None:
+            failing_since = trio.current_time()
+        elif give_up_after_s is not None and trio.current_time() - failing_since >= give_up_after_s:
+            raise SinkError(
+                f"{failed}; gave up after {give_up_after_s:.0f} s: {outbox.usage().entries} "
+                "transcripts wait in the outbox for the next run"
+            )
         if failed is not None or again:
             stats.sink_retries += 1
             if failed is not None:

@@ -183,6 +183,7 @@ async def _run_flow(
                     dead_letters,
                     stats,
                     service_now_ms=client.server_now_ms if client is not None else None,
+                    give_up_after_s=None if live else config.shutdown_grace_s,  # replay ends
                 )
                 for scope in reporting:
                     scope.cancel()

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import pty
+import socket
 import struct
 import subprocess
 import sys
@@ -257,6 +258,26 @@ def test_status_reads_the_state_directory(tmp_path: Path) -> None:
     (tmp_path / "status.json").write_text(json.dumps({"time": time.time(), "pid": 43}))
     running = _run("status", env=env)
     assert running.returncode == 0 and f"worker running in {tmp_path} (pid 43" in running.stdout
+
+
+def test_replay_with_the_sink_down_ends_and_keeps_the_transcripts(tmp_path: Path) -> None:
+    """``replay`` does not wait forever for a sink that is down: after ``shutdown_grace_s``
+    of failures it ends with exit 1 and one line; the transcript stays in the outbox."""
+    capture = tmp_path / "capture.ndjson"
+    frames = [sample("queue-conversation"), sample("transcription"), sample("transcription-ended")]
+    capture.write_text("".join(json.dumps(f) + "\n" for f in frames))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    config = tmp_path / "indexer.toml"
+    config.write_text("shutdown_grace_s = 1\n[plugins.opensearch]\ntimeout_s = 0.5\nretry_timeout_s = 1.0\n")
+    env = {"OPENSEARCH_URL": f"http://127.0.0.1:{closed}", "INDEXER_STATE_DIR": str(tmp_path / "state")}
+    result = _run("--log-level", "CRITICAL", "replay", str(capture), "--config", str(config), env=env)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("transcript-indexer: error: opensearch: ")
+    assert line.endswith("gave up after 1 s: 1 transcripts wait in the outbox for the next run")
+    assert len(list((tmp_path / "state" / "outbox").iterdir())) == 1
 
 
 def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url: str) -> None:

@@ -89,6 +89,13 @@ def _ssl_reason(exc: SSLError) -> str:
     return "certificate verify failed"
 
 
+def _not_tls(exc: SSLError) -> bool:
+    """The server answered a TLS handshake with something else (plain HTTP): OpenSSL's
+    ``wrong version number``, ``record layer failure`` or ``http request``."""
+    text = f"{exc} {exc.info}".lower()
+    return any(reason in text for reason in ("wrong version number", "record layer failure", "http request"))
+
+
 @attrs.define
 class OpenSearchSink:
     """Writes transcript documents to OpenSearch through a write alias."""
@@ -137,6 +144,11 @@ class OpenSearchSink:
         try:
             return await trio.to_thread.run_sync(with_retries, limiter=self._limiter)
         except SSLError as exc:
+            if _not_tls(exc):
+                raise SinkError(
+                    "OpenSearch at OPENSEARCH_URL does not answer in TLS (a plain-HTTP server?): "
+                    "use http:// in OPENSEARCH_URL, or the cluster's TLS port"
+                ) from exc
             raise SinkError(
                 "OpenSearch at OPENSEARCH_URL: TLS verification failed; set OPENSEARCH_CA_CERTS to "
                 f"the CA bundle that signed the cluster's certificate ({_ssl_reason(exc)})"

@@ -9,6 +9,7 @@ import attrs
 import pytest
 import trio
 from opensearchpy import OpenSearch
+from osmem_server import OsmemServer
 
 from indexer.document import DocUtterance, QueueRef, RedactionSummary, TranscriptDocument
 from indexer.errors import SinkError
@@ -110,6 +111,14 @@ async def test_unreachable_opensearch_is_a_sink_error(monkeypatch: pytest.Monkey
     sink = OpenSearchSink(url="http://127.0.0.1:9")
     await sink.open()
     with pytest.raises(SinkError, match="OPENSEARCH_URL"):
+        await sink.write([_document("c1", 1, "x")])
+
+
+async def test_https_to_a_plain_http_node_is_named_as_such(osmem: OsmemServer) -> None:
+    """An https:// URL to a node that speaks plain HTTP is not a certificate problem: the
+    line says to use http://, not to set OPENSEARCH_CA_CERTS."""
+    sink = OpenSearchSink(url=osmem.url.replace("http://", "https://"), retry_timeout_s=1.0)
+    with pytest.raises(SinkError, match=r"does not answer in TLS \(a plain-HTTP server\?\): use http://"):
         await sink.write([_document("c1", 1, "x")])
 
 

@@ -50,7 +50,9 @@ class Sink(Protocol):
     async def open(self) -> None:
         """Prepare the destination (index template, alias); called once before any write.
 
-        :raises indexer.errors.SinkError: the destination cannot be prepared.
+        :raises indexer.errors.SinkError: the destination cannot be prepared now (it is
+            unreachable): the worker starts all the same and reports itself not ready
+            (``/readyz``) until a write succeeds; the sink prepares at its next write.
         """
         ...
 

@@ -31,7 +31,7 @@ from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import Config, shard_queues
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.errors import ConfigError, GenesysError, MalformedMessage
+from indexer.errors import ConfigError, GenesysError, MalformedMessage, SinkError
 from indexer.genesys import GenesysClient
 from indexer.isolation import open_finalizer
 from indexer.journal import Journal
@@ -64,8 +64,11 @@ CLEANUP_TIMEOUT_S: Final = 10.0
 
 
 @contextlib.asynccontextmanager
-async def _open_sinks(config: Config, plugins: Plugins) -> AsyncIterator[list[Sink]]:
+async def _open_sinks(config: Config, plugins: Plugins, stats: Statistics) -> AsyncIterator[list[Sink]]:
     """Every sink, opened (settings checked, templates installed when reachable), closed after.
+
+    A sink that cannot be reached yet is logged and marks the worker not ready
+    (``stats.sink_available``) until a write succeeds; transcripts wait in the outbox.
 
     :raises ConfigError: no sink is installed, or a sink's settings are wrong.
     """
@@ -74,7 +77,11 @@ async def _open_sinks(config: Config, plugins: Plugins) -> AsyncIterator[list[Si
         raise ConfigError("no indexing sink is installed (install transcript-indexer-opensearch)")
     try:
         for sink in sinks:
-            await sink.open()
+            try:
+                await sink.open()
+            except SinkError as exc:
+                stats.sink_available = False
+                log.warning("sink %s not ready at start-up, the outbox holds transcripts: %s", sink.name, exc)
         yield sinks
     finally:
         for sink in sinks:
@@ -299,7 +306,7 @@ async def run_worker(
     pipeline = build_pipeline(config, plugins)  # before any call to Genesys
     with open_state_dir(config.state_dir, config.state_keys) as sealer:  # before any call to Genesys too
         async with (
-            _open_sinks(config, plugins) as sinks,  # before Genesys too: no channel without a sink
+            _open_sinks(config, plugins, stats) as sinks,  # before Genesys too: no channel without a sink
             httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http,
         ):
             client = GenesysClient(client_http, config.genesys)
@@ -409,7 +416,7 @@ async def _replay(
         task_status.started()
         await read_replay(path, envelopes, stats=stats, dead_letters=dead_letters, progress=progress)
 
-    async with _open_sinks(config, plugins) as sinks:
+    async with _open_sinks(config, plugins, stats) as sinks:
         await _run_flow(
             config,
             plugins,

@@ -102,6 +102,14 @@ def indexed_count(client: OpenSearch) -> int:
     return count
 
 
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url)
+    except httpx.TransportError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -196,7 +204,14 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
         # OpenSearch is frozen and wait in its outbox.
         with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6", "--start-delay", "6") as ready:
             node.process.send_signal(signal.SIGSTOP)
-            workers.append(run_worker(config, ready, node.url, tmp_path))
+            endpoints = f"127.0.0.1:{free_port()}"
+            listen = {"INDEXER_HTTP_LISTEN": endpoints}
+            workers.append(run_worker(config, ready, node.url, tmp_path, env=listen))
+            # not ready from the start, before any write was tried: the sink could not be opened
+            wait_for(lambda: _answers(f"http://{endpoints}/readyz"), 60, every_s=0.1)
+            not_ready = httpx.get(f"http://{endpoints}/readyz")
+            assert not list(outbox.glob("*.json")), "no transcript finished yet"
+            assert not_ready.status_code == 503 and not_ready.json()["checks"]["sink_reachable"] is False
             wait_for(lambda: len(list(outbox.glob("*.json"))) >= count, 90, every_s=0.2)
             assert len(list(outbox.glob("*.json"))) == count, "every finished transcript waits in the outbox"
             workers[0].kill()

@@ -241,13 +241,10 @@ class OpenSearchSink:
     async def open(self) -> None:
         """Install the index template and the write alias.
 
-        When OpenSearch cannot be reached, logs it and returns: the worker keeps running,
-        transcripts wait in the outbox, and the next write installs first.
+        :raises SinkError: OpenSearch cannot be reached (after the retries); the next
+            write installs first.
         """
-        try:
-            await self._ensure_installed()
-        except SinkError as exc:
-            log.warning("OpenSearch not ready at start-up, transcripts wait in the outbox: %s", exc)
+        await self._ensure_installed()
 
     async def _ensure_installed(self) -> None:
         if not self._installed:

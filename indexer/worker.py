@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Final
 
@@ -75,6 +76,7 @@ async def _open_sinks(config: Config, plugins: Plugins, stats: Statistics) -> As
     sinks = plugins.sinks(config)
     if not sinks:
         raise ConfigError("no indexing sink is installed (install transcript-indexer-opensearch)")
+    log.info("sinks: %s", ", ".join(sink.name for sink in sinks))
     try:
         for sink in sinks:
             try:
@@ -109,9 +111,11 @@ def build_pipeline(config: Config, plugins: Plugins) -> Pipeline:
             f"config file: [plugins.{table}] names no loaded plugin (loaded: {', '.join(names)}); "
             "a typo, or a plugin not installed or in INDEXER_DISABLED_PLUGINS"
         )
+    versions = {name: dist for name, dist, _, _ in plugins.loaded()}
     log.info(
-        "plugins: %s; %d redaction rules (rule set %s): %s; %d validators",
-        ", ".join(names),
+        "transcript-indexer %s; plugins: %s; %d redaction rules (rule set %s): %s; %d validators",
+        version("transcript-indexer"),
+        ", ".join(f"{n} ({versions[n]})" if versions.get(n, "-") != "-" else n for n in names),
         len(rules.rules),
         rules.version,
         ", ".join(sorted(f"{r.id}@{r.version}" for r in rules.rules)) or "none",

@@ -177,6 +177,11 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: 
         events = [json.loads(line) for line in log.splitlines()]
         assert {"timestamp", "level", "logger", "event"} <= set(events[0])
         assert any(e["event"] == "received SIGTERM, draining" for e in events)
+        # the pipeline it built: the version, plugins with theirs, the rule set, the sinks
+        started = f"transcript-indexer {importlib.metadata.version('transcript-indexer')}; plugins: "
+        (pipeline,) = [e["event"] for e in events if e["event"].startswith(started)]
+        assert "pii (transcript-indexer-pii " in pipeline and "redaction rules (rule set " in pipeline
+        assert any(e["event"] == "sinks: opensearch" for e in events)
         closed = [e for e in events if e["event"].startswith("conversation ") and "closed" in e["event"]]
         assert len({e["conversation_id"] for e in closed}) + rebuilt >= COUNT
         assert all(e["conversation_id"] in e["event"] for e in closed)

@@ -319,7 +319,9 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
             env = worker_environment(ready, opensearch_url=search.url, state_dir=state_dir)
             env["INDEXER_LOG_LEVEL"] = "WARNING"
             config_path = state_dir / "demo.toml"
-            config_path.write_text("[completion]\ngrace_period_s = 2.0\n", encoding="utf-8")
+            # the embedded node has no ISM: no retention policy to install (nor to warn about)
+            settings = "[completion]\ngrace_period_s = 2.0\n[plugins.opensearch]\nretention_days = 0\n"
+            config_path.write_text(settings, encoding="utf-8")
             worker = subprocess.Popen([*executable, "run", "--config", str(config_path)], env=env, text=True)
             client = OpenSearch(hosts=[search.url])
             indexed = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["append_synced", "replace_synced"]
+__all__ = ["append_synced", "replace_synced", "unlink_synced"]
 
 
 def append_synced(path: Path, text: str) -> int:
@@ -32,8 +32,18 @@ def replace_synced(path: Path, data: bytes) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    _fsync_directory(path.parent)
+
+
+def unlink_synced(path: Path) -> None:
+    """Delete ``path`` (if there) and fsync its directory, so the deletion survives a crash."""
+    path.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)

@@ -34,7 +34,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from indexer.files import append_synced
+from indexer.files import append_synced, unlink_synced
 from indexer.sealing import PLAIN, Sealer, UnreadableRecord
 
 __all__ = ["Journal"]
@@ -252,7 +252,7 @@ class Journal:
         carried = [c for c in segment.markers if self._needed(c, segment)]
         if carried:
             await self._append(self._segments[-1], [(c, True, self._marker(c)) for c in carried])
-        await trio.to_thread.run_sync(_unlink_synced, segment.path)
+        await trio.to_thread.run_sync(unlink_synced, segment.path)
         self._forget(segment, segment.conversations)
         for conversation_id in segment.markers:  # not needed: forgotten with the segment
             del self._marker_at[conversation_id]
@@ -314,13 +314,3 @@ def _end_torn_line(path: Path) -> None:
             file.write(b"\n")
             file.flush()
             os.fsync(file.fileno())
-
-
-def _unlink_synced(path: Path) -> None:
-    """Delete ``path`` and fsync its directory, so the deletion survives a crash."""
-    path.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

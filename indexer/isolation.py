@@ -71,6 +71,9 @@ class Finalizer:
         self.pipeline = pipeline
         self._context = context
         self.time_limit_s = time_limit_s
+        #: Conversations worth finalizing at once: one per worker process (trio-parallel
+        #: starts one per core); in threads, one (the GIL runs one at a time).
+        self.concurrency = trio_parallel.current_default_worker_limiter().total_tokens if context else 1
 
     async def finalize(self, document: TranscriptDocument) -> TranscriptDocument:
         """The finalized document.

@@ -58,6 +58,7 @@ class Outbox:
         self.sealer = sealer
         self.max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
+        self._writing: set[str] = set()  # conversation ids being written now
         self._bytes = 0
         self._changed = trio.Event()
         self._closed = False
@@ -116,14 +117,26 @@ class Outbox:
         self._changed = trio.Event()
 
     async def put(self, document: TranscriptDocument) -> None:
-        """Store ``document`` durably; waits while the outbox is over ``max_bytes``."""
-        while self._bytes >= self.max_bytes and self._entries:
+        """Store ``document`` durably; waits while the outbox is over ``max_bytes``.
+
+        Safe to call from several tasks at once: the writes of one conversation take
+        turns, and an older version never replaces a newer one already stored.
+        """
+        key = document.conversation_id
+        while (self._bytes >= self.max_bytes and self._entries) or key in self._writing:
             await self._changed.wait()
-        size = await trio.to_thread.run_sync(self._write, document)
-        previous = self._entries.pop(document.conversation_id, None)
-        self._bytes += size - (previous.size if previous else 0)
-        self._entries[document.conversation_id] = _Entry(document, size)
-        self._notify()
+        known = self._entries.get(key)
+        if known is not None and known.document.version > document.version:
+            return  # finalized after a newer version of the conversation (out of order)
+        self._writing.add(key)
+        try:
+            size = await trio.to_thread.run_sync(self._write, document)
+            previous = self._entries.pop(key, None)
+            self._bytes += size - (previous.size if previous else 0)
+            self._entries[key] = _Entry(document, size)
+        finally:
+            self._writing.discard(key)
+            self._notify()
 
     async def remove(self, document: TranscriptDocument) -> None:
         """Drop the entry for ``document`` if it is still that version (all sinks have it)."""

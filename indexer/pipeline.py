@@ -108,48 +108,68 @@ async def finalize_transcripts(
     outbox: Outbox,
     dead_letters: DeadLetterStore,
     stats: Statistics,
+    *,
+    concurrency: int = 1,
 ) -> None:
     """Finalize each document and store it in the outbox, until ``documents`` closes.
 
     :param finalize: :meth:`Pipeline.finalize` run off the event loop
         (:meth:`indexer.isolation.Finalizer.finalize`).
+    :param concurrency: documents finalized at once (the worker passes its number of
+        redaction processes, so redaction uses every core). Documents may then reach the
+        outbox out of order; the outbox keeps the newest version of a conversation.
 
     A document that fails validation or redaction goes to the dead-letter store, never to
     the outbox. Resources: closes the outbox (no more documents) when it returns.
     """
     async with documents:
         try:
-            async for document in documents:
-                try:
-                    finished = await finalize(document)
-                except (ValidationFailed, RedactionFailed) as exc:
-                    if isinstance(exc, ValidationFailed):
-                        kind = "validation_failed"
-                    elif isinstance(exc, ResidualPII):
-                        kind = "quarantined"  # redaction ran, and PII was still found
-                    else:
-                        kind = "redaction_failed"
-                    log.warning(
-                        "conversation %s not indexed: %s",
-                        document.conversation_id,
-                        kind,
-                        extra={"conversation_id": document.conversation_id},
+            async with trio.open_nursery() as nursery:
+                for _ in range(max(1, concurrency)):
+                    nursery.start_soon(
+                        _finalize_each, documents.clone(), finalize, outbox, dead_letters, stats
                     )
-                    await dead_letters.add(
-                        kind, str(exc), _payload(document), conversation_id=document.conversation_id
-                    )
-                    continue
-                except Exception as exc:  # contained to this conversation
-                    await _finalize_failed(document, exc, dead_letters)
-                    continue
-                if finished.redaction is not None:
-                    stats.redactions.update(finished.redaction.counts)
-                try:
-                    await outbox.put(finished)
-                except (ValueError, TypeError, OverflowError) as exc:  # it cannot be written as JSON
-                    await _finalize_failed(document, exc, dead_letters)
         finally:
             outbox.close()
+
+
+async def _finalize_each(
+    documents: trio.MemoryReceiveChannel[TranscriptDocument],
+    finalize: Callable[[TranscriptDocument], Awaitable[TranscriptDocument]],
+    outbox: Outbox,
+    dead_letters: DeadLetterStore,
+    stats: Statistics,
+) -> None:
+    async with documents:
+        async for document in documents:
+            try:
+                finished = await finalize(document)
+            except (ValidationFailed, RedactionFailed) as exc:
+                if isinstance(exc, ValidationFailed):
+                    kind = "validation_failed"
+                elif isinstance(exc, ResidualPII):
+                    kind = "quarantined"  # redaction ran, and PII was still found
+                else:
+                    kind = "redaction_failed"
+                log.warning(
+                    "conversation %s not indexed: %s",
+                    document.conversation_id,
+                    kind,
+                    extra={"conversation_id": document.conversation_id},
+                )
+                await dead_letters.add(
+                    kind, str(exc), _payload(document), conversation_id=document.conversation_id
+                )
+                continue
+            except Exception as exc:  # contained to this conversation
+                await _finalize_failed(document, exc, dead_letters)
+                continue
+            if finished.redaction is not None:
+                stats.redactions.update(finished.redaction.counts)
+            try:
+                await outbox.put(finished)
+            except (ValueError, TypeError, OverflowError) as exc:  # it cannot be written as JSON
+                await _finalize_failed(document, exc, dead_letters)
 
 
 async def deliver_transcripts(

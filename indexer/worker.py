@@ -18,6 +18,7 @@ finishes what it holds, within ``shutdown_grace_s``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -211,7 +212,15 @@ async def _run_flow(
                 log.info("metrics on %s/metrics, health on /healthz and /readyz", stats.http_url)
             nursery.start_soon(deliver)
             nursery.start_soon(
-                finalize_transcripts, document_recv, finalizer.finalize, outbox, dead_letters, stats
+                functools.partial(
+                    finalize_transcripts,
+                    document_recv,
+                    finalizer.finalize,
+                    outbox,
+                    dead_letters,
+                    stats,
+                    concurrency=int(finalizer.concurrency),
+                )
             )
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:

@@ -86,6 +86,28 @@ async def test_an_ack_only_removes_its_own_version(tmp_path: Path) -> None:
     assert Outbox(tmp_path).load() == []
 
 
+async def test_an_older_version_finalized_late_does_not_replace_a_newer_one(tmp_path: Path) -> None:
+    """Conversations are finalized several at once, so version 1 of a re-opened conversation
+    may reach the outbox after version 2: version 2 stays, on disk and in memory."""
+    outbox = Outbox(tmp_path)
+    await outbox.put(document("a", 2))
+    await outbox.put(document("a", 1))
+    assert [d.version for d in await outbox.next_batch(10)] == [2]
+    assert [d.version for d in Outbox(tmp_path).load()] == [2]
+
+
+async def test_concurrent_puts_of_one_conversation_take_turns(tmp_path: Path) -> None:
+    """Two tasks storing versions of one conversation at once never write its file together;
+    the newest version is what remains."""
+    outbox = Outbox(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for version in (1, 3, 2, 3, 1):
+            nursery.start_soon(outbox.put, document("a", version))
+    assert [d.version for d in Outbox(tmp_path).load()] == [3]
+    assert outbox.usage().entries == 1
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []  # noqa: ASYNC240
+
+
 async def test_a_full_outbox_holds_back_intake(tmp_path: Path) -> None:
     """put() waits while the outbox is over its byte bound, and resumes when space frees."""
     outbox = Outbox(tmp_path, max_bytes=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from indexer.config import load_config
 from indexer.deadletter import DeadLetterStore
@@ -181,6 +183,43 @@ async def test_failed_redaction_goes_to_dead_letters_not_the_outbox(tmp_path: Pa
     assert letter["kind"] == "redaction_failed"
     assert letter["conversation_id"] == "c1"
     assert stats.dead_letters == 1
+
+
+async def test_documents_are_finalized_several_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With ``concurrency`` 2 two conversations are in redaction at once (one per worker
+    process, so redaction uses both cores), and every one reaches the outbox."""
+    in_flight = peak = 0
+
+    async def slow_finalize(document: TranscriptDocument) -> TranscriptDocument:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await trio.sleep(1)
+        in_flight -= 1
+        return document
+
+    stats = Statistics()
+    outbox = Outbox(tmp_path / "outbox")
+    send, receive = trio.open_memory_channel[TranscriptDocument](10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            functools.partial(
+                finalize_transcripts,
+                receive,
+                slow_finalize,
+                outbox,
+                DeadLetterStore(tmp_path / "dead.ndjson", stats),
+                stats,
+                concurrency=2,
+            )
+        )
+        for index in range(6):
+            await send.send(attrs.evolve(_document("hello"), conversation_id=f"c{index}"))
+        await send.aclose()
+    assert peak == 2
+    assert sorted(d.conversation_id for d in await outbox.next_batch(10)) == [f"c{i}" for i in range(6)]
 
 
 CARD = Pattern("t.card", "CREDIT_CARD", r"\b\d{4} \d{4} \d{4} \d{4}\b")

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: test lint typecheck unit demo bench bench-pii opensearch bench-bulk clean
+.PHONY: test lint typecheck unit demo bench bench-live bench-pii opensearch bench-bulk clean
 
 $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-bulk: opensearch
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet orjson
 	$(BIN)/python -m tests.bench_replay
+
+# Live: emulator -> worker -> osmem-server at rising conversation rates (prints a table; BENCH_RATES=50,100,200)
+bench-live: $(STAMP)
+	$(BIN)/python -m tests.bench_live
 
 demo: $(STAMP)
 	$(BIN)/transcript-indexer demo

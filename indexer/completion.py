@@ -33,7 +33,7 @@ from indexer.document import TranscriptDocument
 from indexer.journal import Journal
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
-from indexer.serialization import dump_envelope
+from indexer.serialization import dump_envelope, frame_of
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 
@@ -190,7 +190,7 @@ class _Detector:
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
             self.stats.unusable_utterances += state.unusable_utterances - unusable_before
         if self.journal is not None and record:  # once applied: a frame that fails is never replayed
-            self.journal.record(conversation_id, dump_envelope(envelope))
+            self.journal.record(conversation_id, frame_of(envelope))
         if self.subscriptions is not None and not state.subscribed and not state.is_digital():
             # Voice (or not yet known) only: a digital conversation never has a transcript.
             state.subscribed = True

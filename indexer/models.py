@@ -433,12 +433,15 @@ class Envelope:
 
     :ivar topic_name: the concrete topic, e.g. ``v2.conversations.<uuid>.transcription``.
     :ivar correlation_id: ``metadata.CorrelationId``.
+    :ivar frame: the text frame it was parsed from, kept for the journal (which records
+        frames as received rather than serializing each again); ``None`` when built in code.
     """
 
     topic_name: str
     event_body: EventBody
     version: str | None = None
     correlation_id: str | None = None
+    frame: str | None = attrs.field(default=None, eq=False, repr=False)
 
 
 # --- Digital conversations' text: recordings and messaging APIs (reference §10) --------

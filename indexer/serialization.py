@@ -35,6 +35,7 @@ __all__ = [
     "converter",
     "dump_envelope",
     "format_time",
+    "frame_of",
     "parse_envelope",
     "parse_time",
     "structure",
@@ -233,7 +234,13 @@ def parse_envelope(raw: str | bytes) -> models.Envelope:
         event_body=body,
         version=str(version) if version is not None else None,
         correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+        frame=raw if isinstance(raw, str) else None,
     )
+
+
+def frame_of(envelope: models.Envelope) -> str:
+    """The text frame ``envelope`` was parsed from, else :func:`dump_envelope`'s."""
+    return envelope.frame if envelope.frame is not None else dump_envelope(envelope)
 
 
 def dump_envelope(envelope: models.Envelope) -> str:

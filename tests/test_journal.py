@@ -14,7 +14,7 @@ from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.journal import Journal
 from indexer.models import Envelope
-from indexer.serialization import parse_envelope
+from indexer.serialization import dump_envelope, parse_envelope
 from indexer.stats import Statistics
 from tests.factories import conversation, transcription, utterance
 
@@ -182,6 +182,28 @@ async def test_a_restart_resumes_open_conversations(
     assert document.completion_reason == "ended"
     assert [u.text for u in document.utterances] == ["before the restart", "after the restart"]
     assert Journal(path).load() == [], "a finished conversation is forgotten by the journal"
+
+
+async def test_frames_are_journaled_as_received(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The journal keeps a parsed frame's own text (fields the models do not read included,
+    in its own layout), not a second serialization of it; it still resumes the same."""
+    frame = json.dumps(
+        {**json.loads(dump_envelope(transcription(utterance("u1", "kept as sent", 1000)))), "x-extra": [1]},
+        indent=1,
+    )
+    path = tmp_path / "journal"
+    await _run_detector(Journal(path), [conversation(ended=False), parse_envelope(frame)], [], tmp_path)
+    frames = [f for _, f in Journal(path).load()]
+    assert frames[1] == frame
+    (resumed,) = await _run_detector(
+        Journal(path),
+        [conversation(ended=True), transcription(status="SESSION_ENDED")],
+        [parse_envelope(f) for f in frames],
+        tmp_path,
+    )
+    assert [u.text for u in resumed.utterances] == ["kept as sent"]
 
 
 async def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:

@@ -8,11 +8,15 @@
                                [--public-url URL]
     transcript-indexer demo [--conversations N]
     transcript-indexer status [--config FILE] [--json]
+    transcript-indexer dead-letters list [--kind K] [--since T] [--limit N] [--json]
+    transcript-indexer dead-letters show ID [--payload] [--json]
+    transcript-indexer dead-letters replay (ID ... | --kind K)
     transcript-indexer plugins list
     transcript-indexer plugins check (FILE | -) [--config FILE] [--json]
 
 Exit codes: 0 success, 1 runtime failure (for ``plugins check``: a sample failed
-redaction or verification), 2 a setting or input is missing or invalid (one line naming
+redaction or verification; for ``dead-letters replay``: an entry was not delivered),
+2 a setting or input is missing or invalid (one line naming
 it on stderr, no traceback), 3 (``status``) no worker runs with the state directory.
 """
 
@@ -35,6 +39,7 @@ import trio
 from tqdm import tqdm
 
 from indexer.config import Config, load_config, parse_shard
+from indexer.deadletter import DeadLetter, DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError, IndexerError, error_code
 from indexer.logs import LOG_FORMATS, configure_logging
 from indexer.plugins import Plugins, get_plugin_manager
@@ -129,6 +134,32 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what the worker using this state directory is doing")
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    letters = commands.add_parser(
+        "dead-letters", help="list, show and send back what could not be indexed (the dead-letter store)"
+    )
+    letter_actions = letters.add_subparsers(dest="action", required=True)
+    listing = letter_actions.add_parser("list", help="counts by kind, then the newest entries (no payloads)")
+    listing.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    listing.add_argument("--since", help="stored at or after (ISO-8601 date or time, UTC)")
+    listing.add_argument(
+        "--limit", type=int, default=20, help="entries shown, newest last (0 = all; default 20)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per entry (no payloads)")
+    listing.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
+    showing = letter_actions.add_parser(
+        "show", help="one entry; its payload (often unredacted) only if asked"
+    )
+    showing.add_argument("id", help="the entry's id, as list prints it")
+    showing.add_argument("--payload", action="store_true", help="print the payload too (may hold PII)")
+    showing.add_argument("--json", action="store_true", help="as one JSON object")
+    showing.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
+    sending = letter_actions.add_parser(
+        "replay", help="send entries back through the pipeline loaded now; records each outcome"
+    )
+    sending.add_argument("ids", nargs="*", help="entry ids, as list prints them")
+    sending.add_argument("--kind", action="append", help="every entry of this kind not yet delivered")
+    sending.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
 
     plugins = commands.add_parser("plugins", help="inspect loaded plugins and try their redaction rules")
     actions = plugins.add_subparsers(dest="action", required=True)
@@ -295,6 +326,8 @@ def _command(args: argparse.Namespace) -> int:
         else:
             print(format_status(data, now, state_dir))
         return 0 if is_running(data, now) else NOT_RUNNING
+    if args.command == "dead-letters":
+        return _dead_letters(args)
     if args.command == "plugins" and args.action == "list":
         for loaded in _plugins().loaded():
             print("\t".join(loaded))
@@ -324,6 +357,144 @@ def _check(args: argparse.Namespace) -> int:
     if not args.json:
         print(format_summary(results, rules))
     return 0 if all(result.ok for result in results) else 1
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from indexer.sealing import check_keys
+    from indexer.stats import Statistics
+
+    config = _load(args.config, need_genesys=False)
+    state_dir = Path(config.state_dir)
+    entries: list[DeadLetter] = []
+    outcomes: dict[str, dict[str, str]] = {}
+    if state_dir.is_dir():
+        store = DeadLetterStore(
+            state_dir / "dead-letters.ndjson", Statistics(), sealer=check_keys(state_dir, config.state_keys)
+        )
+        entries, outcomes = store.entries(), store.outcomes()
+    if args.action == "list":
+        return _list_dead_letters(args, entries, outcomes, state_dir)
+    if args.action == "show":
+        entry = _find_letter(entries, args.id, f"dead-letters show: in {state_dir}")
+        record: dict[str, object] = {
+            "id": entry.id,
+            "time": entry.time,
+            "kind": entry.kind,
+            "conversation_id": entry.conversation_id,
+            "reason": entry.reason,
+            "file": entry.file,
+            "replayed": outcomes.get(entry.id),
+        }
+        if args.payload:
+            record["payload"] = entry.payload
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            for key, value in record.items():
+                if key == "payload":
+                    text = (
+                        value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+                    )
+                    print(f"payload:\n{text}")
+                elif key == "replayed":
+                    print(f"replayed: {_outcome(value) if isinstance(value, dict) else 'no'}")
+                else:
+                    print(f"{key}: {value if value is not None else '-'}")
+        return 0
+    return _replay_dead_letters(args, config, entries, outcomes)
+
+
+def _find_letter(entries: list[DeadLetter], wanted: str, where: str) -> DeadLetter:
+    """The one entry whose id starts with ``wanted``.
+
+    :raises ConfigError: none or several do.
+    """
+    matches = [e for e in entries if e.id.startswith(wanted)] if wanted else []
+    if len(matches) != 1:
+        raise ConfigError(f"{where}: {len(matches) or 'no'} entries with id {wanted!r}")
+    return matches[0]
+
+
+def _outcome(record: dict[str, str]) -> str:
+    return f"{record['outcome']} ({record['time']})"
+
+
+def _list_dead_letters(
+    args: argparse.Namespace, entries: list[DeadLetter], outcomes: dict[str, dict[str, str]], state_dir: Path
+) -> int:
+    from collections import Counter
+
+    from indexer.serialization import format_time, parse_time
+
+    _positive("--limit", args.limit, allow_zero=True)
+    if args.kind:
+        entries = [e for e in entries if e.kind in args.kind]
+    if args.since:
+        try:
+            since = format_time(parse_time(args.since))
+        except ValueError:
+            raise ConfigError(f"--since {args.since!r} is not an ISO-8601 date or time") from None
+        entries = [e for e in entries if e.time >= since]
+    shown = entries[-args.limit :] if args.limit else entries
+    if args.json:
+        for e in shown:
+            print(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "time": e.time,
+                        "kind": e.kind,
+                        "conversation_id": e.conversation_id,
+                        "reason": e.reason,
+                        "file": e.file,
+                        "replayed": outcomes.get(e.id),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    if not entries:
+        print(f"no dead letters in {state_dir}")
+        return 0
+    counts = Counter(e.kind for e in entries)
+    print(f"{len(entries)} dead letters in {state_dir}")
+    print(f"{'kind':<20}{'count':>7}  {'oldest':<26}newest")
+    for kind, count in sorted(counts.items()):
+        times = [e.time for e in entries if e.kind == kind]
+        print(f"{kind:<20}{count:>7}  {min(times):<26}{max(times)}")
+    print(f"\n{'the newest ' + str(len(shown)) if len(shown) < len(entries) else 'all'}:")
+    for e in shown:
+        replayed = outcomes.get(e.id)
+        print(
+            f"{e.id}  {e.time}  {e.kind:<18} {e.conversation_id or '-'}  {e.reason}"
+            + (f"  [replayed: {_outcome(replayed)}]" if replayed else "")
+        )
+    return 0
+
+
+def _replay_dead_letters(
+    args: argparse.Namespace, config: Config, entries: list[DeadLetter], outcomes: dict[str, dict[str, str]]
+) -> int:
+    from indexer.worker import replay_dead_letters
+
+    where = f"dead-letters replay: in {config.state_dir}"
+    chosen = [_find_letter(entries, wanted, where) for wanted in args.ids]
+    for kind in args.kind or ():
+        chosen += [
+            e for e in entries if e.kind == kind and outcomes.get(e.id, {}).get("outcome") != "delivered"
+        ]
+    if not args.ids and not args.kind:
+        raise ConfigError("dead-letters replay: name entry ids or --kind")
+    if not chosen:
+        print("nothing to replay")
+        return 0
+    with _disk_errors(config.state_dir):
+        results = trio.run(functools.partial(replay_dead_letters, config, _plugins(), chosen))
+    for letter_id, outcome in results.items():
+        print(f"{letter_id}  {outcome}")
+    delivered = sum(outcome == "delivered" for outcome in results.values())
+    print(f"{delivered} of {len(results)} delivered")
+    return 0 if delivered == len(results) else 1
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -21,19 +21,21 @@ import contextlib
 import functools
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Final
 
+import attrs
 import httpx
 import trio
 
 from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import Config, shard_queues
-from indexer.deadletter import DeadLetterStore
+from indexer.deadletter import REPLAYABLE, DeadLetter, DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import ConfigError, GenesysError, MalformedMessage, SinkError
+from indexer.frames import accept_frame
 from indexer.genesys import GenesysClient
 from indexer.isolation import open_finalizer
 from indexer.journal import Journal
@@ -46,7 +48,7 @@ from indexer.recovery import Gap, RecoveryRequest, recover_transcripts
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
 from indexer.sealing import Sealer
-from indexer.serialization import parse_envelope
+from indexer.serialization import parse_envelope, structure
 from indexer.sinks import Sink
 from indexer.statedir import open_state_dir
 from indexer.stats import Statistics
@@ -54,7 +56,7 @@ from indexer.status import write_status_forever
 from indexer.stream import follow_channels, open_pool
 from indexer.topics import queue_conversations_topic
 
-__all__ = ["build_pipeline", "run_replay", "run_worker"]
+__all__ = ["build_pipeline", "dead_letter_store", "replay_dead_letters", "run_replay", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +143,17 @@ async def _run_flow(
     sealer: Sealer,
     recover: Callable[..., Awaitable[None]] | None = None,
     client: GenesysClient | None = None,
+    documents: Sequence[TranscriptDocument] = (),
+    dead_letters: DeadLetterStore | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    dead_letters = DeadLetterStore(
-        Path(config.state_dir) / "dead-letters.ndjson",
-        stats,
-        max_bytes=config.dead_letters_max_bytes,
-        retention_days=config.dead_letters_retention_days,
-        sealer=sealer,
-    )
+    """The flow of the module docstring, from ``start_source`` to ``sinks``.
+
+    :param documents: finished transcripts to finalize and index besides what the source
+        brings (dead letters sent back).
+    :param dead_letters: the store to use; default, the one in ``config.state_dir``.
+    """
+    dead_letters = dead_letters or dead_letter_store(config, stats, sealer)
     await trio.to_thread.run_sync(dead_letters.expire)
     outbox = Outbox(Path(config.state_dir) / "outbox", max_bytes=config.outbox_max_bytes, sealer=sealer)
     waiting = outbox.load()
@@ -222,6 +226,8 @@ async def _run_flow(
                     concurrency=int(finalizer.concurrency),
                 )
             )
+            if documents:
+                nursery.start_soon(_send_all, documents, document_send.clone())
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:
                 recovery_send, recovery_recv = trio.open_memory_channel[RecoveryRequest](RECOVERY_BUFFER)
@@ -265,6 +271,25 @@ def _reaching(config: Config) -> Iterator[None]:
             f"cannot reach Genesys Cloud at {url} (GENESYS_REGION, GENESYS_LOGIN_BASE_URL, "
             f"GENESYS_API_BASE_URL): {type(exc).__name__}"
         ) from None
+
+
+def dead_letter_store(config: Config, stats: Statistics, sealer: Sealer) -> DeadLetterStore:
+    """The dead-letter store of ``config.state_dir``, with its configured bounds."""
+    return DeadLetterStore(
+        Path(config.state_dir) / "dead-letters.ndjson",
+        stats,
+        max_bytes=config.dead_letters_max_bytes,
+        retention_days=config.dead_letters_retention_days,
+        sealer=sealer,
+    )
+
+
+async def _send_all(
+    documents: Sequence[TranscriptDocument], send: trio.MemorySendChannel[TranscriptDocument]
+) -> None:
+    async with send:
+        for document in documents:
+            await send.send(document)
 
 
 async def _restore(journal: Journal, dead_letters: DeadLetterStore) -> list[Envelope]:
@@ -443,3 +468,106 @@ async def _replay(
             sealer=sealer,
         )
     return stats
+
+
+#: The state directory, under the worker's, in which dead letters are sent back through
+#: the pipeline: its own lock, outbox and journal, so it runs beside a running worker.
+REPLAY_DIR: Final = "dead-letter-replay"
+
+
+async def replay_dead_letters(
+    config: Config, plugins: Plugins, letters: Sequence[DeadLetter], *, stats: Statistics | None = None
+) -> dict[str, str]:
+    """Send ``letters`` (kinds in :data:`~indexer.deadletter.REPLAYABLE`) back through the
+    pipeline loaded now; returns each one's outcome by id, also recorded in the store.
+
+    Documents are finalized again (validators, redaction, verification), except
+    ``sink_rejected`` ones, redacted and verified already, which go to the sinks as they
+    are; ``document_failed`` frames are tracked again. Outcomes: ``delivered`` (every sink
+    holds this version or a newer one), ``dead-lettered again: <kind>: <reason>`` (stored
+    as a new dead letter), or ``waiting in the outbox: <sink error>`` (after
+    ``shutdown_grace_s`` of sink failures; delivered by the next replay). The flow runs
+    in ``<state_dir>/dead-letter-replay`` with its own lock, beside a running worker; new
+    dead letters go to the worker's store.
+
+    :raises ConfigError: a letter's kind cannot be replayed, or its payload is not what its
+        kind holds; a setting is wrong (see :func:`build_pipeline`).
+    """
+    stats = stats or Statistics()
+    pipeline = build_pipeline(config, plugins)
+    documents: list[TranscriptDocument] = []
+    finished: list[TranscriptDocument] = []
+    frames: list[str] = []
+    for letter in letters:
+        if letter.kind not in REPLAYABLE:
+            raise ConfigError(
+                f"dead letter {letter.id} ({letter.kind}) holds one frame, not a conversation: "
+                f"only {', '.join(sorted(REPLAYABLE))} can be replayed"
+            )
+        try:
+            if letter.kind == "document_failed":
+                held = letter.payload.get("frames") if isinstance(letter.payload, dict) else None
+                if not isinstance(held, list) or not all(isinstance(f, str) for f in held):
+                    raise MalformedMessage("no frames")
+                frames += held
+            else:
+                document = structure(letter.payload, TranscriptDocument, what="payload")
+                (finished if letter.kind == "sink_rejected" else documents).append(document)
+        except MalformedMessage as exc:
+            raise ConfigError(
+                f"dead letter {letter.id} ({letter.kind}): unreadable payload: {exc.reason}"
+            ) from None
+    work_dir = Path(config.state_dir) / REPLAY_DIR
+    with open_state_dir(work_dir, config.state_keys) as sealer:
+        store = dead_letter_store(config, stats, sealer)
+        before = {letter.id for letter in store.entries()}
+        outbox = Outbox(work_dir / "outbox", max_bytes=config.outbox_max_bytes, sealer=sealer)
+        outbox.load()
+        for document in finished:
+            await outbox.put(document)
+
+        async def source(
+            envelopes: trio.MemorySendChannel[Envelope | Gap],
+            changes: trio.MemoryReceiveChannel[SubscriptionChange],
+            dead_letters: DeadLetterStore,
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            task_status.started()
+            async with envelopes:
+                for frame in frames:
+                    await accept_frame(frame, envelopes, stats=stats, dead_letters=dead_letters)
+
+        failure: str | None = None
+        try:
+            async with _open_sinks(config, plugins, stats) as sinks:
+                await _run_flow(
+                    attrs.evolve(config, state_dir=str(work_dir)),
+                    plugins,
+                    stats,
+                    start_source=source,
+                    pipeline=pipeline,
+                    sinks=sinks,
+                    queue_names={},
+                    live=False,
+                    drain_on_signals=False,
+                    sealer=sealer,
+                    documents=documents,
+                    dead_letters=store,
+                )
+        except SinkError as exc:
+            failure = str(exc)
+        again = {
+            letter.conversation_id: f"{letter.kind}: {letter.reason}"
+            for letter in store.entries()
+            if letter.id not in before
+        }
+    outcomes = {}
+    for letter in letters:
+        if letter.conversation_id in again:
+            outcomes[letter.id] = f"dead-lettered again: {again[letter.conversation_id]}"
+        elif failure is not None:
+            outcomes[letter.id] = f"waiting in the outbox: {failure}"
+        else:
+            outcomes[letter.id] = "delivered"
+        store.record_outcome(letter.id, outcomes[letter.id])
+    return outcomes

@@ -2,23 +2,22 @@
 
 ``make bench-live`` (``BENCH_RATES``, conversations started per real second, default
 ``50,100,200``; ``BENCH_LIVE_CONVERSATIONS`` per rate, default 1000; ``BENCH_SPEED``, the
-emulator's time compression, default 10: faster, a subscription's few ms are whole
-seconds of a call, and calls lose their first words to it as no real one does). For each rate, on this machine: an osmem-server
-node, the emulator playing demo conversations (chitchat turns with Faker PII, every media
-type) started ``rate`` a second after a start-up delay, and ``transcript-indexer run``
-against both, as an operator would run it (its own process, redaction in its worker
-processes). Printed per rate:
+emulator's time compression, default 10: faster, a subscription's few ms become whole
+seconds of a call, and calls lose their first words to it as no real one does). For each
+rate, on this machine: an osmem-server node, the emulator playing demo conversations
+(chitchat turns with Faker PII, every media type) started ``rate`` a second after a
+start-up delay, and ``transcript-indexer run`` against both, as an operator would run it
+(its own process, redaction in its worker processes). Printed per rate:
 
 - the rate the worker kept: conversations indexed per second over its best 5 s (while
   calls arrive at the offered rate, a worker that keeps up indexes them at that rate), and
   the transcription messages per second that carries;
 - hang-up → indexed p50 and p99 in real seconds (the worker's histogram is on the
-  service's clock, which runs ``speed`` times faster: read back to real time), beside the
-  target, the grace period + 2 s;
+  service's clock, which runs ``speed`` times faster: read back to real time; the upper
+  bound of the bucket), beside the target, the grace period + 2 s;
 - conversations rebuilt by post-call recovery (the worker fell behind its subscriptions);
 - CPU seconds of the worker with its redaction processes, and of the emulator (on the
-  same 2 cores), per 1,000 conversations, and the worker's transcription messages per
-  CPU-second.
+  same 2 cores), and the worker's transcription messages per CPU-second.
 
 Not a test: it asserts nothing and prints its figures beside the issue's targets (250
 conversations/s, 5,000 transcription messages/s).

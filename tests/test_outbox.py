@@ -218,7 +218,14 @@ async def test_dead_letters_rotate_and_expire(tmp_path: Path) -> None:
     assert rotated and all(p.stat().st_size <= 2000 for p in [*rotated, store.path])
     lines = sum(len(p.read_text().splitlines()) for p in [*rotated, store.path])
     assert lines == 30 == stats.dead_letters  # nothing lost by rotating
+    ids = [e.id for e in store.entries()]
+    assert [e.conversation_id for e in store.entries()] == [f"c{i}" for i in range(30)]  # oldest first
+    assert len(set(ids)) == 30
+    store.record_outcome(ids[0], "delivered")
     two_days_ago = time.time() - 2 * 86400
-    os.utime(rotated[0], (two_days_ago, two_days_ago))
+    for old in (rotated[0], store.outcomes_path):
+        os.utime(old, (two_days_ago, two_days_ago))
     store.expire()
     assert not rotated[0].exists() and store.path.exists()
+    assert store.outcomes() == {ids[0]: {"time": store.outcomes()[ids[0]]["time"], "outcome": "delivered"}}
+    assert [e.id for e in store.entries()] == ids[-len(store.entries()) :]  # ids survive rotation

@@ -3,7 +3,7 @@
 ::
 
     transcript-indexer run [--config FILE] [--capture FILE]
-    transcript-indexer replay FILE [--config FILE]
+    transcript-indexer replay FILE [--config FILE] [--json]
     transcript-indexer emulate (--corpus FILE | --chitchat N) [--speed X] [--host H] [--port N]
                                [--public-url URL]
     transcript-indexer demo [--conversations N]
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="index captured notification envelopes (NDJSON)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
+    replay.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     emulate = commands.add_parser("emulate", help="serve a Genesys Cloud emulator playing a corpus")
     played = emulate.add_mutually_exclusive_group(required=True)
@@ -269,7 +270,9 @@ def _command(args: argparse.Namespace) -> int:
             stats = trio.run(
                 functools.partial(run_replay, config, _plugins(), args.file, progress=bar.update)
             )
-        print(stats.summary())
+        from indexer.status import format_summary
+
+        print(json.dumps(stats.summary()) if args.json else format_summary(stats.summary()))
         return 0
     if args.command == "emulate":
         from indexer.emulator import EmulatorSettings, load_corpus, serve_emulator

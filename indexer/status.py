@@ -19,7 +19,14 @@ from indexer.files import replace_synced
 from indexer.outbox import Outbox
 from indexer.stats import Statistics
 
-__all__ = ["STATUS_INTERVAL_S", "format_status", "is_running", "read_status", "write_status_forever"]
+__all__ = [
+    "STATUS_INTERVAL_S",
+    "format_status",
+    "format_summary",
+    "is_running",
+    "read_status",
+    "write_status_forever",
+]
 
 STATUS_INTERVAL_S: Final = 2.0
 #: A status file older than this (s) means the worker is not running.
@@ -104,3 +111,21 @@ def format_status(data: dict[str, Any] | None, now: float, state_dir: Path) -> s
         f"recovered            {_counts(data.get('recovered'))}",
     ]
     return "\n".join(lines)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """:meth:`~indexer.stats.Statistics.summary` as lines for a person at a terminal."""
+    return "\n".join(
+        [
+            f"indexed              {summary.get('indexed', 0)}",
+            f"dead letters         {summary.get('dead_letters', 0)}",
+            f"messages             {_counts(summary.get('messages'))}",
+            f"utterances           {summary.get('utterances', 0)} ({summary.get('duplicate_utterances', 0)} "
+            f"duplicates, {summary.get('unusable_utterances', 0)} unusable, "
+            f"{summary.get('late_messages', 0)} late messages)",
+            f"completed            {_counts(summary.get('completed'))}",
+            f"recovered            {_counts(summary.get('recovered'))}",
+            f"version conflicts    {summary.get('version_conflicts', 0)}",
+            f"sink retries         {summary.get('sink_retries', 0)}",
+        ]
+    )

@@ -289,6 +289,13 @@ def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url
     piped = _run("--log-level", "WARNING", "replay", str(capture), env=env)
     assert piped.returncode == 0, piped.stderr
     assert "replay:" not in piped.stderr and "\r" not in piped.stderr
+    # the summary: one count per line (not a Python dict), or one JSON object with --json
+    lines = dict(line.split(maxsplit=1) for line in piped.stdout.splitlines() if not line.startswith("dead "))
+    assert lines["indexed"] == "1" and lines["completed"] == "ended 1", piped.stdout
+    assert "{" not in piped.stdout
+    again = _run("--log-level", "WARNING", "replay", str(capture), "--json", env=env)
+    summary = json.loads(again.stdout)
+    assert summary["indexed"] == 1 and summary["version_conflicts"] == 1  # the same version again
 
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100

@@ -7,6 +7,7 @@
     transcript-indexer emulate (--corpus FILE | --chitchat N) [--speed X] [--host H] [--port N]
                                [--public-url URL]
     transcript-indexer demo [--conversations N]
+    transcript-indexer check [--config FILE] [--json]
     transcript-indexer status [--config FILE] [--json]
     transcript-indexer dead-letters list [--kind K] [--since T] [--limit N] [--json]
     transcript-indexer dead-letters show ID [--payload] [--json]
@@ -131,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="one JSON object per conversation")
     search.add_argument("--explain", action="store_true", help="print the query DSL and exit")
     search.add_argument("--config", type=Path, help="TOML settings file (for plugins.opensearch)")
+
+    checking = commands.add_parser(
+        "check", help="check settings, plugins, state directory, Genesys Cloud and sinks, then exit"
+    )
+    checking.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
+    checking.add_argument("--json", action="store_true", help="one JSON object per check")
 
     status = commands.add_parser("status", help="what the worker using this state directory is doing")
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
@@ -329,6 +336,17 @@ def _command(args: argparse.Namespace) -> int:
         else:
             print(format_status(data, now, state_dir))
         return 0 if is_running(data, now) else NOT_RUNNING
+    if args.command == "check":
+        from indexer.preflight import format_checks, run_checks
+
+        config = _load(args.config, need_genesys=True)
+        checks = trio.run(functools.partial(run_checks, config, _plugins()))
+        if args.json:
+            for c in checks:
+                print(json.dumps(attrs.asdict(c)))
+        else:
+            print(format_checks(checks))
+        return 0 if all(c.ok for c in checks) else 1
     if args.command == "dead-letters":
         return _dead_letters(args)
     if args.command == "plugins" and args.action == "list":

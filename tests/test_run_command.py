@@ -460,3 +460,64 @@ def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path
     last = log.strip().splitlines()[-1]
     assert last.startswith(f"transcript-indexer: error: INDEXER_STATE_DIR {state}: No space left on device")
     assert "Traceback" not in log
+
+
+def test_check_reports_each_part_and_touches_no_channel(tmp_path: Path, opensearch_url: str) -> None:
+    """``check`` against the emulator and a node: every line ``ok``, exit 0, and no
+    notification channel created; wrong credentials, an unknown queue and a sink nobody
+    listens on each fail their own line, exit 1, the other lines still checked."""
+    corpus, _ = build_demo_corpus(2, seed=5)
+    with emulate(corpus, tmp_path, "--start-delay", "600") as ready:
+        env = worker_environment(ready, opensearch_url=opensearch_url, state_dir=tmp_path / "state")
+        result = subprocess.run(
+            [*COMMAND, "--log-level", "WARNING", "check"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+        assert set(lines) == {"settings", "plugins", "state", "genesys", "sink"}, result.stdout
+        assert all(line.startswith("ok ") for line in lines.values()), result.stdout
+        assert all(name in lines["genesys"] for name in ready["queues"])
+        assert "redaction rules" in lines["plugins"]
+        status = httpx.get(f"{ready['api_base_url']}/_emulator/status").json()
+        assert status["channels"] == 0
+
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        broken = {
+            **env,
+            "GENESYS_CLIENT_SECRET": "wrong",
+            "OPENSEARCH_URL": f"http://127.0.0.1:{closed}",
+        }
+        config = tmp_path / "fast.toml"
+        config.write_text("[plugins.opensearch]\ntimeout_s = 0.5\nretry_timeout_s = 1.0\n")
+        failed = subprocess.run(
+            [*COMMAND, "--log-level", "CRITICAL", "check", "--json", "--config", str(config)],
+            env=broken,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert failed.returncode == 1, failed.stderr
+        checks = {c["name"]: c for c in map(json.loads, failed.stdout.splitlines())}
+        assert checks["plugins"]["ok"] and checks["state dir"]["ok"]
+        assert not checks["genesys"]["ok"] and "GENESYS_CLIENT_SECRET" in checks["genesys"]["detail"]
+        assert not checks["sink opensearch"]["ok"]
+
+        unknown = subprocess.run(
+            [*COMMAND, "--log-level", "CRITICAL", "check", "--json"],
+            env={**env, "GENESYS_QUEUES": "No Such Queue"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        genesys = next(c for c in map(json.loads, unknown.stdout.splitlines()) if c["name"] == "genesys")
+        assert genesys == {
+            "name": "genesys",
+            "ok": False,
+            "detail": "GENESYS_QUEUES: no queue named 'No Such Queue'",
+        }

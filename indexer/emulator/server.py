@@ -197,7 +197,7 @@ class Emulator:
         return self.t0 + (sim_ms - self.epoch_ms) / 1000 / self.settings.speed
 
     def status(self) -> dict[str, int]:
-        """Conversations total, started and ended (hung up) so far."""
+        """Conversations total, started and ended (hung up) so far; frames published; channels open."""
         now = self.now_ms()
         scenarios = self.scenarios.values()
         return {
@@ -205,6 +205,7 @@ class Emulator:
             "started": sum(s.start_ms <= now for s in scenarios),
             "ended": sum(s.hangup_ms <= now for s in scenarios),
             "published": self.published,
+            "channels": len(self.channels),
         }
 
     # --- auth ---------------------------------------------------------------------------

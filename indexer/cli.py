@@ -8,6 +8,9 @@
                                [--public-url URL]
     transcript-indexer demo [--conversations N]
     transcript-indexer check [--config FILE] [--json]
+    transcript-indexer search [TEXT] [--phrase] [--speaker S] [--queue Q] [--since T] [--until T]
+                              [--limit N] [--page N | --after CURSOR] [--json | --csv] [--explain]
+    transcript-indexer show CONVERSATION_ID [--json]
     transcript-indexer status [--config FILE] [--json]
     transcript-indexer dead-letters list [--kind K] [--since T] [--limit N] [--json]
     transcript-indexer dead-letters show ID [--payload] [--json]
@@ -129,7 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--since", help="started at or after (ISO-8601 date or time, UTC)")
     search.add_argument("--until", help="started before (ISO-8601 date or time, UTC)")
     search.add_argument("--limit", type=int, default=20, help="conversations shown (default 20)")
-    search.add_argument("--json", action="store_true", help="one JSON object per conversation")
+    search.add_argument("--page", type=int, default=1, help="the page of --limit results, from 1")
+    search.add_argument("--after", help="the results after this cursor (search prints it: 'more: --after')")
+    shape = search.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object per conversation (NDJSON)")
+    shape.add_argument("--csv", action="store_true", help="CSV with a header row")
     search.add_argument("--explain", action="store_true", help="print the query DSL and exit")
     search.add_argument("--config", type=Path, help="TOML settings file (for plugins.opensearch)")
 
@@ -138,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     checking.add_argument("--config", type=Path, help="TOML settings file (environment variables win)")
     checking.add_argument("--json", action="store_true", help="one JSON object per check")
+
+    show = commands.add_parser("show", help="one indexed conversation, read as a chat log")
+    show.add_argument("conversation_id")
+    show.add_argument("--json", action="store_true", help="the indexed document as JSON")
+    show.add_argument("--config", type=Path, help="TOML settings file (for plugins.opensearch)")
 
     status = commands.add_parser("status", help="what the worker using this state directory is doing")
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
@@ -321,7 +333,7 @@ def _command(args: argparse.Namespace) -> int:
         _positive("--speed", args.speed)
 
         return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
-    if args.command == "search":
+    if args.command in ("search", "show"):
         return _search(args)
     if args.command == "status":
         import time
@@ -519,31 +531,57 @@ def _replay_dead_letters(
 
 
 def _search(args: argparse.Namespace) -> int:
+    """``search`` and ``show``: both read the index the OpenSearch plugin writes."""
     try:
         from indexer_opensearch import sink_from_settings
-        from indexer_opensearch.search import SearchQuery, build_query, format_results, run_search
+        from indexer_opensearch.search import (
+            SearchQuery,
+            build_query,
+            format_conversation,
+            format_results,
+            get_conversation,
+            run_search,
+        )
     except ImportError:
         raise ConfigError(
-            "search needs the OpenSearch plugin: pip install transcript-indexer-opensearch"
+            f"{args.command} needs the OpenSearch plugin: pip install transcript-indexer-opensearch"
         ) from None
-    from opensearchpy.exceptions import OpenSearchException
+    from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
-    query = SearchQuery(
-        text=args.text,
-        phrase=args.phrase,
-        speaker=args.speaker,
-        queue=args.queue,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-    )
-    if args.explain:
-        print(json.dumps(build_query(query), indent=2))
-        return 0
+    query = None
+    if args.command == "search":
+        try:
+            query = SearchQuery(
+                text=args.text,
+                phrase=args.phrase,
+                speaker=args.speaker,
+                queue=args.queue,
+                since=args.since,
+                until=args.until,
+                limit=args.limit,
+                page=args.page,
+                after=args.after,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if args.explain:
+            print(json.dumps(build_query(query), indent=2))
+            return 0
     config = _load(args.config, need_genesys=False)
     sink = sink_from_settings(dict(config.plugin_settings("opensearch")), dict(os.environ))
     try:
-        total, results = run_search(sink.client, sink.alias, query)
+        if query is None:
+            document = get_conversation(sink.client, sink.alias, args.conversation_id)
+            if document is None:
+                raise ConfigError(f"no conversation {args.conversation_id!r} in {sink.alias!r}")
+            print(json.dumps(document, ensure_ascii=False) if args.json else format_conversation(document))
+            return 0
+        total, results, more = run_search(sink.client, sink.alias, query)
+    except NotFoundError:
+        raise ConfigError(
+            f"OpenSearch at OPENSEARCH_URL has no index or alias {sink.alias!r} "
+            "(nothing indexed yet, or another plugins.opensearch.alias)"
+        ) from None
     except OpenSearchException as exc:
         status, code = getattr(exc, "status_code", ""), error_code(getattr(exc, "error", type(exc).__name__))
         print(
@@ -551,7 +589,14 @@ def _search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    output = format_results(total, results, as_json=args.json, bold=sys.stdout.isatty())
+    output = format_results(
+        total,
+        results,
+        as_json=args.json,
+        as_csv=args.csv,
+        bold=sys.stdout.isatty(),
+        more=more,
+    )
     if output:
         print(output)
     return 0

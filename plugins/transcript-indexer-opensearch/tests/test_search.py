@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -78,8 +80,8 @@ async def client(any_opensearch_url: str) -> OpenSearch:
 
 
 def _ids(client: OpenSearch, query: SearchQuery) -> set[str]:
-    total, results = run_search(client, "transcripts", query)
-    assert total == len(results)
+    total, results, more = run_search(client, "transcripts", query)
+    assert total == len(results) and not more
     return {r["conversation_id"] for r in results}
 
 
@@ -96,7 +98,7 @@ async def test_words_phrase_speaker_queue_and_dates(client: OpenSearch) -> None:
 
 
 async def test_matches_are_highlighted_at_a_terminal_only(client: OpenSearch) -> None:
-    total, results = run_search(client, "transcripts", SearchQuery(text="refund", speaker="customer"))
+    total, results, _ = run_search(client, "transcripts", SearchQuery(text="refund", speaker="customer"))
     (match,) = results[0]["matches"]
     assert match["speaker"] == "customer" and match["text"] == "Please cancel the order and refund me"
     shown = format_results(total, results, as_json=False, bold=True)
@@ -121,6 +123,107 @@ async def test_the_command_prints_json_lines(client: OpenSearch, any_opensearch_
     assert found["matches"] == [
         {"speaker": "agent", "offset_ms": 4000, "text": "You can cancel my subscription online"}
     ]
+
+
+async def _command(*args: str, url: str) -> tuple[int, str, str]:
+    env = {**os.environ, "OPENSEARCH_URL": url}
+    result = await trio.run_process(
+        [sys.executable, "-m", "indexer", *args],
+        env=env,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def test_queue_names_match_in_any_case(client: OpenSearch) -> None:
+    assert _ids(client, SearchQuery(queue="billing")) == {"c-refund", "c-agent"}
+    assert _ids(client, SearchQuery(queue="BILLING")) == {"c-refund", "c-agent"}
+    assert _ids(client, SearchQuery(queue="Bill")) == set()  # a whole name, not a prefix
+
+
+async def test_pages_and_cursors_walk_every_result_once(client: OpenSearch) -> None:
+    """``page`` and ``after`` give every conversation exactly once, newest first among
+    equal scores; results say their media type and whether they are complete."""
+    pages = [run_search(client, "transcripts", SearchQuery(limit=3, page=n))[1] for n in (1, 2, 3)]
+    assert [run_search(client, "transcripts", SearchQuery(limit=3, page=n))[2] for n in (1, 2)] == [
+        True,
+        False,
+    ]
+    assert [[r["conversation_id"] for r in page] for page in pages] == [
+        ["c-other", "c-agent", "c-refund"],
+        ["c-cancel"],
+        [],
+    ]
+    seen, after = [], None
+    while True:
+        _, results, _ = run_search(client, "transcripts", SearchQuery(limit=1, after=after))
+        if not results:
+            break
+        seen.append(results[0]["conversation_id"])
+        after = results[0]["cursor"]
+    assert seen == ["c-other", "c-agent", "c-refund", "c-cancel"]
+    assert pages[0][0]["media_type"] == "voice" and pages[0][0]["complete"] is True
+
+
+async def test_the_command_exports_csv_and_pages(client: OpenSearch, any_opensearch_url: str) -> None:
+    code, out, err = await _command("search", "cancel", "--csv", url=any_opensearch_url)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["conversation_id"] for r in rows} == {"c-cancel", "c-refund", "c-agent"}
+    refund = next(r for r in rows if r["conversation_id"] == "c-refund")
+    assert refund["queues"] == "Billing" and refund["media_type"] == "voice" and refund["complete"] == "true"
+    assert refund["matches"] == "customer: Please cancel the order and refund me"
+    code, out, _ = await _command("search", "--limit", "2", url=any_opensearch_url)
+    assert out.splitlines()[0] == "4 conversations, 2 shown"
+    cursor = out.splitlines()[-1].removeprefix("more: --after ")
+    code, rest, _ = await _command("search", "--limit", "2", "--after", cursor, url=any_opensearch_url)
+    assert [line.split()[0] for line in rest.splitlines()[1:]] == ["c-refund", "c-cancel"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "--since", "yesterday"), "--since 'yesterday' is not an ISO-8601 date or time"),
+        (("search", "--limit", "-1"), "--limit must be 1 or more, not -1"),
+        (("search", "--page", "0"), "--page must be 1 or more, not 0"),
+        (("search", "--after", "nonsense!"), "--after 'nonsense!' is not a cursor that search printed"),
+        (("show", "c-none"), "no conversation 'c-none' in 'transcripts'"),
+    ],
+)
+async def test_bad_input_is_one_line_and_exit_2(
+    args: tuple[str, ...], message: str, client: OpenSearch, any_opensearch_url: str
+) -> None:
+    code, out, err = await _command(*args, url=any_opensearch_url)
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"transcript-indexer: error: {message}")
+
+
+async def test_a_missing_alias_is_one_line(opensearch_url: str, tmp_path: Path) -> None:
+    """Nothing indexed yet: the index is named, not a 404 traceback."""
+    code, _, err = await _command("search", "hello", url=opensearch_url)
+    assert code == 2
+    assert err.strip() == (
+        "transcript-indexer: error: OpenSearch at OPENSEARCH_URL has no index or alias 'transcripts' "
+        "(nothing indexed yet, or another plugins.opensearch.alias)"
+    )
+
+
+async def test_show_prints_a_conversation_as_a_chat_log(client: OpenSearch, any_opensearch_url: str) -> None:
+    code, out, err = await _command("show", "c-refund", url=any_opensearch_url)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("conversation c-refund  voice  queue Billing  inbound")
+    assert "complete (ended, live)" in lines[1] and "120 s" in lines[1]
+    assert lines[3:5] == [
+        "00:00.0  customer  Please cancel the order and refund me",
+        "00:04.0  agent     Done",
+    ]
+    assert lines[-1] == "redacted: CREDIT_CARD 1 (rule set v1)"
+    code, out, _ = await _command("show", "c-refund", "--json", url=any_opensearch_url)
+    assert json.loads(out)["conversation_id"] == "c-refund"
 
 
 def _cookbook() -> list[dict[str, Any]]:

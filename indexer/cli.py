@@ -41,6 +41,7 @@ from pathlib import Path
 import attrs
 import trio
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from indexer.config import Config, load_config, parse_shard
 from indexer.deadletter import DeadLetter, DeadLetterStore
@@ -283,9 +284,13 @@ def _command(args: argparse.Namespace) -> int:
             raise ConfigError(f"replay file {args.file} does not exist")
         config = _load(args.config, need_genesys=False)
         # A bar at a terminal (bytes of the file read); nothing otherwise (tqdm's disable=None).
-        with tqdm(
-            total=args.file.stat().st_size, desc="replay", unit="B", unit_scale=True, disable=None
-        ) as bar:
+        # Log lines are written through tqdm meanwhile, above the bar, not into it.
+        with (
+            logging_redirect_tqdm(),
+            tqdm(
+                total=args.file.stat().st_size, desc="replay", unit="B", unit_scale=True, disable=None
+            ) as bar,
+        ):
             stats = trio.run(
                 functools.partial(run_replay, config, _plugins(), args.file, progress=bar.update)
             )

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import pty
+import re
 import socket
 import struct
 import subprocess
@@ -301,7 +302,7 @@ def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "OPENSEARCH_"))}
     process = subprocess.Popen(
-        [*COMMAND, "--log-level", "WARNING", "replay", str(capture)],
+        [*COMMAND, "--log-level", "INFO", "replay", str(capture)],
         env={**clean, **env, "INDEXER_STATE_DIR": str(tmp_path / "state2")},
         stdout=subprocess.DEVNULL,
         stderr=terminal,
@@ -319,6 +320,13 @@ def test_replay_shows_progress_at_a_terminal_only(tmp_path: Path, opensearch_url
     os.close(controller)
     assert process.wait(timeout=60) == 0
     assert b"replay: 100%" in shown
+    # log lines (INFO here) are written above the bar, each on a line of its own
+    logged = [
+        re.sub(r"\x1b\[[0-9;]*m", "", line.split("\r")[-1])
+        for line in shown.decode(errors="replace").replace("\r\n", "\n").split("\n")
+        if "redaction rules (rule set" in line or "no Genesys Cloud settings" in line
+    ]
+    assert len(logged) == 2 and all(re.match(r"\d{4}-\d\d-\d\d", line) for line in logged), logged
 
 
 @pytest.mark.parametrize(

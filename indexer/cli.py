@@ -7,6 +7,7 @@
     transcript-indexer emulate (--corpus FILE | --chitchat N) [--speed X] [--host H] [--port N]
                                [--public-url URL]
     transcript-indexer demo [--conversations N]
+    transcript-indexer dev [--conversations N] [--speed X] [--interval S] [--state-dir DIR]
     transcript-indexer check [--config FILE] [--json]
     transcript-indexer search [TEXT] [--phrase] [--speaker S] [--queue Q] [--since T] [--until T]
                               [--limit N] [--page N | --after CURSOR] [--json | --csv] [--explain]
@@ -106,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument(
         "--start-delay", type=float, default=1.0, help="real s before the first conversation"
     )
+    emulate.add_argument(
+        "--wait-for-subscriber",
+        action="store_true",
+        help="start the first conversation --start-delay s after a worker subscribes to a queue",
+    )
     emulate.add_argument("--seed", type=int, default=1)
     emulate.add_argument("--token-ttl", type=int, default=86399, help="expires_in of tokens, real s")
     emulate.add_argument("--channel-ttl", type=float, default=86400.0, help="channel lifetime, real s")
@@ -124,6 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--conversations", type=int, default=500)
     demo.add_argument("--speed", type=float, default=100.0)
     demo.add_argument("--state-dir", type=Path, default=Path("state/demo"))
+
+    dev = commands.add_parser(
+        "dev", help="a local set-up until Ctrl-C: embedded node, emulator playing live calls, and the worker"
+    )
+    dev.add_argument("--conversations", type=int, default=100)
+    dev.add_argument("--speed", type=float, default=10.0, help="the emulator's time compression (default 10)")
+    dev.add_argument(
+        "--interval", type=float, default=20.0, help="simulated s between conversation starts (default 20)"
+    )
+    dev.add_argument("--state-dir", type=Path, default=Path("state/dev"))
 
     search = commands.add_parser("search", help="find indexed conversations by what was said")
     search.add_argument("text", nargs="?", help="words said in one utterance (all of them)")
@@ -327,6 +343,7 @@ def _command(args: argparse.Namespace) -> int:
             reorder_rate=args.reorder_rate,
             late_utterance_rate=args.late_utterance_rate,
             public_url=args.public_url,
+            wait_for_subscriber=args.wait_for_subscriber,
         )
         with _bind_errors("--host/--port", f"{args.host}:{args.port}"):
             trio.run(functools.partial(serve_emulator, corpus, settings, host=args.host, port=args.port))
@@ -338,6 +355,18 @@ def _command(args: argparse.Namespace) -> int:
         _positive("--speed", args.speed)
 
         return run_demo(conversations=args.conversations, speed=args.speed, state_dir=args.state_dir)
+    if args.command == "dev":
+        from indexer.demo import run_dev
+
+        _positive("--conversations", args.conversations)
+        _positive("--speed", args.speed)
+        _positive("--interval", args.interval, allow_zero=True)
+        return run_dev(
+            conversations=args.conversations,
+            speed=args.speed,
+            interval_s=args.interval,
+            state_dir=args.state_dir,
+        )
     if args.command in ("search", "show"):
         return _search(args)
     if args.command == "status":

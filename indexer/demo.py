@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from indexer.emulator.corpus import CorpusConversation, Turn, dump_corpus
 
-__all__ = ["InjectedPii", "build_demo_corpus", "find_leaks", "run_demo", "worker_environment"]
+__all__ = ["InjectedPii", "build_demo_corpus", "find_leaks", "run_demo", "run_dev", "worker_environment"]
 
 QUEUES: Final = ("Billing", "Support", "Sales", "Retention")
 SUBJECTS: Final = ("Question about my account", "Order status", "Problem with my bill", "Change of address")
@@ -186,19 +186,32 @@ def _json_line(process: subprocess.Popen[str], timeout_s: float) -> dict[str, An
     raise RuntimeError("the emulator did not start")
 
 
+#: Around highlighted words in what OpenSearch returns; shown bold at a terminal, else bare.
+_MARKS: Final = ("\x02", "\x03")
+
+
+def _marked(fragment: str) -> str:
+    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("", "")
+    return fragment.replace(_MARKS[0], bold[0]).replace(_MARKS[1], bold[1])
+
+
 def _print_queries(client: Any, alias: str) -> None:
     phrase = client.search(
         index=alias,
         body={
             "size": 3,
             "query": {"match_phrase": {"text": "how are you"}},
-            "highlight": {"fields": {"text": {"fragment_size": 80, "number_of_fragments": 1}}},
+            "highlight": {
+                "pre_tags": [_MARKS[0]],
+                "post_tags": [_MARKS[1]],
+                "fields": {"text": {"fragment_size": 80, "number_of_fragments": 1}},
+            },
             "_source": ["conversation_id", "queues", "media_type"],
         },
     )
     print(f'\n1. Phrase search "how are you": {phrase["hits"]["total"]["value"]} conversations')
     for hit in phrase["hits"]["hits"]:
-        fragment = hit.get("highlight", {}).get("text", [""])[0].replace("\n", " ")
+        fragment = _marked(hit.get("highlight", {}).get("text", [""])[0].replace("\n", " "))
         print(f"   {hit['_id']}  {hit['_source'].get('media_type', ''):<7} {fragment}")
     speaker = client.search(
         index=alias,
@@ -266,14 +279,18 @@ def _print_queries(client: Any, alias: str) -> None:
                     "filter": [{"terms": {"media_type": ["message", "chat", "email"]}}],
                 }
             },
-            "highlight": {"fields": {"text": {"fragment_size": 60, "number_of_fragments": 1}}},
+            "highlight": {
+                "pre_tags": [_MARKS[0]],
+                "post_tags": [_MARKS[1]],
+                "fields": {"text": {"fragment_size": 60, "number_of_fragments": 1}},
+            },
             "_source": ["media_type", "message_type"],
         },
     )
     total = digital["hits"]["total"]["value"]
     print(f'\n5. "how are you" in messaging, chat and email (media filter): {total} conversations')
     for hit in digital["hits"]["hits"]:
-        fragment = hit.get("highlight", {}).get("text", [""])[0].replace("\n", " ")
+        fragment = _marked(hit.get("highlight", {}).get("text", [""])[0].replace("\n", " "))
         kind = hit["_source"].get("message_type") or hit["_source"].get("media_type", "")
         print(f"   {hit['_id']}  {kind:<12} {fragment}")
 
@@ -354,3 +371,85 @@ def run_demo(*, conversations: int, speed: float, state_dir: Path) -> int:
                         process.wait(timeout=10)
                     except subprocess.TimeoutExpired:
                         process.kill()
+
+
+def run_dev(*, conversations: int, speed: float, interval_s: float, state_dir: Path) -> int:
+    """``transcript-indexer dev``: an embedded node, the emulator and the worker, each a
+    process on loopback, until Ctrl-C (SIGINT) or SIGTERM; returns the exit code.
+
+    The emulator plays ``conversations`` chitchat calls, chats and emails (a quarter with
+    Faker PII), the first one starting 2 s after the worker subscribes to the queues, so
+    every call is seen live whatever the speed. Prints where each part listens and the
+    commands to try; the worker logs at INFO on stderr.
+    """
+    from osmem_server import OsmemServer
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    corpus, _ = build_demo_corpus(conversations, digital_share=0.3, transfer_share=0.15)
+    corpus_path = state_dir / "corpus.ndjson"
+    dump_corpus(corpus, corpus_path)
+    executable = [sys.executable, "-m", "indexer"]
+    with OsmemServer.start(japanese=False) as search:
+        emulator = subprocess.Popen(
+            [
+                *executable,
+                "--log-level",
+                "WARNING",
+                "emulate",
+                "--corpus",
+                str(corpus_path),
+                "--speed",
+                str(speed),
+                "--interval",
+                str(interval_s),
+                "--start-delay",
+                "2",
+                "--wait-for-subscriber",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        worker: subprocess.Popen[str] | None = None
+        try:
+            ready = _json_line(emulator, 30)
+            env = worker_environment(ready, opensearch_url=search.url, state_dir=state_dir)
+            env.setdefault("INDEXER_LOG_LEVEL", "INFO")
+            config_path = state_dir / "dev.toml"
+            # the embedded node has no ISM: no retention policy to install (nor to warn about)
+            settings = "[completion]\ngrace_period_s = 2.0\n[plugins.opensearch]\nretention_days = 0\n"
+            config_path.write_text(settings, encoding="utf-8")
+            worker = subprocess.Popen([*executable, "run", "--config", str(config_path)], env=env, text=True)
+            print(
+                f"Genesys Cloud emulator  {ready['api_base_url']}  ({len(corpus)} conversations at speed "
+                f"{speed:g}; the first starts when the worker has subscribed)\n"
+                f"OpenSearch (embedded)   {search.url}\n"
+                f"worker                  pid {worker.pid}, state directory {state_dir}\n\n"
+                "In another terminal:\n"
+                f"  OPENSEARCH_URL={search.url} transcript-indexer search refund\n"
+                f"  OPENSEARCH_URL={search.url} transcript-indexer show CONVERSATION_ID\n"
+                f"  INDEXER_STATE_DIR={state_dir} transcript-indexer status\n"
+                "Ctrl-C stops the worker (a drain), the emulator and the node.",
+                flush=True,
+            )
+            _wait_for_signal()
+            worker.send_signal(signal.SIGTERM)
+            return 0 if worker.wait(timeout=60) == 0 else 1
+        finally:
+            for process in (worker, emulator):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+
+
+def _wait_for_signal() -> signal.Signals:
+    """Block until SIGINT or SIGTERM arrives; returns which (the processes already
+    started keep their own signal handling)."""
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        return signal.Signals(signal.sigwait(wanted))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -521,3 +522,50 @@ def test_check_reports_each_part_and_touches_no_channel(tmp_path: Path, opensear
             "ok": False,
             "detail": "GENESYS_QUEUES: no queue named 'No Such Queue'",
         }
+
+
+def test_dev_runs_live_calls_until_ctrl_c(tmp_path: Path) -> None:
+    """``dev``: the embedded node, the emulator and the worker; calls start once the worker
+    has subscribed, so even at a high speed every voice call is indexed from the live
+    stream (not rebuilt after the fact); Ctrl-C drains the worker and ends with 0."""
+    process = subprocess.Popen(
+        [
+            *COMMAND,
+            "--log-level",
+            "WARNING",
+            "dev",
+            "--conversations",
+            "4",
+            "--speed",
+            "50",
+            "--interval",
+            "2",
+        ],
+        env={**os.environ, "INDEXER_LOG_LEVEL": "WARNING"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        url = next(line.split()[2] for line in lines if line.startswith("OpenSearch (embedded)"))
+        client = OpenSearch(hosts=[url])
+        deadline = time.monotonic() + 120
+        count = 0
+        while count < 4 and time.monotonic() < deadline:
+            time.sleep(1)
+            if client.indices.exists_alias(name="transcripts"):
+                client.indices.refresh(index="transcripts")
+                count = client.count(index="transcripts")["count"]
+        assert count == 4
+        sources = {
+            (hit["_source"]["media_type"] == "voice", hit["_source"]["source"])
+            for hit in helpers.scan(client, index="transcripts")
+        }
+        assert {source for voice, source in sources if voice} <= {"live"}, sources
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        stop(process)
+        process.stdout.close()

@@ -86,6 +86,9 @@ class EmulatorSettings:
     :ivar public_url: the base URL clients reach the emulator at, when it is not the
         bound address (``http://emulator:8080`` in a container network); it is the base
         of every ``connectUri`` and download URL handed out.
+    :ivar wait_for_subscriber: the first conversation starts ``start_delay_s`` after a
+        client first subscribes to a queue's conversations topic, not after start-up (so a
+        worker started later sees every call live).
     """
 
     speed: float = 1.0
@@ -102,6 +105,7 @@ class EmulatorSettings:
     client_id: str = "emulator-client"
     client_secret: str = attrs.field(default="emulator-secret", repr=False)
     public_url: str | None = None
+    wait_for_subscriber: bool = False
 
 
 @attrs.define
@@ -185,6 +189,7 @@ class Emulator:
         self.faults = Faults()
         self._held: tuple[str, str] | None = None
         self._nursery: trio.Nursery | None = None
+        self._subscribed = trio.Event()  # a queue's conversations topic was subscribed to
 
     # --- clock and status ---------------------------------------------------------------
 
@@ -327,6 +332,8 @@ class Emulator:
                     400, "notification.subscription.limit", f"Limit of {TOPIC_LIMIT} topics exceeded"
                 )
             channel.topics = wanted
+            if any(t.startswith("v2.routing.queues.") for t in topics):
+                self._subscribed.set()
         elif request.method == "DELETE":
             channel.topics = []
         entities = [{"id": t, "state": "Permitted"} for t in channel.topics] + [
@@ -791,7 +798,24 @@ class Emulator:
 
         return with_simulated_date
 
+    def _schedule(self) -> None:
+        """Lay out every conversation, the first ``start_delay_s`` (real) from now."""
+        first_start = self.now_ms() + int(self.settings.start_delay_s * self.settings.speed * 1000)
+        for index, conversation in enumerate(self.conversations):
+            start_ms = first_start + int(index * self.settings.start_interval_s * 1000)
+            scenario = build_scenario(
+                conversation,
+                start_ms=start_ms,
+                rng=self.rng,
+                organization_id=self.organization_id,
+                late_utterance=self.rng.random() < self.settings.late_utterance_rate,
+            )
+            self.scenarios[scenario.conversation_id] = scenario
+
     async def _play(self) -> None:
+        if self.settings.wait_for_subscriber:
+            await self._subscribed.wait()
+            self._schedule()
         events: list[tuple[int, int, str, str]] = []
         for scenario in self.scenarios.values():
             for frame in scenario.events:
@@ -837,17 +861,8 @@ class Emulator:
             self.base_url = (self.settings.public_url or binds[0]).rstrip("/")
             self.epoch_ms = int(time.time() * 1000)
             self.t0 = trio.current_time()
-            first_start = self.epoch_ms + int(self.settings.start_delay_s * self.settings.speed * 1000)
-            for index, conversation in enumerate(self.conversations):
-                start_ms = first_start + int(index * self.settings.start_interval_s * 1000)
-                scenario = build_scenario(
-                    conversation,
-                    start_ms=start_ms,
-                    rng=self.rng,
-                    organization_id=self.organization_id,
-                    late_utterance=self.rng.random() < self.settings.late_utterance_rate,
-                )
-                self.scenarios[scenario.conversation_id] = scenario
+            if not self.settings.wait_for_subscriber:
+                self._schedule()
             nursery.start_soon(self._play)
             nursery.start_soon(self._close_expired_channels)
             task_status.started(binds[0])

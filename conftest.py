@@ -20,7 +20,18 @@ import pytest
 from osmem_server import OsmemServer
 
 from tests import opensearch_node
+from tests.installed import foreign_plugins
 from tests.opensearch_node import Node
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests assert what this repository's plugins do: a rule plugin installed beside
+    them would change redactions and rule sets, so it is disabled for the whole run (and the
+    processes the tests start, which inherit the environment)."""
+    foreign = foreign_plugins()
+    if foreign:
+        disabled = [n for n in os.environ.get("INDEXER_DISABLED_PLUGINS", "").split(",") if n]
+        os.environ["INDEXER_DISABLED_PLUGINS"] = ",".join(dict.fromkeys([*disabled, *foreign]))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The loaded redaction rules run over sample text: ``transcript-indexer plugins check``.
 
 Each input line is one sample: plain text (one customer utterance), or a conversation of
-the emulator's corpus format (``{"turns": [{"speaker": ..., "text": ...}, ...]}``), whose
+the emulator's corpus format (``{"turns": [{"speaker": ..., "text": ...}, ...]}``; a line
+starting with ``{`` that is not one is reported as malformed, not taken as text), whose
 turns become the utterances of one transcript, each speaker's turns one passage, as the
 worker scans them. The sample is redacted exactly as the worker redacts a transcript
 (texts and words, the configured operators), then re-scanned by the verification gate.
@@ -39,7 +40,8 @@ class SampleResult:
     :ivar findings: the audit entries (``utterance_id`` is ``<line>.<utterance index>``).
     :ivar residual: rule ids the verification re-scan still matches (the worker would
         quarantine this transcript).
-    :ivar error: a rule raised (the worker would dead-letter the transcript).
+    :ivar error: a rule raised (the worker would dead-letter the transcript), or the line
+        is a malformed corpus conversation.
     """
 
     line: int
@@ -56,14 +58,19 @@ class SampleResult:
 
 
 def _turns(line: str) -> list[tuple[str, str]]:
-    """``(speaker, text)`` of each turn: a corpus conversation's turns, or the line as one."""
+    """``(speaker, text)`` of each turn: a corpus conversation's turns, or the line as one.
+
+    :raises MalformedMessage: the line starts with ``{`` and is not a corpus conversation.
+    """
     if line.lstrip().startswith("{"):
         try:
-            conversation = structure(json.loads(line), CorpusConversation, what="conversation")
-        except (ValueError, MalformedMessage):
-            pass  # not a conversation: the line is text
-        else:
-            return [(turn.speaker, turn.text) for turn in conversation.turns]
+            data = json.loads(line)
+        except ValueError:
+            raise MalformedMessage("not valid JSON") from None
+        except RecursionError:
+            raise MalformedMessage("JSON nested too deeply") from None
+        conversation = structure(data, CorpusConversation, what="conversation")
+        return [(turn.speaker, turn.text) for turn in conversation.turns]
     return [("customer", line)]
 
 
@@ -105,7 +112,13 @@ def check_samples(lines: Iterable[str], rules: RuleSet) -> Iterator[SampleResult
         line = line.rstrip("\n")
         if not line.strip():
             continue
-        turns = _turns(line)
+        try:
+            turns = _turns(line)
+        except MalformedMessage as exc:
+            yield SampleResult(
+                number, (), (), (), error=f"malformed input line (a corpus conversation?): {exc}"
+            )
+            continue
         speakers = tuple(speaker for speaker, _ in turns)
         residual: tuple[str, ...] = ()
         try:

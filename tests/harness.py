@@ -19,6 +19,7 @@ from indexer.plugins import Plugins, get_plugin_manager
 from indexer.sinks import WriteResult
 from indexer.stats import Statistics
 from indexer.worker import run_worker
+from tests.installed import PROJECT_ONLY
 
 
 @attrs.define
@@ -90,7 +91,7 @@ def start_worker(
     extra: Sequence[object] = (),
 ) -> None:
     """Run the live worker in ``nursery`` with the installed plugins, ``arrivals`` and ``extra``."""
-    plugins = Plugins(get_plugin_manager(env={}, extra=[arrivals, *extra]))
+    plugins = Plugins(get_plugin_manager(env=PROJECT_ONLY, extra=[arrivals, *extra]))
     nursery.start_soon(lambda: run_worker(config, plugins, stats=stats, drain_on_signals=False))
 
 

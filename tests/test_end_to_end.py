@@ -27,6 +27,7 @@ from indexer.schemas import load_schema
 from indexer.stats import Statistics
 from indexer.worker import run_replay
 from tests.harness import Arrivals, indexed_sources, live_config, same_or_more_redacted, start_worker
+from tests.installed import PROJECT_ONLY
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +122,9 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
                 live_config(names_url, corpus, {"url": replay_index.url}, tmp_path),
                 state_dir=str(tmp_path / "replay-state"),
             )
-            replay_stats = await run_replay(replay_config, Plugins(get_plugin_manager(env={})), capture)
+            replay_stats = await run_replay(
+                replay_config, Plugins(get_plugin_manager(env=PROJECT_ONLY)), capture
+            )
             nursery.cancel_scope.cancel()
         assert replay_stats.indexed == CONVERSATIONS
         replayed = indexed_sources(replay_index.url)

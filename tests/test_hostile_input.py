@@ -39,6 +39,7 @@ from indexer.serialization import parse_envelope
 from indexer.stats import Statistics
 from indexer.worker import _restore
 from tests.factories import conversation, in_process, run_detector, transcription, utterance
+from tests.installed import PROJECT_ONLY
 from tests.test_sdk_conformance import CALL, CONVERSATION, QUEUE
 
 TRANSCRIPTION_TOPIC = f"v2.conversations.{CONVERSATION}.transcription"
@@ -257,7 +258,7 @@ def mutated(changes: list[tuple[tuple[int, tuple[Any, ...]], Any]]) -> list[str]
     return [frame(topic, body) for (topic, _), body in zip(CALL, bodies, strict=True)]
 
 
-RULES = RuleSet(tuple(Plugins(get_plugin_manager(env={})).redaction_rules(Config())))
+RULES = RuleSet(tuple(Plugins(get_plugin_manager(env=PROJECT_ONLY)).redaction_rules(Config())))
 
 
 #: Examples per run: 120 in ``make test``; ``FUZZ_EXAMPLES=5000 pytest tests/test_hostile_input.py``
@@ -443,7 +444,7 @@ def test_the_installed_rules_can_run_in_worker_processes() -> None:
     processes rather than falling back to threads."""
     import pickle
 
-    validators = tuple(Plugins(get_plugin_manager(env={})).validators(Config()))
+    validators = tuple(Plugins(get_plugin_manager(env=PROJECT_ONLY)).validators(Config()))
     restored = pickle.loads(pickle.dumps(Pipeline(validators=validators, rules=RULES)))
     assert restored.rules.version == RULES.version
     assert restored.rules.redact_text("call me at 415 555 0123")[0] == "call me at [PHONE_NUMBER]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -16,6 +17,7 @@ from indexer.config import Config
 from indexer.hookspecs import hookimpl
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer_opensearch import OpenSearchSink
+from tests.installed import PROJECT_ONLY, foreign_plugins
 
 HOOKS = [name for name in dir(hookspecs) if name.startswith("transcript_indexer_")]
 
@@ -78,34 +80,35 @@ def test_every_hook_has_a_test_that_calls_it(name: str, monkeypatch: pytest.Monk
 
 def test_a_hook_test_that_does_not_call_its_hook_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     def test_hook_without_a_call() -> None:
-        Plugins(get_plugin_manager(env={}))
+        Plugins(get_plugin_manager(env=PROJECT_ONLY))
 
     assert hooks_called(test_hook_without_a_call, monkeypatch) == set()
 
 
 def test_hook_transcript_indexer_redaction_rules() -> None:
     """The installed PII plugin contributes its rules through the hook."""
-    rules = Plugins(get_plugin_manager(env={})).redaction_rules(Config())
+    rules = Plugins(get_plugin_manager(env=PROJECT_ONLY)).redaction_rules(Config())
     assert {"pii.credit_card", "pii.iban", "pii.email"} <= {r.id for r in rules}
 
 
 def test_hook_transcript_indexer_validators() -> None:
     """The core's own validator is contributed like any plugin's."""
-    validators = Plugins(get_plugin_manager(env={})).validators(Config())
+    validators = Plugins(get_plugin_manager(env=PROJECT_ONLY)).validators(Config())
     assert "core.structure" in [v.name for v in validators]
 
 
 def test_hook_transcript_indexer_sinks() -> None:
     """The OpenSearch sink is contributed, configured from [plugins.opensearch]."""
     config = Config(plugins={"opensearch": {"url": "http://127.0.0.1:9", "alias": "calls"}})
-    (sink,) = Plugins(get_plugin_manager(env={})).sinks(config)
+    (sink,) = Plugins(get_plugin_manager(env=PROJECT_ONLY)).sinks(config)
     assert isinstance(sink, OpenSearchSink)
     assert (sink.url, sink.alias) == ("http://127.0.0.1:9", "calls")
 
 
 def test_disabled_plugins_are_not_loaded() -> None:
     """INDEXER_DISABLED_PLUGINS blocks entry points by name."""
-    pm = get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "pii, example_rules,opensearch"})
+    foreign = PROJECT_ONLY["INDEXER_DISABLED_PLUGINS"]
+    pm = get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": f"pii, example_rules,opensearch,{foreign}"})
     assert Plugins(pm).redaction_rules(Config()) == []
     assert Plugins(pm).sinks(Config()) == []
 
@@ -124,7 +127,35 @@ def test_a_misspelt_hook_fails_loudly() -> None:
 
 def test_plugins_list_names_the_distributions() -> None:
     """``plugins list`` data: entry-point plugins come with their distribution and version."""
-    loaded = {name: rest for name, *rest in Plugins(get_plugin_manager(env={})).loaded()}
+    loaded = {name: rest for name, *rest in Plugins(get_plugin_manager(env=PROJECT_ONLY)).loaded()}
     assert loaded["pii"][0].startswith("transcript-indexer-pii ")
     assert loaded["opensearch"][0].startswith("transcript-indexer-opensearch ")
     assert loaded["example_rules"][0].startswith("transcript-indexer-example-rules ")
+
+
+def test_a_rule_plugin_installed_beside_the_project_is_kept_out_of_its_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compliance team's plugin in the same environment (here a distribution on the path
+    with a rule that redacts every word) is found by ``foreign_plugins`` and, disabled as
+    ``conftest.py`` disables it, never loaded; the project's own plugins still are."""
+    (tmp_path / "greedy_rules.py").write_text(
+        "from indexer import hookimpl\n"
+        "from indexer_pii import PatternRule\n"
+        "import re\n"
+        "@hookimpl\n"
+        "def transcript_indexer_redaction_rules(config):\n"
+        "    return [PatternRule(id='greedy.word', entity_type='WORD', version='1',\n"
+        "                        pattern=re.compile(r'\\w+'), windowed=False)]\n"
+    )
+    info = tmp_path / "greedy_rules-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: greedy-rules\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[transcript_indexer]\ngreedy_rules = greedy_rules\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "greedy_rules" in foreign_plugins()
+    loaded = {r.id for r in Plugins(get_plugin_manager(env={})).redaction_rules(Config())}
+    assert "greedy.word" in loaded  # the fake distribution is a real plugin
+    kept_out = {"INDEXER_DISABLED_PLUGINS": ",".join(foreign_plugins())}
+    ours = {r.id for r in Plugins(get_plugin_manager(env=kept_out)).redaction_rules(Config())}
+    assert ours == loaded - {"greedy.word"} and "example.uk_nino" in ours

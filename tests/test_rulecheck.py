@@ -24,7 +24,17 @@ def test_a_rule_that_raises_fails_the_sample() -> None:
     assert format_result(result) == "line 1: FAILED: rule test.exploding raised RuntimeError"
 
 
-def test_a_line_of_json_that_is_not_a_conversation_is_text() -> None:
-    (result,) = check_samples(['{"note": "a secret"}'], RuleSet((Sloppy(),)))
-    assert result.speakers == ("customer",) and result.redacted == ('{"note": "a [SECRET]"}',)
-    assert result.ok
+def test_a_malformed_conversation_line_is_reported_not_taken_as_text() -> None:
+    """A line starting with ``{`` is meant as a corpus conversation: when it is not one, the
+    sample fails naming why (never quoting it), instead of being redacted as text."""
+    lines = ['{"note": "a secret"}', '{"turns": [{"speaker": "customer", "text": "a secret"', "a secret"]
+    missing, broken, text = check_samples(lines, RuleSet((Sloppy(),)))
+    assert not missing.ok and missing.redacted == ()
+    assert missing.error == (
+        "malformed input line (a corpus conversation?): required field missing @ conversation.turns"
+    )
+    assert format_result(broken) == (
+        "line 2: FAILED: malformed input line (a corpus conversation?): not valid JSON"
+    )
+    assert "secret" not in format_result(missing, as_json=True)
+    assert text.ok and text.redacted == ("a [SECRET]",)

@@ -375,7 +375,8 @@ def test_no_redaction_rule_no_indexing(osmem: OsmemServer, tmp_path: Path) -> No
     """With the rule plugins disabled the worker refuses to start (one line, exit 2) before
     any call to Genesys; ``redaction.allow_unredacted = true`` lets it run, and it says so."""
     corpus, _ = build_demo_corpus(2, seed=6, pii_share=0.0, offset=6100)
-    no_rules = {"INDEXER_DISABLED_PLUGINS": "pii,example_rules"}
+    foreign = os.environ.get("INDEXER_DISABLED_PLUGINS", "")  # conftest: plugins installed beside ours
+    no_rules = {"INDEXER_DISABLED_PLUGINS": f"pii,example_rules,{foreign}"}
     with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
         worker = run_worker("", ready, index.url, tmp_path, capture_log=True, env=no_rules)
         try:

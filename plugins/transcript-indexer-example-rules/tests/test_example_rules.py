@@ -8,6 +8,7 @@ from example_rules import nino_rule, nino_valid
 from indexer.config import Config
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.redaction import RuleSet
+from tests.installed import PROJECT_ONLY
 
 RULES = RuleSet((nino_rule(),))
 
@@ -57,7 +58,7 @@ def test_without_context_the_shape_and_prefix_suffice() -> None:
 
 def test_the_worker_loads_it_and_its_setting() -> None:
     """Installed, the plugin's rule reaches the worker; ``[plugins.example_rules]`` configures it."""
-    plugins = Plugins(get_plugin_manager(env={}))
+    plugins = Plugins(get_plugin_manager(env=PROJECT_ONLY))
     (rule,) = [r for r in plugins.redaction_rules(Config()) if r.id == "example.uk_nino"]
     assert rule.version == "1"
     config = Config(plugins={"example_rules": {"context": False}})

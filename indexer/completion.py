@@ -137,6 +137,7 @@ class _Detector:
                 gap.end_ms,
                 known=frozenset(self.finalized) | ending,
                 open=frozenset(self.open.keys() - ending),
+                start_up=gap.start_up,
             )
             await self.recovery.send(request)
 

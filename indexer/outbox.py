@@ -11,12 +11,19 @@ replaces the older entry, and an acknowledgement only removes the version it was
 The outbox is bounded by ``max_bytes``: :meth:`Outbox.put` waits while it is full, which
 slows the pipeline, the detector and the reader (backpressure), never drops anything.
 Entries hold redacted documents only; with keys, each file is sealed (:mod:`indexer.sealing`).
+
+It also remembers what it delivered: ``delivered.ndjson`` beside the entries, one line per
+delivery (``{"c": conversation id, "end": ended_at epoch ms}``, ids and times only), the
+newest :data:`DELIVERED_KEPT`. :meth:`Outbox.indexed` gives them with the pending entries,
+so that gap recovery after a restart does not rebuild conversations indexed already. Not
+fsynced: a line lost in a crash costs one rebuild, never a transcript.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Final
 
@@ -28,9 +35,11 @@ from indexer.files import replace_synced
 from indexer.sealing import PLAIN, Sealer
 from indexer.serialization import structure, unstructure
 
-__all__ = ["DEFAULT_MAX_BYTES", "Outbox", "OutboxUsage"]
+__all__ = ["DEFAULT_MAX_BYTES", "DELIVERED_KEPT", "Outbox", "OutboxUsage"]
 
 DEFAULT_MAX_BYTES: Final = 1024**3
+#: Deliveries remembered (``delivered.ndjson``); the file is cut back to these past twice as many.
+DELIVERED_KEPT: Final = 10_000
 
 
 @attrs.frozen
@@ -73,6 +82,41 @@ class Outbox:
         data = self.sealer.seal(json.dumps(unstructure(document), ensure_ascii=False).encode())
         replace_synced(self._path(document.conversation_id), data)
         return len(data)
+
+    @property
+    def delivered_path(self) -> Path:
+        return self.directory / "delivered.ndjson"
+
+    def _delivered(self, document: TranscriptDocument) -> None:
+        """Remember a delivery (mode 0600, no fsync: see the module docstring)."""
+        end = int(document.ended_at.timestamp() * 1000) if document.ended_at is not None else None
+        fd = os.open(self.delivered_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as file:
+            file.write(json.dumps({"c": document.conversation_id, "end": end}) + "\n")
+
+    def indexed(self) -> dict[str, int | None]:
+        """Conversation id → ``ended_at`` (epoch ms, ``None`` when unknown) of each document
+        delivered lately (the newest :data:`DELIVERED_KEPT`) or waiting here; cuts
+        ``delivered.ndjson`` back when it has grown past twice that."""
+        found: dict[str, int | None] = {}
+        try:
+            lines = self.delivered_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines = []
+        if len(lines) > 2 * DELIVERED_KEPT:
+            lines = lines[-DELIVERED_KEPT:]
+            replace_synced(self.delivered_path, ("\n".join(lines) + "\n").encode())
+        for line in lines:
+            try:
+                record = json.loads(line)
+                end = record["end"]
+                found[str(record["c"])] = int(end) if isinstance(end, int) else None
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line
+        for key, entry in self._entries.items():
+            ended = entry.document.ended_at
+            found[key] = int(ended.timestamp() * 1000) if ended is not None else None
+        return found
 
     def load(self) -> list[TranscriptDocument]:
         """Read what a previous run left (call once, before the worker starts).
@@ -146,7 +190,12 @@ class Outbox:
         del self._entries[document.conversation_id]
         self._bytes -= entry.size
         path = self._path(document.conversation_id)
-        await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+        def forget() -> None:
+            path.unlink(missing_ok=True)
+            self._delivered(document)
+
+        await trio.to_thread.run_sync(forget)
         self._notify()
 
     def close(self) -> None:

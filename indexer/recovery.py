@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 CONCURRENCY: Final = 8
 #: How many rebuilt conversation ids are remembered, not to rebuild them again.
 REBUILT_MEMORY: Final = 100_000
+#: How much later (ms) than an indexed document's end analytics may put the conversation's
+#: end and it still counts as that document's conversation (clocks and rounding differ).
+END_TOLERANCE_MS: Final = 5_000
 #: Longest wait (s) between two tries of a recovery request.
 RETRY_MAX_S: Final = 300.0
 _T = TypeVar("_T")
@@ -88,6 +91,8 @@ class Gap:
 
     start_ms: int
     end_ms: int | None
+    #: The look-back at start-up, not a lost socket.
+    start_up: bool = False
 
 
 @attrs.frozen
@@ -103,6 +108,8 @@ class FindMissed:
     end_ms: int
     known: frozenset[str]
     open: frozenset[str] = frozenset()
+    #: The gap is the look-back at start-up (for the log line).
+    start_up: bool = False
 
 
 @attrs.frozen
@@ -237,6 +244,9 @@ class _Recovery:
     rebuilt: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     #: Where the follow-ups are kept (``None``: in memory only).
     follow_ups_path: Path | None = None
+    #: Conversations indexed before this run started: id → ``ended_at`` (epoch ms) of the
+    #: document (:meth:`indexer.outbox.Outbox.indexed`); not rebuilt unless they ended later.
+    indexed: dict[str, int | None] = attrs.field(factory=dict)
     follow_ups: dict[str, FollowUp] = attrs.field(factory=dict)
     nursery: trio.Nursery | None = None
 
@@ -512,19 +522,42 @@ class _Recovery:
             self.stats.recovered["gap_unrecovered"] += 1
             return
         skip = request.known | request.open | self.rebuilt.keys()
-        missed = [c for c in found if c.conversation_id not in skip]
+        missed = [c for c in found if c.conversation_id not in skip and not self._indexed_already(c)]
         for conversation_id in request.open:
             try:
                 details = await self.client.conversation_details(conversation_id)
             except API_ERRORS:  # its live state idles out and is reconciled then
                 continue
-            if details is not None and details.conversation_end is not None:
+            if (
+                details is not None
+                and details.conversation_end is not None
+                and not self._indexed_already(details)
+            ):
                 missed.append(details)
-        seconds = (request.end_ms - request.start_ms) // 1000
-        log.info("gap of %d s: %d conversations to recover", seconds, len(missed))
+        log.info(
+            "%s from %s to %s (%d s): asked for conversations that ended from %s (%d s back), "
+            "%d found, %d to recover; the rest were seen live or indexed already",
+            "start-up look-back (recovery.lookback_s)" if request.start_up else "no live socket",
+            format_time(datetime.fromtimestamp(request.start_ms / 1000, UTC)),
+            format_time(datetime.fromtimestamp(request.end_ms / 1000, UTC)),
+            (request.end_ms - request.start_ms) // 1000,
+            start,
+            (request.end_ms - start_ms) // 1000,
+            len(found),
+            len(missed),
+        )
         async with trio.open_nursery() as nursery:
             for summary in missed:
                 nursery.start_soon(self.contained, summary.conversation_id, self.rebuild, summary)
+
+    def _indexed_already(self, summary: AnalyticsConversation) -> bool:
+        """A document of this conversation was indexed before this run, and the
+        conversation did not go on after it (its end is no later than the document's,
+        give or take :data:`END_TOLERANCE_MS`)."""
+        ended = self.indexed.get(summary.conversation_id)
+        if ended is None or summary.conversation_end is None:
+            return False
+        return summary.conversation_end.timestamp() * 1000 <= ended + END_TOLERANCE_MS
 
     async def rebuild(self, summary: AnalyticsConversation) -> None:
         conversation_id = summary.conversation_id
@@ -579,15 +612,26 @@ async def recover_transcripts(
     stats: Statistics,
     queue_names: dict[str, str],
     follow_ups_path: Path | None = None,
+    indexed: dict[str, int | None] | None = None,
 ) -> None:
     """Serve recovery requests until ``requests`` closes; see the module docstring.
 
     :param follow_ups_path: where :class:`FollowUp` entries are kept across restarts.
+    :param indexed: conversations indexed before this run (id → ``ended_at``, epoch ms):
+        gap recovery does not rebuild them (:meth:`indexer.outbox.Outbox.indexed`).
 
     Resources: when ``requests`` closes, waits for post-call transcripts stop, every
     request still in hand sends what it has, and ``documents`` is closed.
     """
-    recovery = _Recovery(client, documents, settings, stats, queue_names, follow_ups_path=follow_ups_path)
+    recovery = _Recovery(
+        client,
+        documents,
+        settings,
+        stats,
+        queue_names,
+        follow_ups_path=follow_ups_path,
+        indexed=indexed or {},
+    )
     async with documents, trio.open_nursery() as nursery:
         recovery.nursery = nursery
         recovery.load_follow_ups()

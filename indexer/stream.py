@@ -226,11 +226,11 @@ class _Follower:
         self.stats.subscriptions = self.pool.topic_count()
         self.stats.waiting_for_room = len(self.pool.waiting)
 
-    async def _gap(self, lost_at_ms: int, *, over: bool = True) -> None:
+    async def _gap(self, lost_at_ms: int, *, over: bool = True, start_up: bool = False) -> None:
         """Report the time without a live socket since ``lost_at_ms``, padded; ``over``: a
         socket is live again (else the gap is still open, see :class:`Gap`)."""
         end_ms = self.client.server_now_ms() + GAP_PADDING_MS if over else None
-        await self.envelopes.send(Gap(start_ms=lost_at_ms - GAP_PADDING_MS, end_ms=end_ms))
+        await self.envelopes.send(Gap(start_ms=lost_at_ms - GAP_PADDING_MS, end_ms=end_ms, start_up=start_up))
 
     # --- one socket ---------------------------------------------------------------------
 
@@ -554,7 +554,7 @@ async def follow_channels(
                 await nursery.start(follower.follow, entry)
             follower._count()
             if lookback_s is not None:
-                await follower._gap(began_ms - int(lookback_s * 1000))
+                await follower._gap(began_ms - int(lookback_s * 1000), start_up=True)
             task_status.started()
             await follower.manage(changes, nursery)
     finally:

@@ -231,7 +231,7 @@ async def _run_flow(
             recovery_send: trio.MemorySendChannel[RecoveryRequest] | None = None
             if recover is not None:
                 recovery_send, recovery_recv = trio.open_memory_channel[RecoveryRequest](RECOVERY_BUFFER)
-                nursery.start_soon(recover, recovery_recv, document_send.clone())
+                nursery.start_soon(recover, recovery_recv, document_send.clone(), outbox.indexed())
             nursery.start_soon(
                 lambda: detect_completion(
                     envelope_recv,
@@ -385,7 +385,7 @@ async def run_worker(
                 drain_on_signals=drain_on_signals,
                 sealer=sealer,
                 recover=(
-                    lambda requests, documents: recover_transcripts(
+                    lambda requests, documents, indexed: recover_transcripts(
                         client,
                         requests,
                         documents,
@@ -393,6 +393,7 @@ async def run_worker(
                         stats=stats,
                         queue_names=queue_names,
                         follow_ups_path=Path(config.state_dir) / "post-call-follow-ups.json",
+                        indexed=indexed,
                     )
                 )
                 if config.recovery.enabled

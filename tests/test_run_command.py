@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -570,3 +571,45 @@ def test_dev_runs_live_calls_until_ctrl_c(tmp_path: Path) -> None:
     finally:
         stop(process)
         process.stdout.close()
+
+
+def test_a_restart_does_not_rebuild_what_was_indexed(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Calls that ended while no worker ran are rebuilt by the first run's look-back over
+    ``recovery.lookback_s``; a second run finds them again and rebuilds none (the outbox
+    remembers what it delivered). The log line says what the look-back was and found."""
+    corpus, _ = build_demo_corpus(6, seed=8, pii_share=0.0, digital_share=0.0, offset=6300)
+    with emulate(corpus, tmp_path, "--speed", "50", "--interval", "2") as ready, osmem.clone() as index:
+        emulator_status = f"{ready['api_base_url']}/_emulator/status"
+        wait_for(lambda: httpx.get(emulator_status).json()["ended"] == 6, 60)  # all over, none seen
+        client = OpenSearch(hosts=[index.url])
+        env = {
+            **worker_environment(ready, opensearch_url=index.url, state_dir=tmp_path / "state"),
+            "INDEXER_LOG_FORMAT": "json",
+        }
+        (tmp_path / "indexer.toml").write_text("[completion]\ngrace_period_s = 1.0\n")
+        command = [*COMMAND, "run", "--config", str(tmp_path / "indexer.toml")]
+
+        def run_once(log_path: Path) -> list[str]:
+            """Run until the look-back is logged and all 6 are indexed, then SIGTERM; the log."""
+            with log_path.open("w") as log_file:
+                worker = subprocess.Popen(command, env=env, stderr=log_file, text=True)
+                try:
+                    wait_for(
+                        lambda: "start-up look-back" in log_path.read_text() or worker.poll() is not None, 60
+                    )
+                    wait_for(lambda: indexed_count(client) >= 6 or worker.poll() is not None, 90)
+                    worker.send_signal(signal.SIGTERM)
+                    assert worker.wait(timeout=60) == 0
+                finally:
+                    stop(worker)
+            events = [json.loads(line)["event"] for line in log_path.read_text().splitlines()]
+            return [e for e in events if e.startswith("start-up look-back (recovery.lookback_s) from ")]
+
+        (first,) = run_once(tmp_path / "first.log")
+        assert indexed_count(client) == 6
+        (second,) = run_once(tmp_path / "second.log")
+        status = json.loads((tmp_path / "state" / "status.json").read_text())
+    said = r"\(36\d\d s\): asked for conversations that ended from .* \(36\d\d s back\), 6 found, {} to rec"
+    assert re.search(said.format(6), first), first
+    assert re.search(said.format(0), second), second
+    assert status["recovered"].get("missed", 0) == 0, status

@@ -12,6 +12,7 @@
     transcript-indexer search [TEXT] [--phrase] [--speaker S] [--queue Q] [--since T] [--until T]
                               [--limit N] [--page N | --after CURSOR] [--json | --csv] [--explain]
     transcript-indexer show CONVERSATION_ID [--json]
+    transcript-indexer watch [--queue Q] [--conversation ID] [--json]
     transcript-indexer status [--config FILE] [--json]
     transcript-indexer dead-letters list [--kind K] [--since T] [--limit N] [--json]
     transcript-indexer dead-letters show ID [--payload] [--json]
@@ -167,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("conversation_id")
     show.add_argument("--json", action="store_true", help="the indexed document as JSON")
     show.add_argument("--config", type=Path, help="TOML settings file (for plugins.opensearch)")
+
+    watch = commands.add_parser("watch", help="follow conversations as they happen (redacted), until Ctrl-C")
+    watch.add_argument("--queue", help="only conversations of this queue (its name, in any case)")
+    watch.add_argument("--conversation", help="only this conversation")
+    watch.add_argument("--json", action="store_true", help="one JSON object per utterance")
+    watch.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
 
     status = commands.add_parser("status", help="what the worker using this state directory is doing")
     status.add_argument("--config", type=Path, help="TOML settings file (for state_dir)")
@@ -369,6 +376,8 @@ def _command(args: argparse.Namespace) -> int:
         )
     if args.command in ("search", "show"):
         return _search(args)
+    if args.command == "watch":
+        return _watch(args)
     if args.command == "status":
         import time
 
@@ -469,6 +478,44 @@ def _dead_letters(args: argparse.Namespace) -> int:
                     print(f"{key}: {value if value is not None else '-'}")
         return 0
     return _replay_dead_letters(args, config, entries, outcomes)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """Print the running worker's live view (``GET /live``) until Ctrl-C or the worker stops."""
+    import time
+
+    import httpx
+
+    from indexer.live import format_event
+    from indexer.status import is_running, read_status
+
+    state_dir = Path(_load(args.config, need_genesys=False).state_dir)
+    data = read_status(state_dir / "status.json")
+    if data is None or not is_running(data, time.time()):
+        error = f"no worker runs with the state directory {state_dir}"
+        print(f"transcript-indexer: error: {error}", file=sys.stderr)
+        return NOT_RUNNING
+    if not data.get("http"):
+        raise ConfigError(f"the worker in {state_dir} serves no endpoints (http_listen is empty)")
+    params = {k: v for k, v in (("queue", args.queue), ("conversation", args.conversation)) if v}
+    shown: dict[str, int] = {}  # conversation → last sequence shown
+    timeout = httpx.Timeout(10, read=None)
+    try:
+        with httpx.stream("GET", f"{data['http']}/live", params=params, timeout=timeout) as answer:
+            if answer.status_code == 404:
+                raise ConfigError(f"the worker in {state_dir} has the live view switched off (http_live)")
+            print(f"watching {answer.url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+            for line in answer.iter_lines():
+                if line.strip():  # else a keep-alive
+                    print(line if args.json else format_event(json.loads(line), shown), flush=True)
+    except httpx.TransportError as exc:
+        print(
+            f"transcript-indexer: the live view closed ({type(exc).__name__}): the worker stopped",
+            file=sys.stderr,
+        )
+        return 1
+    print("transcript-indexer: the live view closed: the worker stopped", file=sys.stderr)
+    return 1
 
 
 def _find_letter(entries: list[DeadLetter], wanted: str, where: str) -> DeadLetter:

@@ -31,6 +31,7 @@ from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.journal import Journal
+from indexer.live import LiveFeed, LiveUtterance
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.serialization import dump_envelope, frame_of
@@ -72,6 +73,7 @@ class _Detector:
     queue_names: dict[str, str]
     journal: Journal | None = None
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None
+    live: LiveFeed | None = None
     open: dict[str, ConversationState] = attrs.field(factory=dict)
     #: Closed within ``reopen_window_s``, oldest first.
     recent: OrderedDict[str, _Closed] = attrs.field(factory=OrderedDict)
@@ -186,6 +188,8 @@ class _Detector:
                     conversation_id=conversation_id,
                 )
                 body = attrs.evolve(body, transcripts=())  # its status still counts
+            if self.live is not None and self.live.wanted():
+                self._offer_live(state, body)
             duplicates_before, unusable_before = state.duplicates, state.unusable_utterances
             self.stats.utterances += state.apply_transcription(body, now)
             self.stats.duplicate_utterances += state.duplicates - duplicates_before
@@ -276,6 +280,24 @@ class _Detector:
         )
         await self._send(state, reason)
 
+    def _offer_live(self, state: ConversationState, body: TranscriptionMessage) -> None:
+        """The new utterances of ``body``, unredacted, to the live view (which redacts them)."""
+        assert self.live is not None
+        for utterance in state.new_utterances(body):
+            self.live.offer(
+                LiveUtterance(
+                    conversation_id=state.conversation_id,
+                    sequence=0,
+                    utterance_id=utterance.utterance_id,
+                    speaker=utterance.speaker,
+                    text=utterance.text,
+                    media_type=state.media_type(),
+                    queues=state.queue_labels(self.queue_names),
+                    offset_ms=utterance.offset_ms,
+                    spoken_at=utterance.spoken_at,
+                )
+            )
+
     async def _send(self, state: ConversationState, reason: str) -> None:
         """The document of ``state``, to recovery when its live transcript may have holes.
 
@@ -341,6 +363,7 @@ async def detect_completion(
     journal: Journal | None = None,
     restored: Sequence[Envelope] = (),
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None,
+    live: LiveFeed | None = None,
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -352,6 +375,7 @@ async def detect_completion(
     :param journal: where accepted input is recorded; with a journal, conversations still
         open at the end are left in it for the next run instead of being closed.
     :param restored: input of conversations left open by the previous run, applied first.
+    :param live: where each new utterance is offered as it arrives (the live view).
     :param recovery: where conversations with holes in their live transcript, and
         requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
         (closed on return); ``None`` sends everything to ``completed`` as it is.
@@ -368,6 +392,7 @@ async def detect_completion(
         queue_names=queue_names or {},
         journal=journal,
         recovery=recovery,
+        live=live,
     )
     if journal is not None:
         detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))

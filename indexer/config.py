@@ -210,6 +210,8 @@ class Config:
         configured queues (:func:`shard_queues`); ``None`` follows them all.
     :ivar http_listen: ``host:port`` of the metrics and health endpoints
         (:mod:`indexer.monitoring`); empty to serve none.
+    :ivar http_live: serve the live view (``GET /live``, redacted utterances as they
+        arrive, for ``transcript-indexer watch``) on ``http_listen`` too.
     :ivar plugins: ``[plugins.<name>]`` tables, for plugins to read.
     :ivar dead_letters_max_bytes: the dead-letter file is rotated past this size.
     :ivar dead_letters_retention_days: rotated dead-letter files are deleted this long
@@ -230,6 +232,7 @@ class Config:
     dead_letters_max_bytes: int = 64 * 1024**2
     dead_letters_retention_days: float = 30.0
     http_listen: str = "127.0.0.1:9464"
+    http_live: bool = True
     shard: str | None = None
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     state_keys: tuple[str, ...] = attrs.field(default=(), repr=False)

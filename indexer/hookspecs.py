@@ -1,7 +1,8 @@
 """Every hook a plugin can implement.
 
 Hooks are synchronous and called **once, at start-up**; each *contributes objects* that
-the worker then uses for every conversation. No hook is called per event. A plugin is a
+the worker then uses for every conversation (or, for live listeners, every utterance). No
+hook is called per event. A plugin is a
 module or object with functions named after these specs, decorated with
 :data:`hookimpl`, published under the entry-point group ``transcript_indexer``::
 
@@ -20,6 +21,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from indexer.config import Config
+    from indexer.live import LiveListener
     from indexer.pipeline import Validator
     from indexer.redaction import RedactionRule
     from indexer.sinks import Sink
@@ -74,5 +76,22 @@ def transcript_indexer_sinks(config: Config) -> Iterable[Sink]:
     :param config: the worker settings.
     :return: sinks satisfying :class:`indexer.sinks.Sink`.
     :raises indexer.errors.ConfigError: when the sink's own settings are missing or invalid.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def transcript_indexer_live_listeners(config: Config) -> Iterable[LiveListener]:
+    """Contribute listeners to the live view (:mod:`indexer.live`).
+
+    Called once at start-up. Each listener's ``on_utterance(utterance)`` is then called
+    with every :class:`~indexer.live.LiveUtterance`, redacted, in arrival order, in a
+    worker thread (never on the event loop): a voice utterance as it arrives, a digital
+    conversation's messages once it is indexed. Sequence numbers per conversation show
+    gaps (an utterance not shown). An exception is logged and counted
+    (``live_listener_errors_total``) and the listener goes on receiving.
+
+    :param config: the worker's settings; a plugin's own are ``config.plugin_settings(name)``.
+    :return: listeners satisfying :class:`indexer.live.LiveListener`.
     """
     raise NotImplementedError

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import pickle
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -30,12 +30,15 @@ import trio_parallel
 from indexer.document import TranscriptDocument
 from indexer.errors import RedactionFailed
 from indexer.pipeline import Pipeline
+from indexer.redaction import turns_document
 
 __all__ = ["DEFAULT_TIME_LIMIT_S", "Finalizer", "open_finalizer"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT_S: Final = 120.0
+#: Time limit of one live utterance's redaction, in s (at most ``redaction.time_limit_s``).
+LIVE_TIME_LIMIT_S: Final = 10.0
 #: How long an idle worker process waits for work before it exits, in s.
 IDLE_TIMEOUT_S: Final = 600.0
 
@@ -57,6 +60,21 @@ def _finalize(document: TranscriptDocument, pipeline: Pipeline | None = None) ->
         return pipeline.finalize(document)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise RedactionFailed(f"a plugin raised {type(exc).__name__}") from None
+
+
+def _redact_live(
+    context: Sequence[tuple[str, str]], speaker: str, text: str, pipeline: Pipeline | None = None
+) -> str:
+    """The redacted text of one live utterance: the rules over it and the ``context``
+    utterances before it (``(speaker, text)``), as for a transcript, verified."""
+    pipeline = pipeline or _PIPELINE
+    if pipeline is None:
+        raise RedactionFailed("the redaction worker was not loaded")
+    try:
+        document = pipeline.rules.redact(turns_document("live", [*context, (speaker, text)]))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise RedactionFailed(f"a plugin raised {type(exc).__name__}") from None
+    return document.utterances[-1].text
 
 
 class Finalizer:
@@ -97,6 +115,28 @@ class Finalizer:
         raise RedactionFailed(
             f"redaction did not finish within {self.time_limit_s:g} s (redaction.time_limit_s)"
         )
+
+    async def redact_live(self, context: Sequence[tuple[str, str]], speaker: str, text: str) -> str:
+        """One live utterance redacted (:func:`_redact_live`) off the event loop, within
+        :data:`LIVE_TIME_LIMIT_S`.
+
+        :raises RedactionFailed: as :meth:`finalize`.
+        """
+        limit = min(self.time_limit_s, LIVE_TIME_LIMIT_S)
+        with trio.move_on_after(limit):
+            try:
+                if self._context is not None:
+                    redacted: str = await self._context.run_sync(
+                        _redact_live, context, speaker, text, kill_on_cancel=True
+                    )
+                    return redacted
+                return await trio.to_thread.run_sync(
+                    functools.partial(_redact_live, context, speaker, text, self.pipeline),
+                    abandon_on_cancel=True,
+                )
+            except trio_parallel.BrokenWorkerError:
+                raise RedactionFailed("the redaction worker process died") from None
+        raise RedactionFailed(f"live redaction did not finish within {limit:g} s")
 
 
 @asynccontextmanager

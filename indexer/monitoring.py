@@ -10,12 +10,16 @@ port Prometheus exporters commonly use for their own metrics):
 - ``GET /readyz``: readiness, ``200`` when the access token is valid, every notification
   channel has an open socket, and the last write to the sinks succeeded; otherwise
   ``503``. The JSON body names each check.
+- ``GET /live[?queue=NAME][&conversation=ID]``: the live view (:mod:`indexer.live`),
+  redacted utterances as they arrive, one JSON object per line, until the client goes
+  (``transcript-indexer watch``); a blank line every ``LIVE_KEEPALIVE_S`` keeps it open.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import version
 from typing import Any
 
@@ -27,11 +31,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from indexer.errors import ConfigError
 from indexer.genesys import GenesysClient
+from indexer.live import LiveFeed, event_data
 from indexer.outbox import Outbox
 from indexer.stats import Statistics
 
@@ -93,6 +98,9 @@ class StatisticsCollector(Collector):
         yield gauge("waiting_for_room", "Conversations waiting for a free topic", s.waiting_for_room)
         yield counter("reconnects", "Notification sockets lost or not opened", s.reconnects)
         yield counter("handovers", "Make-before-break channel handovers", s.handovers)
+        yield counter("live_utterances", "Redacted utterances shown in the live view", s.live_utterances)
+        yield counter("live_dropped", "Utterances the live view did not show", s.live_dropped)
+        yield counter("live_listener_errors", "Exceptions raised by live listeners", s.live_listener_errors)
         if self.client is not None:
             yield counter("token_renewals", "Access tokens obtained", self.client.token_renewals)
         yield from s.hangup_to_indexed.collect()
@@ -107,7 +115,13 @@ def readiness(stats: Statistics, client: GenesysClient | None) -> dict[str, bool
     }
 
 
-def _app(registry: CollectorRegistry, stats: Statistics, client: GenesysClient | None) -> Any:
+#: Seconds between the blank lines that keep a quiet ``/live`` stream open.
+LIVE_KEEPALIVE_S = 15.0
+
+
+def _app(
+    registry: CollectorRegistry, stats: Statistics, client: GenesysClient | None, live: LiveFeed | None
+) -> Any:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
@@ -121,11 +135,29 @@ def _app(registry: CollectorRegistry, stats: Statistics, client: GenesysClient |
             {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
         )
 
+    async def live_view(request: Request) -> Response:
+        if live is None:
+            return JSONResponse({"error": "no live view in this worker"}, status_code=404)
+        queue, conversation_id = request.query_params.get("queue"), request.query_params.get("conversation")
+
+        async def lines() -> AsyncIterator[bytes]:
+            async with live.watch(queue=queue, conversation_id=conversation_id) as events:
+                yield b"\n"  # the stream is open: a watcher knows it is connected
+                while True:
+                    with trio.move_on_after(LIVE_KEEPALIVE_S):
+                        event = await events.receive()
+                        yield (json.dumps(event_data(event), ensure_ascii=False) + "\n").encode()
+                        continue
+                    yield b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
     return Starlette(
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/live", live_view, methods=["GET"]),
         ]
     )
 
@@ -136,6 +168,7 @@ async def serve_monitoring(
     outbox: Outbox,
     client: GenesysClient | None = None,
     *,
+    live: LiveFeed | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the endpoints on ``listen`` (``host:port``) until cancelled.
@@ -157,7 +190,7 @@ async def serve_monitoring(
     config.accesslog = None
     config.errorlog = logging.getLogger("indexer.monitoring.hypercorn")
     config.graceful_timeout = 1
-    app = _app(registry, stats, client)
+    app = _app(registry, stats, client, live)
     try:
         await serve(app, config, task_status=task_status)
     except OSError as exc:

@@ -19,6 +19,7 @@ import trio
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import RedactionFailed, ResidualPII, SinkError
+from indexer.live import LiveFeed, LiveUtterance
 from indexer.outbox import Outbox
 from indexer.redaction import RuleSet
 from indexer.serialization import unstructure
@@ -110,6 +111,7 @@ async def finalize_transcripts(
     stats: Statistics,
     *,
     concurrency: int = 1,
+    live: LiveFeed | None = None,
 ) -> None:
     """Finalize each document and store it in the outbox, until ``documents`` closes.
 
@@ -121,13 +123,16 @@ async def finalize_transcripts(
 
     A document that fails validation or redaction goes to the dead-letter store, never to
     the outbox. Resources: closes the outbox (no more documents) when it returns.
+
+    :param live: the live view, offered each message of a digital conversation once its
+        finished (redacted) document is stored (their text comes at the end).
     """
     async with documents:
         try:
             async with trio.open_nursery() as nursery:
                 for _ in range(max(1, concurrency)):
                     nursery.start_soon(
-                        _finalize_each, documents.clone(), finalize, outbox, dead_letters, stats
+                        _finalize_each, documents.clone(), finalize, outbox, dead_letters, stats, live
                     )
         finally:
             outbox.close()
@@ -139,6 +144,7 @@ async def _finalize_each(
     outbox: Outbox,
     dead_letters: DeadLetterStore,
     stats: Statistics,
+    live: LiveFeed | None,
 ) -> None:
     async with documents:
         async for document in documents:
@@ -170,6 +176,27 @@ async def _finalize_each(
                 await outbox.put(finished)
             except (ValueError, TypeError, OverflowError) as exc:  # it cannot be written as JSON
                 await _finalize_failed(document, exc, dead_letters)
+                continue
+            if live is not None and finished.media_type != "voice":
+                _offer_messages(live, finished)
+
+
+def _offer_messages(live: LiveFeed, document: TranscriptDocument) -> None:
+    """A finished digital conversation's messages (redacted) to the live view."""
+    queues = tuple(q.name or q.id for q in document.queues)
+    for utterance in document.utterances:
+        event = LiveUtterance(
+            conversation_id=document.conversation_id,
+            sequence=0,
+            utterance_id=utterance.utterance_id,
+            speaker=utterance.speaker,
+            text=utterance.text,
+            media_type=document.media_type,
+            queues=queues,
+            offset_ms=utterance.offset_ms,
+            spoken_at=utterance.spoken_at,
+        )
+        live.offer(event, redacted=True)
 
 
 async def deliver_transcripts(

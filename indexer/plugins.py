@@ -19,6 +19,7 @@ import pluggy
 
 from indexer import hookspecs
 from indexer.config import Config
+from indexer.live import LiveListener
 from indexer.pipeline import Validator
 from indexer.redaction import RedactionRule
 from indexer.sinks import Sink
@@ -84,6 +85,10 @@ class Plugins:
     def validators(self, config: Config) -> list[Validator]:
         """All contributed validators (see the hookspec)."""
         return _flatten(self.pm.hook.transcript_indexer_validators(config=config))
+
+    def live_listeners(self, config: Config) -> list[LiveListener]:
+        """All contributed live listeners (see the hookspec)."""
+        return _flatten(self.pm.hook.transcript_indexer_live_listeners(config=config))
 
     def sinks(self, config: Config) -> list[Sink]:
         """All contributed sinks (see the hookspec)."""

@@ -54,7 +54,7 @@ from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-from indexer.document import AuditEntry, DocUtterance, RedactionSummary, TranscriptDocument
+from indexer.document import AuditEntry, DocUtterance, DocWord, RedactionSummary, TranscriptDocument
 from indexer.errors import RedactionFailed, ResidualPII
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "leads",
     "normalised",
     "passages",
+    "turns_document",
 ]
 
 #: The operators a rule's findings can be replaced with.
@@ -602,3 +603,43 @@ def _spoken(utterance: DocUtterance) -> str:
 def join_text(utterances: Iterable[DocUtterance]) -> str:
     """The whole transcript for simple search: utterance texts, one per line, in order."""
     return "\n".join(u.text for u in utterances)
+
+
+#: Milliseconds between the turns of :func:`turns_document`: well inside one passage.
+TURN_MS: Final = 1_000
+
+
+def turns_document(
+    conversation_id: str, turns: Sequence[tuple[str, str]], *, utterance_ids: str = ""
+) -> TranscriptDocument:
+    """A transcript of ``(speaker, text)`` turns, one second apart (so one passage per
+    speaker), words split on spaces: what ``plugins check`` and the live view redact."""
+    utterances = tuple(
+        DocUtterance(
+            utterance_id=f"{utterance_ids}{index}",
+            communication_id=f"sample-{speaker}",
+            speaker=speaker,
+            text=text,
+            offset_ms=index * TURN_MS,
+            duration_ms=TURN_MS // 2,
+            confidence=None,
+            spoken_at=None,
+            words=tuple(DocWord(word, None, None, None) for word in text.split()),
+        )
+        for index, (speaker, text) in enumerate(turns)
+    )
+    return TranscriptDocument(
+        conversation_id=conversation_id,
+        version=0,
+        started_at=None,
+        ended_at=None,
+        duration_ms=None,
+        queues=(),
+        direction=None,
+        language=None,
+        participants=(),
+        utterances=utterances,
+        text=join_text(utterances),
+        complete=True,
+        completion_reason="ended",
+    )

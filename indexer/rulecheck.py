@@ -18,10 +18,10 @@ from typing import Any
 
 import attrs
 
-from indexer.document import AuditEntry, DocUtterance, DocWord, TranscriptDocument
+from indexer.document import AuditEntry, TranscriptDocument
 from indexer.emulator.corpus import CorpusConversation
 from indexer.errors import MalformedMessage, RedactionFailed, ResidualPII
-from indexer.redaction import RuleSet, join_text
+from indexer.redaction import RuleSet, turns_document
 from indexer.serialization import structure
 
 __all__ = ["SampleResult", "check_samples", "format_result", "format_summary"]
@@ -75,35 +75,7 @@ def _turns(line: str) -> list[tuple[str, str]]:
 
 
 def _document(line: int, turns: list[tuple[str, str]]) -> TranscriptDocument:
-    utterances = tuple(
-        DocUtterance(
-            utterance_id=f"{line}.{index}",
-            communication_id=f"sample-{speaker}",
-            speaker=speaker,
-            text=text,
-            offset_ms=index * _TURN_MS,
-            duration_ms=_TURN_MS // 2,
-            confidence=None,
-            spoken_at=None,
-            words=tuple(DocWord(word, None, None, None) for word in text.split()),
-        )
-        for index, (speaker, text) in enumerate(turns)
-    )
-    return TranscriptDocument(
-        conversation_id=f"sample-{line}",
-        version=0,
-        started_at=None,
-        ended_at=None,
-        duration_ms=None,
-        queues=(),
-        direction=None,
-        language=None,
-        participants=(),
-        utterances=utterances,
-        text=join_text(utterances),
-        complete=True,
-        completion_reason="ended",
-    )
+    return turns_document(f"sample-{line}", turns, utterance_ids=f"{line}.")
 
 
 def check_samples(lines: Iterable[str], rules: RuleSet) -> Iterator[SampleResult]:

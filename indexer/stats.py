@@ -48,6 +48,11 @@ class Statistics:
     waiting_for_room: int = 0
     handovers: int = 0
     sink_retries: int = 0
+    #: Live view (:mod:`indexer.live`): utterances shown, dropped or not shown (a gap in
+    #: their sequence), and exceptions raised by plugins' listeners.
+    live_utterances: int = 0
+    live_dropped: int = 0
+    live_listener_errors: int = 0
     sink_requests: int = 0
     sink_items: int = 0
     sink_item_failures: int = 0

@@ -248,6 +248,35 @@ class ConversationState:
         else:
             self.ended_since = None
 
+    def new_utterances(self, message: TranscriptionMessage) -> list[DocUtterance]:
+        """The utterances of ``message`` this state does not hold yet (before it is applied),
+        as they would be indexed (unredacted)."""
+        session = self.sessions.get(message.communication_id) or SessionState(
+            communication_id=message.communication_id
+        )
+        start_ms = session.session_start_ms or message.session_start_time_ms
+        probe = (
+            attrs.evolve(session, session_start_ms=start_ms)
+            if start_ms != session.session_start_ms
+            else session
+        )
+        found = []
+        for result in message.transcripts:
+            if not result.alternatives or not utterance_text(result.alternatives[0]).strip():
+                continue
+            key = utterance_key(result)
+            if key not in session.utterances:
+                found.append(self._utterance(probe, key, result))
+        return found
+
+    def queue_labels(self, queue_names: dict[str, str]) -> tuple[str, ...]:
+        """Names (ids when unknown) of the queues seen so far."""
+        labels = {}
+        for p in self.participants.values():
+            if p.queue_id:
+                labels[p.queue_id] = p.queue_name or queue_names.get(p.queue_id) or p.queue_id
+        return tuple(labels.values())
+
     def has_new_utterances(self, message: TranscriptionMessage) -> bool:
         """Whether ``message`` carries an utterance this state does not hold yet."""
         session = self.sessions.get(message.communication_id)

@@ -39,6 +39,7 @@ from indexer.frames import accept_frame
 from indexer.genesys import GenesysClient
 from indexer.isolation import open_finalizer
 from indexer.journal import Journal
+from indexer.live import LiveFeed
 from indexer.models import Envelope
 from indexer.monitoring import serve_monitoring
 from indexer.outbox import Outbox
@@ -186,7 +187,16 @@ async def _run_flow(
                 )
 
             # The status file and the endpoints report until delivery, the last task, is done.
-            reporting = (trio.CancelScope(), trio.CancelScope())
+            reporting = (trio.CancelScope(), trio.CancelScope(), trio.CancelScope())
+            feed = None
+            if live:
+                feed = LiveFeed(plugins.live_listeners(config), finalizer.redact_live, stats)
+
+                async def run_feed() -> None:
+                    with reporting[2]:
+                        await feed.run()
+
+                nursery.start_soon(run_feed)
 
             async def report_status() -> None:
                 with reporting[0]:
@@ -208,7 +218,14 @@ async def _run_flow(
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
             ) -> None:
                 with reporting[1]:
-                    await serve_monitoring(config.http_listen, stats, outbox, client, task_status=task_status)
+                    await serve_monitoring(
+                        config.http_listen,
+                        stats,
+                        outbox,
+                        client,
+                        live=feed if config.http_live else None,
+                        task_status=task_status,
+                    )
 
             nursery.start_soon(report_status)
             if live and config.http_listen:
@@ -224,6 +241,7 @@ async def _run_flow(
                     dead_letters,
                     stats,
                     concurrency=int(finalizer.concurrency),
+                    live=feed,
                 )
             )
             if documents:
@@ -244,6 +262,7 @@ async def _run_flow(
                     journal=journal,  # live: open conversations stay in it at a drain
                     restored=restored,
                     recovery=recovery_send,
+                    live=feed,
                 )
             )
 

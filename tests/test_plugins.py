@@ -15,6 +15,7 @@ import indexer.plugins
 from indexer import hookspecs
 from indexer.config import Config
 from indexer.hookspecs import hookimpl
+from indexer.live import LiveListener, LiveUtterance
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer_opensearch import OpenSearchSink
 from tests.installed import PROJECT_ONLY, foreign_plugins
@@ -23,8 +24,9 @@ HOOKS = [name for name in dir(hookspecs) if name.startswith("transcript_indexer_
 
 
 def test_there_are_hooks() -> None:
-    """The spec module defines the three contribution hooks."""
+    """The spec module defines the four contribution hooks."""
     assert sorted(HOOKS) == [
+        "transcript_indexer_live_listeners",
         "transcript_indexer_redaction_rules",
         "transcript_indexer_sinks",
         "transcript_indexer_validators",
@@ -89,6 +91,25 @@ def test_hook_transcript_indexer_redaction_rules() -> None:
     """The installed PII plugin contributes its rules through the hook."""
     rules = Plugins(get_plugin_manager(env=PROJECT_ONLY)).redaction_rules(Config())
     assert {"pii.credit_card", "pii.iban", "pii.email"} <= {r.id for r in rules}
+
+
+def test_hook_transcript_indexer_live_listeners() -> None:
+    """A plugin's live listener is contributed through the hook (none of the installed
+    plugins has one)."""
+
+    class Captions:
+        name = "captions"
+
+        @hookimpl
+        def transcript_indexer_live_listeners(self, config: Config) -> list[Captions]:
+            return [self]
+
+        def on_utterance(self, utterance: LiveUtterance) -> None:
+            return None
+
+    plugin = Captions()
+    listeners = Plugins(get_plugin_manager(env=PROJECT_ONLY, extra=[plugin])).live_listeners(Config())
+    assert listeners == [plugin] and isinstance(plugin, LiveListener)
 
 
 def test_hook_transcript_indexer_validators() -> None:

@@ -6,6 +6,8 @@
     ├── ConfigError               a setting is missing or invalid (CLI: one line, exit code 2)
     ├── MalformedMessage          a notification or corpus line that cannot be parsed;
     │                             counted and kept in the dead-letter store, never fatal
+    ├── UnusedTopic               a well-formed notification of a topic the worker does not
+    │                             use (an EventBridge rule's analytics detail events): counted
     ├── GenesysError              Genesys Cloud answered with an error we cannot retry
     │   ├── AuthenticationError   the token endpoint refused the client credentials
     │   └── StreamClosed          the notification WebSocket closed or went silent
@@ -35,6 +37,7 @@ __all__ = [
     "ResidualPII",
     "SinkError",
     "StreamClosed",
+    "UnusedTopic",
     "error_code",
 ]
 
@@ -59,6 +62,18 @@ class MalformedMessage(IndexerError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnusedTopic(IndexerError):
+    """A notification of a known Genesys topic the worker does not use (yet): counted by
+    kind, neither processed nor dead-lettered.
+
+    :param kind: the topic kind (:func:`indexer.topics.topic_kind`), e.g. ``detail``.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"a {kind} notification, not used")
+        self.kind = kind
 
 
 class GenesysError(IndexerError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from indexer.deadletter import DeadLetterStore
-from indexer.errors import MalformedMessage
+from indexer.errors import MalformedMessage, UnusedTopic
 from indexer.models import Envelope
 from indexer.serialization import parse_envelope
 from indexer.stats import Statistics
@@ -30,6 +30,9 @@ async def accept_frame(
     """
     try:
         envelope = parse_envelope(text)
+    except UnusedTopic as exc:
+        stats.messages[exc.kind] += 1
+        return None
     except MalformedMessage as exc:
         stats.messages["malformed"] += 1
         await dead_letters.add("malformed_message", exc.reason, text)

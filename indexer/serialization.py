@@ -29,7 +29,7 @@ from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
 from indexer import models, topics
-from indexer.errors import MalformedMessage
+from indexer.errors import MalformedMessage, UnusedTopic
 
 __all__ = [
     "converter",
@@ -204,8 +204,13 @@ def parse_envelope(raw: str | bytes) -> models.Envelope:
 
     :param raw: the frame as received (UTF-8 JSON).
     :returns: the envelope with its ``event_body`` structured by topic kind.
+    An Amazon EventBridge event (reference §7: ``version``, ``id``, ``detail-type``,
+    ``source``, ``time``, ``detail``) is read as the notification its ``detail`` holds
+    (``topicName``, ``version``, ``eventBody``, ``metadata``: the same as on the WebSocket).
+
     :raises MalformedMessage: invalid JSON, a missing ``topicName``, an unknown topic, or a
         body that does not fit its model. The reason names fields, never values.
+    :raises UnusedTopic: a topic the worker does not use (analytics detail events).
     """
     try:
         data = json.loads(raw)
@@ -215,12 +220,16 @@ def parse_envelope(raw: str | bytes) -> models.Envelope:
         raise MalformedMessage("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedMessage("not a JSON object")
+    if "detail-type" in data and isinstance(data.get("detail"), dict):
+        data = data["detail"]  # an EventBridge event: its detail is the notification
     topic = data.get("topicName")
     if not isinstance(topic, str):
         raise MalformedMessage("missing topicName")
     kind = topics.topic_kind(topic)
     if kind is None:
         raise MalformedMessage("unknown topic")
+    if kind == "detail":
+        raise UnusedTopic(kind)
     body_cls = _BODY_CLASS[kind]
     event_body = data.get("eventBody") or {}
     if kind == "transcription" and isinstance(event_body, dict) and not event_body.get("conversationId"):

@@ -42,9 +42,13 @@ def conversation_id_of_transcription_topic(topic: str) -> str | None:
 
 
 def topic_kind(topic: str) -> str | None:
-    """Classify a topic: ``metadata``, ``system``, ``transcription``, ``conversation`` or ``None``."""
+    """Classify a topic: ``metadata``, ``system``, ``transcription``, ``conversation``,
+    ``detail`` (``v2.detail.events.conversation.{id}.<event>``, the analytics detail events
+    an EventBridge rule may carry, reference §5.1) or ``None``."""
     if topic == CHANNEL_METADATA:
         return "metadata"
+    if topic.startswith("v2.detail.events."):
+        return "detail"
     if topic.startswith("v2.system."):
         return "system"
     if _TRANSCRIPTION.match(topic):

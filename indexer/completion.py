@@ -38,7 +38,7 @@ from indexer.serialization import dump_envelope, frame_of
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 
-__all__ = ["SubscriptionChange", "detect_completion"]
+__all__ = ["Checkpoint", "StreamItem", "SubscriptionChange", "detect_completion"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,19 @@ class _Closed:
     state: ConversationState
     at: float
     reason: str
+
+
+@attrs.frozen(eq=False)
+class Checkpoint:
+    """Put into the stream by a source that must know when what it sent before is safe
+    (the SQS source deletes messages then): the detector sets ``reached`` once every item
+    before it is applied and, with a journal, written and fsynced."""
+
+    reached: trio.Event = attrs.field(factory=trio.Event)
+
+
+#: What sources send the detector.
+StreamItem = Envelope | Gap | Checkpoint
 
 
 @attrs.define
@@ -351,7 +364,7 @@ def _frame_text(envelope: Envelope) -> str:
 
 
 async def detect_completion(
-    envelopes: trio.MemoryReceiveChannel[Envelope | Gap],
+    envelopes: trio.MemoryReceiveChannel[StreamItem],
     completed: trio.MemorySendChannel[TranscriptDocument],
     *,
     settings: CompletionSettings,
@@ -413,6 +426,10 @@ async def detect_completion(
                         break
                     if isinstance(item, Gap):
                         await detector.gap(item)
+                    elif isinstance(item, Checkpoint):
+                        if journal is not None:
+                            await journal.flush()
+                        item.reached.set()
                     else:
                         await detector.accept(item)
                 await detector.close_due()

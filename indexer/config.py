@@ -199,6 +199,26 @@ class StreamSettings:
 
 
 @attrs.frozen
+class SqsSettings:
+    """The SQS source: the queue an Amazon EventBridge rule delivers Genesys events to
+    (reference §7). AWS credentials come as boto3 finds them (environment, profile, role).
+
+    :ivar queue_url: ``INDEXER_SQS_QUEUE_URL``; empty unless ``source = "sqs"``.
+    :ivar region: ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` when not set here.
+    :ivar endpoint_url: another SQS endpoint (a VPC endpoint, or a local test server).
+    :ivar wait_time_s: long polling: how long one receive waits for messages (0 to 20 s).
+    :ivar visibility_timeout_s: how long a received message stays hidden from other
+        replicas; extended while it is in work, s.
+    """
+
+    queue_url: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    wait_time_s: int = 20
+    visibility_timeout_s: int = 60
+
+
+@attrs.frozen
 class Config:
     """All settings of one worker process.
 
@@ -208,6 +228,8 @@ class Config:
     :ivar outbox_max_bytes: disk the outbox may use; when full, intake waits (backpressure).
     :ivar shard: ``"i/n"``: this replica follows the i-th (0-based) of n shares of the
         configured queues (:func:`shard_queues`); ``None`` follows them all.
+    :ivar source: ``websocket`` (notification channels, the default) or ``sqs`` (an
+        Amazon EventBridge rule's queue, :class:`SqsSettings`); ``INDEXER_SOURCE``.
     :ivar http_listen: ``host:port`` of the metrics and health endpoints
         (:mod:`indexer.monitoring`); empty to serve none.
     :ivar http_live: serve the live view (``GET /live``, redacted utterances as they
@@ -226,6 +248,8 @@ class Config:
     stream: StreamSettings = StreamSettings()
     recovery: RecoverySettings = RecoverySettings()
     redaction: RedactionSettings = RedactionSettings()
+    source: str = "websocket"
+    sqs: SqsSettings = SqsSettings()
     state_dir: str = "state"
     shutdown_grace_s: float = 30.0
     outbox_max_bytes: int = 1024**3
@@ -328,6 +352,18 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         data["http_listen"] = env["INDEXER_HTTP_LISTEN"]
     if env.get("INDEXER_SHARD"):
         data["shard"] = env["INDEXER_SHARD"]
+    if env.get("INDEXER_SOURCE"):
+        data["source"] = env["INDEXER_SOURCE"]
+    sqs = data.setdefault("sqs", {})
+    if isinstance(sqs, dict):
+        for variable, key in (
+            ("INDEXER_SQS_QUEUE_URL", "queue_url"),
+            ("INDEXER_SQS_ENDPOINT_URL", "endpoint_url"),
+            ("AWS_REGION", "region"),
+            ("AWS_DEFAULT_REGION", "region"),
+        ):
+            if env.get(variable) and (key != "region" or "region" not in sqs):
+                sqs[key] = env[variable]
     if env.get("INDEXER_REDACTION_HMAC_KEY"):
         redaction = data.setdefault("redaction", {})
         if isinstance(redaction, dict):
@@ -347,6 +383,12 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         parse_listen(base.http_listen)
     if base.shard is not None:
         parse_shard(base.shard)
+    if base.source not in ("websocket", "sqs"):
+        raise ConfigError(f"source (INDEXER_SOURCE) must be websocket or sqs, not {base.source!r}")
+    if base.source == "sqs" and not base.sqs.queue_url:
+        raise ConfigError("source = sqs needs sqs.queue_url (INDEXER_SQS_QUEUE_URL)")
+    if not 0 <= base.sqs.wait_time_s <= 20:
+        raise ConfigError("sqs.wait_time_s must be between 0 and 20 (SQS long polling)")
     most = NESTED_OBJECTS_LIMIT - MAX_PARTICIPANTS
     if not 1 <= base.completion.max_utterances <= most:
         raise ConfigError(

@@ -103,6 +103,7 @@ class Journal:
         self._recent: OrderedDict[str, None] = OrderedDict()
         #: Conversations finalized by earlier runs, oldest first (filled by :meth:`load`).
         self.finalized_ids: list[str] = []
+        self._flushing = trio.Lock()
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -198,7 +199,12 @@ class Journal:
 
     async def flush(self) -> None:
         """Write and fsync what is queued; then delete or rewrite the segments no longer
-        written that hold frames of finished conversations (see the module)."""
+        written that hold frames of finished conversations (see the module). Calls take
+        turns (the periodic one, and a source's checkpoint)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         now = trio.current_time()
         current = self._segments[-1] if self._segments else None
         half = self.compact_interval_s / 2

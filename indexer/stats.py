@@ -53,6 +53,10 @@ class Statistics:
     live_utterances: int = 0
     live_dropped: int = 0
     live_listener_errors: int = 0
+    #: SQS source: messages received (a redelivered one counts again).
+    sqs_messages: int = 0
+    #: Where notifications come from: ``websocket`` or ``sqs`` (no sockets to be ready).
+    source: str = "websocket"
     sink_requests: int = 0
     sink_items: int = 0
     sink_item_failures: int = 0

@@ -30,7 +30,7 @@ import attrs
 import httpx
 import trio
 
-from indexer.completion import SubscriptionChange, detect_completion
+from indexer.completion import StreamItem, SubscriptionChange, detect_completion
 from indexer.config import Config, shard_queues
 from indexer.deadletter import REPLAYABLE, DeadLetter, DeadLetterStore
 from indexer.document import TranscriptDocument
@@ -175,7 +175,7 @@ async def _run_flow(
             open_finalizer(pipeline, time_limit_s=config.redaction.time_limit_s) as finalizer,
             trio.open_nursery() as nursery,
         ):
-            envelope_send, envelope_recv = trio.open_memory_channel[Envelope | Gap](ENVELOPE_BUFFER)
+            envelope_send, envelope_recv = trio.open_memory_channel[StreamItem](ENVELOPE_BUFFER)
             document_send, document_recv = trio.open_memory_channel[TranscriptDocument](DOCUMENT_BUFFER)
             change_send, change_recv = trio.open_memory_channel[SubscriptionChange](SUBSCRIPTION_BUFFER)
             source_scope = trio.CancelScope()
@@ -292,6 +292,49 @@ def _reaching(config: Config) -> Iterator[None]:
         ) from None
 
 
+def _sqs_source(config: Config, stats: Statistics) -> Callable[..., Awaitable[None]]:
+    """The SQS source (:mod:`indexer.sqs`): an EventBridge rule's queue, no subscriptions."""
+    from indexer.sqs import follow_queue
+
+    async def source(
+        envelopes: trio.MemorySendChannel[StreamItem],
+        changes: trio.MemoryReceiveChannel[SubscriptionChange],
+        dead_letters: DeadLetterStore,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await follow_queue(config.sqs, envelopes, changes, dead_letters, stats=stats, task_status=task_status)
+
+    return source
+
+
+async def _websocket_source(
+    client: GenesysClient, config: Config, queue_names: dict[str, str], stats: Statistics
+) -> Callable[..., Awaitable[None]]:
+    """The notification channels' source: the pool for the queues' conversation topics
+    created, its stream (:func:`~indexer.stream.follow_channels`) to start."""
+    pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
+
+    async def source(
+        envelopes: trio.MemorySendChannel[StreamItem],
+        changes: trio.MemoryReceiveChannel[SubscriptionChange],
+        dead_letters: DeadLetterStore,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await follow_channels(
+            client,
+            pool,
+            envelopes,
+            changes,
+            settings=config.stream,
+            stats=stats,
+            dead_letters=dead_letters,
+            lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
+            task_status=task_status,
+        )
+
+    return source
+
+
 def dead_letter_store(config: Config, stats: Statistics, sealer: Sealer) -> DeadLetterStore:
     """The dead-letter store of ``config.state_dir``, with its configured bounds."""
     return DeadLetterStore(
@@ -372,25 +415,11 @@ async def run_worker(
             log.info(
                 "following %d queues%s", len(queue_names), f" (shard {config.shard})" if config.shard else ""
             )
-            pool = await open_pool(client, (queue_conversations_topic(q) for q in queue_names), config.stream)
-
-            async def source(
-                envelopes: trio.MemorySendChannel[Envelope | Gap],
-                changes: trio.MemoryReceiveChannel[SubscriptionChange],
-                dead_letters: DeadLetterStore,
-                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-            ) -> None:
-                await follow_channels(
-                    client,
-                    pool,
-                    envelopes,
-                    changes,
-                    settings=config.stream,
-                    stats=stats,
-                    dead_letters=dead_letters,
-                    lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
-                    task_status=task_status,
-                )
+            source = (
+                _sqs_source(config, stats)
+                if config.source == "sqs"
+                else await _websocket_source(client, config, queue_names, stats)
+            )
 
             await _run_flow(
                 config,

@@ -1,0 +1,210 @@
+"""The SQS source against a real SQS-compatible server: moto's, started as a process.
+
+Messages are Amazon EventBridge events as Genesys' integration delivers them (reference
+§7), built from the emulator's notification frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import boto3
+import httpx
+import pytest
+import trio
+from osmem_server import OsmemServer
+
+from indexer.completion import Checkpoint, StreamItem, SubscriptionChange
+from indexer.config import SqsSettings
+from indexer.deadletter import DeadLetterStore
+from indexer.demo import build_demo_corpus
+from indexer.emulator import Emulator, EmulatorSettings
+from indexer.errors import ConfigError
+from indexer.models import Envelope
+from indexer.sqs import follow_queue
+from indexer.stats import Statistics
+from tests.conftest import sample
+from tests.harness import Arrivals, indexed_sources, live_config, start_worker
+from tests.test_run_command import free_port, wait_for
+
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def sqs_server() -> Iterator[str]:
+    """moto's server (SQS over HTTP) on loopback, as its own process."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/moto-api/").status_code < 500
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(answers, 30, every_s=0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in AWS.items():
+        monkeypatch.setenv(key, value)
+
+
+def _queue(url: str, name: str) -> tuple[Any, str]:
+    client = boto3.client("sqs", region_name="us-east-1", endpoint_url=url)
+    return client, client.create_queue(QueueName=name)["QueueUrl"]
+
+
+def _counts(client: Any, queue_url: str) -> tuple[int, int]:
+    """Messages visible, and in flight (received, not deleted)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+def _until_empty(client: Any, queue_url: str) -> None:
+    """Wait (up to 20 s) until the queue holds nothing, visible or in flight."""
+    wait_for(lambda: _counts(client, queue_url) == (0, 0), 20, every_s=0.2)
+    assert _counts(client, queue_url) == (0, 0)
+
+
+def eventbridge(frame: dict[str, Any] | str) -> str:
+    """A notification frame as the EventBridge event Genesys' integration sends (reference §7)."""
+    notification = json.loads(frame) if isinstance(frame, str) else frame
+    template = re.sub(
+        r"^(v2\.(?:routing\.queues|conversations|users)\.)[^.]+", r"\1{id}", notification["topicName"]
+    )
+    return json.dumps(
+        {
+            "version": "0",
+            "id": f"{random.getrandbits(64):016x}",
+            "detail-type": template,
+            "source": "aws.partner/genesys.com/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/transcripts",
+            "account": "123456789012",
+            "time": "2026-12-01T10:00:00.000Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {**notification, "version": "2", "timestamp": "2026-12-01T10:00:00.000Z"},
+        }
+    )
+
+
+async def test_messages_are_deleted_only_once_durable(sqs_server: str, aws: None, tmp_path: Path) -> None:
+    """Received messages become envelopes (a body that is no notification is dead-lettered
+    in the worker's store); they stay in flight, not deleted, until the detector reports
+    the checkpoint after them reached, then they are gone from the queue."""
+    client, queue_url = _queue(sqs_server, "durable")
+    bodies = [
+        eventbridge(sample(name)) for name in ("queue-conversation", "transcription", "transcription-ended")
+    ]
+    for body in [*bodies, "not an event"]:
+        client.send_message(QueueUrl=queue_url, MessageBody=body)
+    stats = Statistics()
+    dead_letters = DeadLetterStore(tmp_path / "dead.ndjson", stats)
+    send, receive = trio.open_memory_channel[StreamItem](100)
+    change_send, changes = trio.open_memory_channel[SubscriptionChange](10)
+    settings = SqsSettings(
+        queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1, visibility_timeout_s=30
+    )
+    received: list[Envelope] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: follow_queue(
+                settings, send, changes, dead_letters, stats=stats, task_status=task_status
+            )
+        )
+        with trio.fail_after(20):
+            while True:
+                item = await receive.receive()
+                if isinstance(item, Checkpoint):
+                    break
+                assert isinstance(item, Envelope)
+                received.append(item)
+        assert len(received) + stats.messages["malformed"] == 4 and len(received) >= 1
+        assert await trio.to_thread.run_sync(_counts, client, queue_url) == (0, 4), "in flight, not deleted"
+        item.reached.set()
+        await trio.to_thread.run_sync(_until_empty, client, queue_url)
+        await change_send.send(SubscriptionChange("add", "c1"))  # no subscriptions: ignored
+        nursery.cancel_scope.cancel()
+    assert [e.topic_name for e in received] == [
+        sample(n)["topicName"] for n in ("queue-conversation", "transcription", "transcription-ended")
+    ]
+    assert [d["kind"] for d in dead_letters.read()] == ["malformed_message"]
+    assert stats.sqs_messages == 4 and stats.source == "sqs"
+
+
+async def test_an_unknown_queue_is_one_line(sqs_server: str, aws: None, tmp_path: Path) -> None:
+    stats = Statistics()
+    send, _ = trio.open_memory_channel[StreamItem](1)
+    _, changes = trio.open_memory_channel[SubscriptionChange](1)
+    settings = SqsSettings(queue_url=f"{sqs_server}/123456789012/nope", endpoint_url=sqs_server)
+    with pytest.raises(ConfigError, match=r"^sqs.queue_url \(INDEXER_SQS_QUEUE_URL\) .*/nope: "):
+        await follow_queue(
+            settings, send, changes, DeadLetterStore(tmp_path / "d.ndjson", stats), stats=stats
+        )
+
+
+async def test_the_worker_indexes_whole_conversations_from_eventbridge_events(
+    sqs_server: str, aws: None, osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """``source = "sqs"``: the emulator's conversations, as EventBridge events in an SQS
+    queue (some twice, as SQS's at-least-once delivery does; neighbours swapped), each
+    indexed once, whole and redacted; the queue is empty at the end."""
+    count = 8
+    corpus, injected = build_demo_corpus(count, seed=31, pii_share=1.0, digital_share=0.0, offset=5400)
+    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=600))
+    client, queue_url = _queue(sqs_server, "genesys-events")
+    rng = random.Random(31)
+    arrivals = Arrivals(expected=count)
+    stats = Statistics()
+    with osmem.clone() as index:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
+            frames = [
+                f.text for s in emulator.scenarios.values() for f in sorted(s.events, key=lambda f: f.due_ms)
+            ]
+            bodies = [eventbridge(f) for f in frames]
+            bodies += rng.sample(bodies, len(bodies) // 10)  # delivered twice
+            for i in range(0, len(bodies) - 1, 7):
+                bodies[i], bodies[i + 1] = bodies[i + 1], bodies[i]
+            for start in range(0, len(bodies), 10):
+                entries = [{"Id": str(n), "MessageBody": b} for n, b in enumerate(bodies[start : start + 10])]
+                client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            config = live_config(base_url, corpus, {"url": index.url}, tmp_path, grace_period_s=1.0)
+            config = attrs.evolve(
+                config,
+                source="sqs",
+                sqs=SqsSettings(queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1),
+            )
+            start_worker(nursery, config, stats=stats, arrivals=arrivals)
+            with trio.fail_after(90):
+                await arrivals.done.wait()
+            await trio.to_thread.run_sync(_until_empty, client, queue_url)
+            nursery.cancel_scope.cancel()
+        documents = await trio.to_thread.run_sync(indexed_sources, index.url)
+    assert len(documents) == count
+    assert all(d["complete"] and d["source"] == "live" for d in documents.values())
+    text = json.dumps(list(documents.values())).lower()
+    assert not any(p.value.lower() in text for p in injected)
+    assert stats.sqs_messages >= len(bodies) and stats.channels == 0
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"

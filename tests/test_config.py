@@ -70,6 +70,12 @@ def test_errors_name_the_setting(env: dict[str, str], message: str) -> None:
         ("[genesys]\nregon = 'us_east_1'\n", "genesys.regon"),
         ("not toml = = 1", "not valid TOML"),
         ("[stream]\nmax_channels = 11\n", "stream.max_channels must be between 1 and 10"),
+        ("source = 'kafka'\n", "must be websocket or sqs, not 'kafka'"),
+        ("source = 'sqs'\n", "source = sqs needs sqs.queue_url"),
+        (
+            "source = 'sqs'\n[sqs]\nqueue_url = 'q'\nwait_time_s = 30\n",
+            "sqs.wait_time_s must be between 0 and 20",
+        ),
     ],
 )
 def test_bad_config_files(tmp_path: Path, toml: str, message: str) -> None:
@@ -98,3 +104,23 @@ def test_bad_shards_name_the_setting(shard: str) -> None:
 def test_a_shard_without_queues_is_an_error() -> None:
     with pytest.raises(ConfigError, match="GENESYS_QUEUES"):
         shard_queues({"q1": "Billing"}, "1/2")
+
+
+def test_the_sqs_source_from_the_environment() -> None:
+    """``INDEXER_SOURCE``, ``INDEXER_SQS_*`` and the AWS region variables; a region in the
+    file wins over the environment's, and ``AWS_REGION`` over ``AWS_DEFAULT_REGION``."""
+    env = {
+        **ENV,
+        "INDEXER_SOURCE": "sqs",
+        "INDEXER_SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/genesys",
+        "INDEXER_SQS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "eu-west-1",
+    }
+    config = load_config(None, env)
+    assert (config.source, config.sqs.queue_url, config.sqs.region) == (
+        "sqs",
+        env["INDEXER_SQS_QUEUE_URL"],
+        "eu-west-1",
+    )
+    assert config.sqs.endpoint_url == "http://127.0.0.1:5000" and config.sqs.wait_time_s == 20

@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
         "--start-delay", type=float, default=1.0, help="real s before the first conversation"
     )
     emulate.add_argument(
+        "--sqs-queue-url", help="also send every event to this SQS queue, as EventBridge does"
+    )
+    emulate.add_argument(
+        "--sqs-endpoint-url", help="the SQS endpoint (a local server); credentials from AWS_*"
+    )
+    emulate.add_argument(
+        "--sqs-max-delay", type=int, default=0, help="delay each SQS message 0 to N s (reordering)"
+    )
+    emulate.add_argument(
         "--wait-for-subscriber",
         action="store_true",
         help="start the first conversation --start-delay s after a worker subscribes to a queue",
@@ -323,6 +332,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "emulate":
         from indexer.emulator import EmulatorSettings, load_corpus, serve_emulator
+        from indexer.emulator.eventbridge import SqsTarget
 
         _positive("--speed", args.speed)
         _positive("--interval", args.interval, allow_zero=True)
@@ -351,6 +361,14 @@ def _command(args: argparse.Namespace) -> int:
             late_utterance_rate=args.late_utterance_rate,
             public_url=args.public_url,
             wait_for_subscriber=args.wait_for_subscriber,
+            sqs=SqsTarget(
+                args.sqs_queue_url,
+                endpoint_url=args.sqs_endpoint_url,
+                duplicate_rate=args.duplicate_rate,
+                max_delay_s=args.sqs_max_delay,
+            )
+            if args.sqs_queue_url
+            else None,
         )
         with _bind_errors("--host/--port", f"{args.host}:{args.port}"):
             trio.run(functools.partial(serve_emulator, corpus, settings, host=args.host, port=args.port))

@@ -33,7 +33,7 @@ from indexer.document import TranscriptDocument
 from indexer.journal import Journal
 from indexer.live import LiveFeed, LiveUtterance
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
-from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
+from indexer.recovery import FindMissed, Gap, Rebuild, Reconcile, RecoveryRequest
 from indexer.serialization import dump_envelope, frame_of
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
@@ -67,9 +67,15 @@ class _Closed:
 class Checkpoint:
     """Put into the stream by a source that must know when what it sent before is safe
     (the SQS source deletes messages then): the detector sets ``reached`` once every item
-    before it is applied and, with a journal, written and fsynced."""
+    before it is applied and, with a journal, written and fsynced.
+
+    :ivar rebuilding: replicas sharing the input (``shared``): the conversations whose end
+        came in those items, rebuilt from the Platform API now; their messages are safe
+        only once the document is stored (:meth:`indexer.outbox.Outbox.wait_stored`).
+    """
 
     reached: trio.Event = attrs.field(factory=trio.Event)
+    rebuilding: set[str] = attrs.field(factory=set)
 
 
 #: What sources send the detector.
@@ -87,6 +93,10 @@ class _Detector:
     journal: Journal | None = None
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None
     live: LiveFeed | None = None
+    #: Replicas share the input (``sqs.shared``): see :func:`detect_completion`.
+    shared: bool = False
+    #: Shared: conversations whose rebuild was asked for since the last checkpoint.
+    rebuilding: set[str] = attrs.field(factory=set)
     open: dict[str, ConversationState] = attrs.field(factory=dict)
     #: Closed within ``reopen_window_s``, oldest first.
     recent: OrderedDict[str, _Closed] = attrs.field(factory=OrderedDict)
@@ -191,6 +201,8 @@ class _Detector:
             )
         if isinstance(body, ConversationEvent):
             state.apply_conversation(body, now)
+            if self.shared and state.participants_ended() and not state.rebuild_asked:
+                await self._rebuild(state)
         else:
             if state.utterance_count() >= self.settings.max_utterances and state.has_new_utterances(body):
                 self.stats.limited_utterances += len(body.transcripts)
@@ -317,6 +329,9 @@ class _Detector:
         A document that cannot be built is contained to its conversation: dead-lettered
         (``document_failed``) with the frames the journal holds for it.
         """
+        if self.shared:
+            await self._send_shared(state)
+            return
         try:
             document = state.to_document(reason, self.queue_names)
         except Exception as exc:
@@ -345,6 +360,25 @@ class _Detector:
             )
         else:
             await self.completed.send(document)
+
+    async def _rebuild(self, state: ConversationState) -> None:
+        """Shared input: the conversation ended (this replica saw it), so it is rebuilt from
+        the Platform API now; the input that said so is safe once the document is stored."""
+        state.rebuild_asked = True
+        if self.recovery is not None:
+            await self.recovery.send(Rebuild(state.conversation_id))
+            self.rebuilding.add(state.conversation_id)
+
+    async def _send_shared(self, state: ConversationState) -> None:
+        """Replicas share the input: this one holds a part of the conversation at most. If
+        it saw every participant end, the conversation is being rebuilt from the Platform
+        API; otherwise the replica that sees the end does that, and this part goes."""
+        if state.rebuild_asked:
+            return
+        if state.participants_ended():
+            await self._rebuild(state)
+        else:
+            self.stats.left_to_other_replicas += 1
 
     async def forget(self, conversation_id: str) -> None:
         """End the re-open window: drop the state, its journal frames and its subscription."""
@@ -377,6 +411,7 @@ async def detect_completion(
     restored: Sequence[Envelope] = (),
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None,
     live: LiveFeed | None = None,
+    shared: bool = False,
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -389,6 +424,11 @@ async def detect_completion(
         open at the end are left in it for the next run instead of being closed.
     :param restored: input of conversations left open by the previous run, applied first.
     :param live: where each new utterance is offered as it arrives (the live view).
+    :param shared: other replicas receive parts of the same conversations (an SQS queue
+        shared with no affinity, ``sqs.shared``): a conversation closed here is rebuilt
+        from the Platform API (:class:`~indexer.recovery.Rebuild`) when this replica saw
+        every participant end, and otherwise left to the replica that does; never indexed
+        from a part.
     :param recovery: where conversations with holes in their live transcript, and
         requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
         (closed on return); ``None`` sends everything to ``completed`` as it is.
@@ -406,6 +446,7 @@ async def detect_completion(
         journal=journal,
         recovery=recovery,
         live=live,
+        shared=shared,
     )
     if journal is not None:
         detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))
@@ -429,6 +470,8 @@ async def detect_completion(
                     elif isinstance(item, Checkpoint):
                         if journal is not None:
                             await journal.flush()
+                        item.rebuilding.update(detector.rebuilding)
+                        detector.rebuilding.clear()
                         item.reached.set()
                     else:
                         await detector.accept(item)

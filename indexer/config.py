@@ -209,6 +209,8 @@ class SqsSettings:
     :ivar wait_time_s: long polling: how long one receive waits for messages (0 to 20 s).
     :ivar visibility_timeout_s: how long a received message stays hidden from other
         replicas; extended while it is in work, s.
+    :ivar shared: several replicas read the queue (any may receive any event): each
+        conversation is built from the Platform API by the replica that sees it end.
     """
 
     queue_url: str = ""
@@ -216,6 +218,7 @@ class SqsSettings:
     endpoint_url: str | None = None
     wait_time_s: int = 20
     visibility_timeout_s: int = 60
+    shared: bool = False
 
 
 @attrs.frozen
@@ -364,6 +367,8 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         ):
             if env.get(variable) and (key != "region" or "region" not in sqs):
                 sqs[key] = env[variable]
+        if env.get("INDEXER_SQS_SHARED"):
+            sqs["shared"] = env["INDEXER_SQS_SHARED"].strip().lower() in ("1", "true", "yes")
     if env.get("INDEXER_REDACTION_HMAC_KEY"):
         redaction = data.setdefault("redaction", {})
         if isinstance(redaction, dict):
@@ -387,6 +392,8 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
         raise ConfigError(f"source (INDEXER_SOURCE) must be websocket or sqs, not {base.source!r}")
     if base.source == "sqs" and not base.sqs.queue_url:
         raise ConfigError("source = sqs needs sqs.queue_url (INDEXER_SQS_QUEUE_URL)")
+    if base.source == "sqs" and base.sqs.shared and not base.recovery.enabled:
+        raise ConfigError("sqs.shared needs recovery.enabled: conversations are built from the Platform API")
     if not 0 <= base.sqs.wait_time_s <= 20:
         raise ConfigError("sqs.wait_time_s must be between 0 and 20 (SQS long polling)")
     most = NESTED_OBJECTS_LIMIT - MAX_PARTICIPANTS

@@ -98,6 +98,11 @@ class StatisticsCollector(Collector):
         yield gauge("waiting_for_room", "Conversations waiting for a free topic", s.waiting_for_room)
         yield counter("reconnects", "Notification sockets lost or not opened", s.reconnects)
         yield counter("handovers", "Make-before-break channel handovers", s.handovers)
+        yield counter(
+            "left_to_other_replicas",
+            "Conversations closed without their end, left to the replica that saw it (sqs.shared)",
+            s.left_to_other_replicas,
+        )
         yield counter("live_utterances", "Redacted utterances shown in the live view", s.live_utterances)
         yield counter("live_dropped", "Utterances the live view did not show", s.live_dropped)
         yield counter("live_listener_errors", "Exceptions raised by live listeners", s.live_listener_errors)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
@@ -68,6 +69,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
         self._writing: set[str] = set()  # conversation ids being written now
+        self._stored: OrderedDict[str, None] = OrderedDict()  # stored during this run, newest last
         self._bytes = 0
         self._changed = trio.Event()
         self._closed = False
@@ -178,9 +180,19 @@ class Outbox:
             previous = self._entries.pop(key, None)
             self._bytes += size - (previous.size if previous else 0)
             self._entries[key] = _Entry(document, size)
+            self._stored.pop(key, None)
+            self._stored[key] = None
+            while len(self._stored) > DELIVERED_KEPT:
+                self._stored.popitem(last=False)
         finally:
             self._writing.discard(key)
             self._notify()
+
+    async def wait_stored(self, conversation_id: str) -> None:
+        """Return once a document of ``conversation_id`` has been stored during this run
+        (it may be delivered already)."""
+        while conversation_id not in self._stored:
+            await self._changed.wait()
 
     async def remove(self, document: TranscriptDocument) -> None:
         """Drop the entry for ``document`` if it is still that version (all sinks have it)."""

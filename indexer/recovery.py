@@ -32,6 +32,7 @@ comes, the live document goes on unchanged (``source: "live"``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -59,6 +60,7 @@ from indexer.tracker import DIGITAL_MEDIA, ConversationState
 __all__ = [
     "FindMissed",
     "Gap",
+    "Rebuild",
     "Reconcile",
     "RecoveryRequest",
     "recover_transcripts",
@@ -126,7 +128,17 @@ class Reconcile:
     communication_ids: tuple[str, ...]
 
 
-RecoveryRequest = FindMissed | Reconcile
+@attrs.frozen
+class Rebuild:
+    """Build the document of a conversation that ended from the Platform API alone:
+    ``GET /api/v2/conversations/{id}`` and its post-call transcripts (voice) or messages
+    (digital). Replicas sharing an SQS queue each see a part of a conversation; the one
+    that sees it end asks for this (``sqs.shared``)."""
+
+    conversation_id: str
+
+
+RecoveryRequest = FindMissed | Reconcile | Rebuild
 
 
 @attrs.frozen
@@ -559,7 +571,9 @@ class _Recovery:
             return False
         return summary.conversation_end.timestamp() * 1000 <= ended + END_TOLERANCE_MS
 
-    async def rebuild(self, summary: AnalyticsConversation) -> None:
+    async def rebuild(self, summary: AnalyticsConversation, outcome: str = "missed") -> None:
+        """The conversation of ``summary`` from the Platform API, to ``documents``;
+        counted ``recovered{outcome}`` (``missed``: found by a gap's query)."""
         conversation_id = summary.conversation_id
         self.rebuilt[conversation_id] = None
         while len(self.rebuilt) > REBUILT_MEMORY:
@@ -600,7 +614,7 @@ class _Recovery:
         if not transcripts:
             self.follow_up(document, sessions or state.communication_ids())
         await self.documents.send(document)
-        self.stats.recovered["missed"] += 1
+        self.stats.recovered[outcome] += 1
 
 
 async def recover_transcripts(
@@ -639,6 +653,10 @@ async def recover_transcripts(
             async for request in requests:
                 if isinstance(request, Reconcile):
                     nursery.start_soon(recovery.reconcile_contained, request)
+                elif isinstance(request, Rebuild):
+                    summary = AnalyticsConversation(conversation_id=request.conversation_id)
+                    rebuild = functools.partial(recovery.rebuild, outcome="rebuilt")
+                    nursery.start_soon(recovery.contained, request.conversation_id, rebuild, summary)
                 else:
                     nursery.start_soon(recovery.contained, None, recovery.find_missed, request)
         recovery.stopping.set()

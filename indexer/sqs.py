@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import stamina
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: Messages one receive asks for (the most SQS gives).
 BATCH: Final = 10
+#: Replicas sharing a queue: how long a message saying a conversation ended stays in
+#: flight while its document is rebuilt (post-call transcripts may take minutes), s.
+REBUILD_WAIT_S: Final = 900
 _T = TypeVar("_T")
 
 
@@ -141,10 +144,16 @@ async def follow_queue(
     *,
     stats: Statistics,
     client: SQSClient | None = None,
+    stored: Callable[[str], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Read the queue until cancelled, as the module docstring says; closes ``envelopes``
     on the way out (the stream ended).
+
+    :param stored: replicas share the queue (``sqs.shared``): waits until a conversation's
+        document is stored (:meth:`indexer.outbox.Outbox.wait_stored`); a message that
+        told this replica a conversation ended is deleted only then (at most
+        :data:`REBUILD_WAIT_S`; past it, the message comes back for another try).
 
     :raises ConfigError: at start-up, the queue does not exist or cannot be read.
     """
@@ -172,7 +181,45 @@ async def follow_queue(
                 if checkpoint.reached.is_set():
                     break
                 await queue.extend(messages)
+            rebuilding = checkpoint.rebuilding if stored is not None else set()
+            if (
+                rebuilding
+                and stored is not None
+                and not await _until_stored(queue, messages, rebuilding, stored)
+            ):
+                continue  # not deleted: it comes back after the visibility timeout
             await queue.delete(messages)
+
+
+async def _until_stored(
+    queue: _Queue,
+    messages: Sequence[MessageTypeDef],
+    conversations: set[str],
+    stored: Callable[[str], Awaitable[None]],
+) -> bool:
+    """Keep ``messages`` in flight until every one of ``conversations`` is stored, at most
+    :data:`REBUILD_WAIT_S`; whether they all were."""
+    done = trio.Event()
+
+    async def extend() -> None:
+        while True:
+            await trio.sleep(queue.settings.visibility_timeout_s / 2)
+            await queue.extend(messages)
+
+    with trio.move_on_after(REBUILD_WAIT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(extend)
+            for conversation_id in conversations:
+                await stored(conversation_id)
+            done.set()
+            nursery.cancel_scope.cancel()
+    if not done.is_set():
+        log.warning(
+            "%d conversations not rebuilt in %d s: their messages come back",
+            len(conversations),
+            REBUILD_WAIT_S,
+        )
+    return done.is_set()
 
 
 async def _ignore(changes: trio.MemoryReceiveChannel[SubscriptionChange]) -> None:

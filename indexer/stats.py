@@ -55,6 +55,9 @@ class Statistics:
     live_listener_errors: int = 0
     #: SQS source: messages received (a redelivered one counts again).
     sqs_messages: int = 0
+    #: Replicas sharing a queue: conversations closed here without their end, left to
+    #: the replica that saw it (``sqs.shared``).
+    left_to_other_replicas: int = 0
     #: Where notifications come from: ``websocket`` or ``sqs`` (no sockets to be ready).
     source: str = "websocket"
     sink_requests: int = 0
@@ -96,5 +99,6 @@ class Statistics:
             "handovers": self.handovers,
             "sink_retries": self.sink_retries,
             "restored": self.restored,
+            "left_to_other_replicas": self.left_to_other_replicas,
             "reopened": self.reopened,
         }

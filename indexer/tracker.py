@@ -133,6 +133,8 @@ class ConversationState:
     ended_since: float | None = None
     duplicates: int = 0
     indexed_version: int = 0
+    #: Shared input (``sqs.shared``): its rebuild from the Platform API was asked for.
+    rebuild_asked: bool = False
     gap_affected: bool = False
     #: Utterances that carried no text at all (counted, not indexed).
     unusable_utterances: int = 0

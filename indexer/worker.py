@@ -263,12 +263,15 @@ async def _run_flow(
                     restored=restored,
                     recovery=recovery_send,
                     live=feed,
+                    shared=config.source == "sqs" and config.sqs.shared,
                 )
             )
 
             async def source(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                 with source_scope:
-                    await start_source(envelope_send, change_recv, dead_letters, task_status=task_status)
+                    await start_source(
+                        envelope_send, change_recv, dead_letters, outbox, task_status=task_status
+                    )
 
             await nursery.start(source)
             if drain_on_signals:
@@ -300,9 +303,18 @@ def _sqs_source(config: Config, stats: Statistics) -> Callable[..., Awaitable[No
         envelopes: trio.MemorySendChannel[StreamItem],
         changes: trio.MemoryReceiveChannel[SubscriptionChange],
         dead_letters: DeadLetterStore,
+        outbox: Outbox,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await follow_queue(config.sqs, envelopes, changes, dead_letters, stats=stats, task_status=task_status)
+        await follow_queue(
+            config.sqs,
+            envelopes,
+            changes,
+            dead_letters,
+            stats=stats,
+            stored=outbox.wait_stored if config.sqs.shared else None,
+            task_status=task_status,
+        )
 
     return source
 
@@ -318,6 +330,7 @@ async def _websocket_source(
         envelopes: trio.MemorySendChannel[StreamItem],
         changes: trio.MemoryReceiveChannel[SubscriptionChange],
         dead_letters: DeadLetterStore,
+        outbox: Outbox,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await follow_channels(
@@ -498,6 +511,7 @@ async def _replay(
         envelopes: trio.MemorySendChannel[Envelope | Gap],
         changes: trio.MemoryReceiveChannel[SubscriptionChange],
         dead_letters: DeadLetterStore,
+        outbox: Outbox,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
@@ -579,6 +593,7 @@ async def replay_dead_letters(
             envelopes: trio.MemorySendChannel[Envelope | Gap],
             changes: trio.MemoryReceiveChannel[SubscriptionChange],
             dead_letters: DeadLetterStore,
+            outbox: Outbox,
             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
         ) -> None:
             task_status.started()

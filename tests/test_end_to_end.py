@@ -40,7 +40,9 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
     assert len({p.entity_type for p in injected}) >= 4, "the corpus should exercise most entity types"
     # Calls start once the worker is subscribed, so every transcript comes from the live
     # stream (a session joined late would be replaced by its post-call transcript).
-    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
+    emulator = Emulator(
+        corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=0.5, wait_for_subscriber=True)
+    )
     capture = tmp_path / "capture.ndjson"
     arrivals = Arrivals(expected=CONVERSATIONS)
     stats = Statistics()
@@ -196,7 +198,8 @@ async def test_duplicated_reordered_and_late_messages_lose_nothing(
     settings = EmulatorSettings(
         speed=50,
         start_interval_s=8,
-        start_delay_s=1.5,
+        start_delay_s=0.5,
+        wait_for_subscriber=True,
         duplicate_rate=0.3,
         reorder_rate=0.3,
         late_utterance_rate=0.5,

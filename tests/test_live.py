@@ -101,7 +101,9 @@ async def test_listeners_hear_redacted_utterances_in_order(osmem: OsmemServer, t
     conversation, in a worker thread; digital conversations' messages once indexed."""
     count = 6
     corpus, injected = build_demo_corpus(count, seed=21, pii_share=1.0, digital_share=0.3, offset=5200)
-    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
+    emulator = Emulator(
+        corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=0.5, wait_for_subscriber=True)
+    )
     collector = Collector()
     arrivals = Arrivals(expected=count)
     with osmem.clone() as index:

@@ -64,7 +64,9 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
         base[4],
         _with_customer_turns(base[5], *INTERNATIONAL),
     ]
-    emulator = Emulator(corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=1.5))
+    emulator = Emulator(
+        corpus, EmulatorSettings(speed=50, start_interval_s=8, start_delay_s=0.5, wait_for_subscriber=True)
+    )
     arrivals = Arrivals(expected=5)
     stats = Statistics()
     async with trio.open_nursery() as nursery:

@@ -10,9 +10,11 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,21 @@ import boto3
 import httpx
 import pytest
 import trio
+from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
 from indexer.completion import Checkpoint, StreamItem, SubscriptionChange
 from indexer.config import SqsSettings
 from indexer.deadletter import DeadLetterStore
-from indexer.demo import build_demo_corpus
-from indexer.emulator import Emulator, EmulatorSettings
+from indexer.demo import build_demo_corpus, worker_environment
+from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, dump_corpus
 from indexer.errors import ConfigError
 from indexer.models import Envelope
 from indexer.sqs import follow_queue
 from indexer.stats import Statistics
 from tests.conftest import sample
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
-from tests.test_run_command import free_port, wait_for
+from tests.test_run_command import COMMAND, free_port, indexed_count, stop, wait_for
 
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -80,6 +83,23 @@ def _counts(client: Any, queue_url: str) -> tuple[int, int]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
     return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+@contextmanager
+def emulate_with_env(
+    corpus: list[CorpusConversation], tmp_path: Path, env: dict[str, str], *flags: str
+) -> Iterator[dict[str, Any]]:
+    """``transcript-indexer emulate`` as a process with ``env`` (AWS credentials): its ready line."""
+    corpus_path = tmp_path / "corpus.ndjson"
+    dump_corpus(corpus, corpus_path)
+    command = [*COMMAND, "--log-level", "WARNING", "emulate", "--corpus", str(corpus_path), *flags]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    try:
+        yield json.loads(process.stdout.readline())
+    finally:
+        stop(process)
+        process.stdout.close()
 
 
 def _until_empty(client: Any, queue_url: str) -> None:
@@ -208,3 +228,55 @@ async def test_the_worker_indexes_whole_conversations_from_eventbridge_events(
     assert not any(p.value.lower() in text for p in injected)
     assert stats.sqs_messages >= len(bodies) and stats.channels == 0
     assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_three_replicas_share_one_queue_and_one_is_killed(
+    sqs_server: str, aws: None, osmem: OsmemServer, tmp_path: Path
+) -> None:
+    """The emulator sends its conversations as EventBridge events to one queue (a tenth
+    twice, each delayed 0 to 1 s); three workers with ``sqs.shared`` read it with no
+    affinity, and one is killed with SIGKILL mid-run. Every conversation is indexed once,
+    whole: built from the Platform API by whichever replica saw it end; the killed
+    replica's messages in flight reappear for the others after the visibility timeout."""
+    count = 12
+    corpus, _ = build_demo_corpus(
+        count, seed=41, pii_share=0.3, digital_share=0.0, transfer_share=0.0, offset=5600
+    )
+    client, queue_url = _queue(sqs_server, "shared")
+    flags = (
+        "--speed", "20", "--interval", "10", "--start-delay", "4", "--duplicate-rate", "0.1",
+        "--sqs-queue-url", queue_url, "--sqs-endpoint-url", sqs_server, "--sqs-max-delay", "1",
+    )  # fmt: skip
+    env_aws = {**os.environ, **AWS}
+    (tmp_path / "shared.toml").write_text(
+        "[completion]\ngrace_period_s = 1.0\n[sqs]\nwait_time_s = 1\nvisibility_timeout_s = 8\n"
+        "[plugins.opensearch]\nretention_days = 0\n"
+    )
+    workers: list[subprocess.Popen[str]] = []
+    with emulate_with_env(corpus, tmp_path, env_aws, *flags) as ready, osmem.clone() as index:
+        search = OpenSearch(hosts=[index.url])
+        try:
+            for n in range(3):
+                env = {
+                    **env_aws,
+                    **worker_environment(ready, opensearch_url=index.url, state_dir=tmp_path / f"state-{n}"),
+                    "INDEXER_SOURCE": "sqs",
+                    "INDEXER_SQS_QUEUE_URL": queue_url,
+                    "INDEXER_SQS_ENDPOINT_URL": sqs_server,
+                    "INDEXER_SQS_SHARED": "true",
+                    "INDEXER_LOG_LEVEL": "WARNING",
+                }
+                command = [*COMMAND, "run", "--config", str(tmp_path / "shared.toml")]
+                workers.append(subprocess.Popen(command, env=env, text=True))
+            wait_for(lambda: indexed_count(search) >= count // 3, 120)
+            workers[1].send_signal(signal.SIGKILL)  # mid-run, whatever it holds
+            workers[1].wait()
+            wait_for(lambda: indexed_count(search) >= count, 180)
+            wait_for(lambda: _counts(client, queue_url) == (0, 0), 60)
+        finally:
+            stop(*workers)
+        documents = indexed_sources(index.url)
+    assert len(documents) == count, f"{len(documents)} of {count} indexed"
+    assert all(d["complete"] and d["source"] == "post_call" for d in documents.values())
+    assert sorted(len(d["utterances"]) for d in documents.values()) == sorted(len(c.turns) for c in corpus)
+    assert _counts(client, queue_url) == (0, 0)

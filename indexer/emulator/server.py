@@ -46,6 +46,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from indexer.emulator.corpus import CorpusConversation
+from indexer.emulator.eventbridge import SqsPublisher, SqsTarget
 from indexer.emulator.scenario import Scenario, build_scenario, queue_id_for
 from indexer.serialization import format_time, parse_time
 from indexer.topics import CHANNEL_METADATA
@@ -89,6 +90,8 @@ class EmulatorSettings:
     :ivar wait_for_subscriber: the first conversation starts ``start_delay_s`` after a
         client first subscribes to a queue's conversations topic, not after start-up (so a
         worker started later sees every call live).
+    :ivar sqs: also send every event, as Genesys' EventBridge integration does, to this
+        SQS queue (:mod:`indexer.emulator.eventbridge`).
     """
 
     speed: float = 1.0
@@ -106,6 +109,7 @@ class EmulatorSettings:
     client_secret: str = attrs.field(default="emulator-secret", repr=False)
     public_url: str | None = None
     wait_for_subscriber: bool = False
+    sqs: SqsTarget | None = None
 
 
 @attrs.define
@@ -190,6 +194,11 @@ class Emulator:
         self._held: tuple[str, str] | None = None
         self._nursery: trio.Nursery | None = None
         self._subscribed = trio.Event()  # a queue's conversations topic was subscribed to
+        self._sqs = (
+            SqsPublisher(settings.sqs, organization_id=self.organization_id, rng=random.Random(settings.seed))
+            if settings.sqs is not None
+            else None
+        )
 
     # --- clock and status ---------------------------------------------------------------
 
@@ -211,6 +220,7 @@ class Emulator:
             "ended": sum(s.hangup_ms <= now for s in scenarios),
             "published": self.published,
             "channels": len(self.channels),
+            "sqs_sent": self._sqs.sent if self._sqs is not None else 0,
         }
 
     # --- auth ---------------------------------------------------------------------------
@@ -415,7 +425,10 @@ class Emulator:
                 self.expire_channel(channel.id)
 
     def publish(self, text: str, topic: str) -> None:
-        """Send one frame to every connected channel subscribed to ``topic``."""
+        """Send one frame to every connected channel subscribed to ``topic`` (and to the
+        SQS queue, when there is one: EventBridge needs no subscription)."""
+        if self._sqs is not None:
+            self._sqs.offer(text)
         for channel in self.channels.values():
             if channel.connection is not None and topic in channel.topics:
                 channel.connection.deliver(text)
@@ -865,6 +878,8 @@ class Emulator:
                 self._schedule()
             nursery.start_soon(self._play)
             nursery.start_soon(self._close_expired_channels)
+            if self._sqs is not None:
+                nursery.start_soon(self._sqs.run)
             task_status.started(binds[0])
 
 

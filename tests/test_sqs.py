@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +31,16 @@ from indexer.config import SqsSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.demo import build_demo_corpus, worker_environment
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, dump_corpus
+from indexer.emulator.eventbridge import eventbridge_event
 from indexer.errors import ConfigError
 from indexer.models import Envelope
+from indexer.plugins import Plugins, get_plugin_manager
 from indexer.sqs import follow_queue
 from indexer.stats import Statistics
+from indexer.worker import run_replay
 from tests.conftest import sample
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
+from tests.installed import PROJECT_ONLY
 from tests.test_run_command import COMMAND, free_port, indexed_count, stop, wait_for
 
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -102,30 +106,25 @@ def emulate_with_env(
         process.stdout.close()
 
 
-def _until_empty(client: Any, queue_url: str) -> None:
-    """Wait (up to 20 s) until the queue holds nothing, visible or in flight."""
-    wait_for(lambda: _counts(client, queue_url) == (0, 0), 20, every_s=0.2)
+def _until_empty(client: Any, queue_url: str, timeout_s: float = 30) -> None:
+    """Wait until the queue holds nothing, visible, in flight or delayed, twice 1 s apart
+    (a producer's delayed message may still come)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+
+    def empty() -> bool:
+        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        return all(int(attributes.get(name, 0)) == 0 for name in names)
+
+    wait_for(lambda: empty() and (time.sleep(1) is None) and empty(), timeout_s, every_s=0.2)
     assert _counts(client, queue_url) == (0, 0)
 
 
 def eventbridge(frame: dict[str, Any] | str) -> str:
     """A notification frame as the EventBridge event Genesys' integration sends (reference §7)."""
-    notification = json.loads(frame) if isinstance(frame, str) else frame
-    template = re.sub(
-        r"^(v2\.(?:routing\.queues|conversations|users)\.)[^.]+", r"\1{id}", notification["topicName"]
-    )
-    return json.dumps(
-        {
-            "version": "0",
-            "id": f"{random.getrandbits(64):016x}",
-            "detail-type": template,
-            "source": "aws.partner/genesys.com/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/transcripts",
-            "account": "123456789012",
-            "time": "2026-12-01T10:00:00.000Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {**notification, "version": "2", "timestamp": "2026-12-01T10:00:00.000Z"},
-        }
+    text = frame if isinstance(frame, str) else json.dumps(frame)
+    return eventbridge_event(
+        text, organization_id="32aa07aa-db1b-4987-abd0-9483601ec29d", rng=random.Random(7)
     )
 
 
@@ -197,7 +196,7 @@ async def test_the_worker_indexes_whole_conversations_from_eventbridge_events(
     rng = random.Random(31)
     arrivals = Arrivals(expected=count)
     stats = Statistics()
-    with osmem.clone() as index:
+    with osmem.clone() as index, osmem.clone() as replay_index:
         async with trio.open_nursery() as nursery:
             base_url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
             frames = [
@@ -220,8 +219,22 @@ async def test_the_worker_indexes_whole_conversations_from_eventbridge_events(
             with trio.fail_after(90):
                 await arrivals.done.wait()
             await trio.to_thread.run_sync(_until_empty, client, queue_url)
+            # The same events as an EventBridge archive, replayed into another index.
+            archive = tmp_path / "archive.ndjson"
+            archive.write_text("".join(f"{body}\n" for body in bodies))
+            replay_config = attrs.evolve(
+                config,
+                source="websocket",
+                state_dir=str(tmp_path / "replay-state"),
+                plugins={"opensearch": {"url": replay_index.url}},
+            )
+            await run_replay(replay_config, Plugins(get_plugin_manager(env=PROJECT_ONLY)), archive)
             nursery.cancel_scope.cancel()
         documents = await trio.to_thread.run_sync(indexed_sources, index.url)
+        replayed = await trio.to_thread.run_sync(indexed_sources, replay_index.url)
+    assert {c: [u["text"] for u in d["utterances"]] for c, d in replayed.items()} == {
+        c: [u["text"] for u in d["utterances"]] for c, d in documents.items()
+    }, "the archive replays into the same documents"
     assert len(documents) == count
     assert all(d["complete"] and d["source"] == "live" for d in documents.values())
     text = json.dumps(list(documents.values())).lower()
@@ -272,7 +285,7 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
             workers[1].send_signal(signal.SIGKILL)  # mid-run, whatever it holds
             workers[1].wait()
             wait_for(lambda: indexed_count(search) >= count, 180)
-            wait_for(lambda: _counts(client, queue_url) == (0, 0), 60)
+            _until_empty(client, queue_url, 60)
         finally:
             stop(*workers)
         documents = indexed_sources(index.url)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: test lint typecheck unit demo bench bench-live bench-pii opensearch bench-bulk clean
+.PHONY: test lint typecheck unit demo bench bench-live bench-sqs bench-pii opensearch bench-bulk clean
 
 $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 # Live: emulator -> worker -> osmem-server at rising conversation rates (prints a table; BENCH_RATES=50,100,200)
 bench-live: $(STAMP)
 	$(BIN)/python -m tests.bench_live
+
+# Scale-out: 1, 2 and 4 replicas sharing an SQS queue fed by the emulator as EventBridge (prints a table)
+bench-sqs: $(STAMP)
+	$(BIN)/python -m tests.bench_sqs
 
 demo: $(STAMP)
 	$(BIN)/transcript-indexer demo

@@ -103,6 +103,8 @@ class StatisticsCollector(Collector):
             "Conversations closed without their end, left to the replica that saw it (sqs.shared)",
             s.left_to_other_replicas,
         )
+        yield counter("sqs_messages", "SQS messages received (a redelivery counts again)", s.sqs_messages)
+        yield counter("sqs_requests", "SQS API requests", s.sqs_requests)
         yield counter("live_utterances", "Redacted utterances shown in the live view", s.live_utterances)
         yield counter("live_dropped", "Utterances the live view did not show", s.live_dropped)
         yield counter("live_listener_errors", "Exceptions raised by live listeners", s.live_listener_errors)

@@ -79,16 +79,18 @@ def _transient(exc: Exception) -> bool:
 class _Queue:
     """The calls the source makes, each in a worker thread, one at a time, retried."""
 
-    def __init__(self, client: SQSClient, settings: SqsSettings) -> None:
+    def __init__(self, client: SQSClient, settings: SqsSettings, stats: Statistics) -> None:
         self.client = client
         self.settings = settings
         self.url = settings.queue_url
         self.setting = f"sqs.queue_url (INDEXER_SQS_QUEUE_URL) {settings.queue_url}"
         self.limiter = trio.CapacityLimiter(1)
+        self.stats = stats
 
     async def _call(self, call: Callable[[], _T]) -> _T:
         async for attempt in stamina.retry_context(on=_transient, attempts=None, timeout=None, wait_max=30.0):
             with attempt:
+                self.stats.sqs_requests += 1
                 return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
         raise AssertionError("unreachable")  # stamina retries forever
 
@@ -159,7 +161,7 @@ async def follow_queue(
     """
     if client is None:
         client = await trio.to_thread.run_sync(sqs_client, settings)
-    queue = _Queue(client, settings)
+    queue = _Queue(client, settings, stats)
     await queue.check()
     stats.source = "sqs"
     async with envelopes, changes, trio.open_nursery() as nursery:

@@ -53,8 +53,9 @@ class Statistics:
     live_utterances: int = 0
     live_dropped: int = 0
     live_listener_errors: int = 0
-    #: SQS source: messages received (a redelivered one counts again).
+    #: SQS source: messages received (a redelivered one counts again), and API requests.
     sqs_messages: int = 0
+    sqs_requests: int = 0
     #: Replicas sharing a queue: conversations closed here without their end, left to
     #: the replica that saw it (``sqs.shared``).
     left_to_other_replicas: int = 0
@@ -100,5 +101,7 @@ class Statistics:
             "sink_retries": self.sink_retries,
             "restored": self.restored,
             "left_to_other_replicas": self.left_to_other_replicas,
+            "sqs_messages": self.sqs_messages,
+            "sqs_requests": self.sqs_requests,
             "reopened": self.reopened,
         }

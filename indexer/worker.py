@@ -21,7 +21,9 @@ import contextlib
 import functools
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Final
@@ -49,11 +51,11 @@ from indexer.recovery import Gap, RecoveryRequest, recover_transcripts
 from indexer.redaction import RuleSet
 from indexer.replay import read_replay
 from indexer.sealing import Sealer
-from indexer.serialization import parse_envelope, structure
+from indexer.serialization import format_time, parse_envelope, structure
 from indexer.sinks import Sink
 from indexer.statedir import open_state_dir
 from indexer.stats import Statistics
-from indexer.status import write_status_forever
+from indexer.status import read_status, write_status_forever
 from indexer.stream import follow_channels, open_pool
 from indexer.topics import queue_conversations_topic
 
@@ -295,6 +297,23 @@ def _reaching(config: Config) -> Iterator[None]:
         ) from None
 
 
+def _log_downtime(state_dir: Path) -> None:
+    """Say how long no worker ran with ``state_dir``, from the last status the previous run
+    wrote (every ``STATUS_INTERVAL_S``): the time it was down, as it was."""
+    previous = read_status(state_dir / "status.json")
+    if previous is None or "time" not in previous:
+        log.info("first run with the state directory %s", state_dir)
+        return
+    last = float(previous["time"])
+    how = "stopped" if previous.get("stopped") else "last reported (it did not stop cleanly)"
+    log.info(
+        "the previous run %s at %s: down for about %.0f s",
+        how,
+        format_time(datetime.fromtimestamp(last, UTC)),
+        max(0.0, time.time() - last),
+    )
+
+
 def _sqs_source(config: Config, stats: Statistics) -> Callable[..., Awaitable[None]]:
     """The SQS source (:mod:`indexer.sqs`): an EventBridge rule's queue, no subscriptions."""
     from indexer.sqs import follow_queue
@@ -418,6 +437,7 @@ async def run_worker(
     stats = stats or Statistics()
     pipeline = build_pipeline(config, plugins)  # before any call to Genesys
     with open_state_dir(config.state_dir, config.state_keys) as sealer:  # before any call to Genesys too
+        _log_downtime(Path(config.state_dir))
         async with (
             _open_sinks(config, plugins, stats) as sinks,  # before Genesys too: no channel without a sink
             httpx.AsyncClient(timeout=30.0) if http is None else contextlib.nullcontext(http) as client_http,

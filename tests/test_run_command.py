@@ -603,8 +603,10 @@ def test_a_restart_does_not_rebuild_what_was_indexed(osmem: OsmemServer, tmp_pat
                 finally:
                     stop(worker)
             events = [json.loads(line)["event"] for line in log_path.read_text().splitlines()]
+            downtimes.extend(e for e in events if e.startswith(("the previous run ", "first run with")))
             return [e for e in events if e.startswith("start-up look-back (recovery.lookback_s) from ")]
 
+        downtimes: list[str] = []
         (first,) = run_once(tmp_path / "first.log")
         assert indexed_count(client) == 6
         (second,) = run_once(tmp_path / "second.log")
@@ -612,4 +614,7 @@ def test_a_restart_does_not_rebuild_what_was_indexed(osmem: OsmemServer, tmp_pat
     said = r"\(36\d\d s\): asked for conversations that ended from .* \(36\d\d s back\), 6 found, {} to rec"
     assert re.search(said.format(6), first), first
     assert re.search(said.format(0), second), second
+    # the time no worker ran, as it was: from the last status the previous run wrote
+    assert downtimes[0].startswith("first run with the state directory")
+    assert re.fullmatch(r"the previous run stopped at \S+: down for about [0-9] s", downtimes[1]), downtimes
     assert status["recovered"].get("missed", 0) == 0, status

@@ -514,7 +514,9 @@ def _watch(args: argparse.Namespace) -> int:
         print(f"transcript-indexer: error: {error}", file=sys.stderr)
         return NOT_RUNNING
     if not data.get("http"):
-        raise ConfigError(f"the worker in {state_dir} serves no endpoints (http_listen is empty)")
+        raise ConfigError(
+            f"the worker in {state_dir} serves no endpoints yet (it is starting, or http_listen is empty)"
+        )
     params = {k: v for k, v in (("queue", args.queue), ("conversation", args.conversation)) if v}
     shown: dict[str, int] = {}  # conversation → last sequence shown
     timeout = httpx.Timeout(10, read=None)
@@ -719,6 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except BaseException as exc:
+        if _first_of(exc, KeyboardInterrupt) is not None:
+            return 130  # Ctrl-C inside a nursery (trio raises it in a group)
         error = _first_indexer_error(exc)
         if error is None:
             raise

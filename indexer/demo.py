@@ -382,13 +382,19 @@ def run_dev(*, conversations: int, speed: float, interval_s: float, state_dir: P
     every call is seen live whatever the speed. Prints where each part listens and the
     commands to try; the worker logs at INFO on stderr.
     """
+    import shutil
+
     from osmem_server import OsmemServer
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if state_dir.exists():  # a new run: the emulator plays the same conversations again
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
     corpus, _ = build_demo_corpus(conversations, digital_share=0.3, transfer_share=0.15)
     corpus_path = state_dir / "corpus.ndjson"
     dump_corpus(corpus, corpus_path)
     executable = [sys.executable, "-m", "indexer"]
+    installed = Path(sys.executable).parent / "transcript-indexer"
+    command = str(installed) if installed.exists() else "transcript-indexer"
     with OsmemServer.start(japanese=False) as search:
         emulator = subprocess.Popen(
             [
@@ -419,20 +425,25 @@ def run_dev(*, conversations: int, speed: float, interval_s: float, state_dir: P
             settings = "[completion]\ngrace_period_s = 2.0\n[plugins.opensearch]\nretention_days = 0\n"
             config_path.write_text(settings, encoding="utf-8")
             worker = subprocess.Popen([*executable, "run", "--config", str(config_path)], env=env, text=True)
+            names = ["GENESYS_API_BASE_URL", "GENESYS_LOGIN_BASE_URL", "GENESYS_CLIENT_ID"]
+            names += ["GENESYS_CLIENT_SECRET", "GENESYS_QUEUES", "OPENSEARCH_URL", "INDEXER_STATE_DIR"]
             print(
                 f"Genesys Cloud emulator  {ready['api_base_url']}  ({len(corpus)} conversations at speed "
                 f"{speed:g}; the first starts when the worker has subscribed)\n"
                 f"OpenSearch (embedded)   {search.url}\n"
                 f"worker                  pid {worker.pid}, state directory {state_dir}\n\n"
-                "In another terminal:\n"
-                f"  OPENSEARCH_URL={search.url} transcript-indexer search refund\n"
-                f"  OPENSEARCH_URL={search.url} transcript-indexer show CONVERSATION_ID\n"
-                f"  INDEXER_STATE_DIR={state_dir} transcript-indexer status\n"
+                "In another terminal, the worker's settings (for check, watch, status, search, show):\n"
+                f"  export {' '.join(f'{name}={env[name]}' for name in names)}\n"
+                f"  {command} watch                      # calls as they happen, redacted\n"
+                f"  {command} status\n"
+                f"  {command} search --speaker customer  # then: {command} show CONVERSATION_ID\n"
+                f"  {command} check --config {config_path}\n"
                 "Ctrl-C stops the worker (a drain), the emulator and the node.",
                 flush=True,
             )
-            _wait_for_signal()
-            worker.send_signal(signal.SIGTERM)
+            received = _wait_for_signal()
+            if received != signal.SIGINT or not _terminal_group():
+                worker.send_signal(signal.SIGTERM)  # a terminal's Ctrl-C reached it already
             return 0 if worker.wait(timeout=60) == 0 else 1
         finally:
             for process in (worker, emulator):
@@ -442,6 +453,15 @@ def run_dev(*, conversations: int, speed: float, interval_s: float, state_dir: P
                         process.wait(timeout=10)
                     except subprocess.TimeoutExpired:
                         process.kill()
+
+
+def _terminal_group() -> bool:
+    """This process is in the foreground process group of its terminal, so a Ctrl-C there
+    reached every process it started as well."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _wait_for_signal() -> signal.Signals:

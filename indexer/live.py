@@ -235,9 +235,10 @@ def format_event(data: dict[str, Any], shown: dict[str, int]) -> str:
     missing = sequence - shown.get(conversation, sequence - 1) - 1
     shown[conversation] = sequence
     at = (data.get("spoken_at") or "")[11:19] or f"+{data['offset_ms'] // 1000}s"
+    text = " / ".join(part.strip() for part in str(data["text"]).splitlines() if part.strip())
     line = (
         f"{at:>8}  {conversation}  {','.join(data['queues']) or '-'}  {data['media_type']}  "
-        f"{data['speaker']}: {data['text']}"
+        f"{data['speaker']}: {text}"
     )
     if missing > 0:
         return f"{'':>8}  {conversation}  ... {missing} utterance{'s' * (missing > 1)} not shown\n{line}"

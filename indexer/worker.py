@@ -189,7 +189,7 @@ async def _run_flow(
                 )
 
             # The status file and the endpoints report until delivery, the last task, is done.
-            reporting = (trio.CancelScope(), trio.CancelScope(), trio.CancelScope())
+            reporting = (trio.CancelScope(), trio.CancelScope(), trio.CancelScope(), trio.CancelScope())
             feed = None
             if live:
                 feed = LiveFeed(plugins.live_listeners(config), finalizer.redact_live, stats)
@@ -277,7 +277,12 @@ async def _run_flow(
 
             await nursery.start(source)
             if drain_on_signals:
-                nursery.start_soon(_drain_on_signal, drain, source_scope)
+
+                async def drain_on_signal() -> None:
+                    with reporting[3]:
+                        await _drain_on_signal(drain, source_scope)
+
+                nursery.start_soon(drain_on_signal)
             task_status.started()
     finally:
         log.info("worker stopped: %s", stats.summary())
@@ -404,12 +409,20 @@ async def _restore(journal: Journal, dead_letters: DeadLetterStore) -> list[Enve
 
 
 async def _drain_on_signal(drain: Callable[[], None], source_scope: trio.CancelScope) -> None:
-    """Wait for SIGTERM/SIGINT, then drain: stop the source and bound the rest by a deadline."""
+    """Wait for SIGTERM/SIGINT, then drain: stop the source and bound the rest by a deadline.
+
+    Later signals while draining (a terminal's Ctrl-C reaches every process of the group,
+    then a supervisor sends SIGTERM) are logged, not fatal; runs until cancelled."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        draining = False
         async for signum in signals:
-            log.info("received %s, draining", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            if draining:
+                log.info("received %s again: still draining", name)
+                continue
+            log.info("received %s, draining", name)
             drain()
-            return
+            draining = True
 
 
 async def run_worker(

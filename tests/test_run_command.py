@@ -566,6 +566,9 @@ def test_dev_runs_live_calls_until_ctrl_c(tmp_path: Path) -> None:
             for hit in helpers.scan(client, index="transcripts")
         }
         assert {source for voice, source in sources if voice} <= {"live"}, sources
+        # A terminal's Ctrl-C reaches the worker too, then dev's SIGTERM: still one drain, exit 0
+        worker_pid = int(next(line.split()[2].rstrip(",") for line in lines if line.startswith("worker")))
+        os.kill(worker_pid, signal.SIGINT)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
     finally:

@@ -3,8 +3,7 @@
 ``make bench-sqs`` (``BENCH_REPLICAS``, default ``1,2,4``; ``BENCH_SQS_CONVERSATIONS`` per
 run, default 300; ``BENCH_SQS_RATE``, conversations started per real second, default 20;
 ``BENCH_SPEED``, the emulator's time compression, default 10). For each number of
-replicas: ElasticMQ (an SQS-compatible server, :mod:`tests.elasticmq`; moto's is too slow
-for load), an osmem-server node, the emulator sending its demo
+replicas: moto's SQS server, an osmem-server node, the emulator sending its demo
 conversations (voice, chitchat turns with Faker PII) to the queue as Genesys' EventBridge
 integration does, and that many ``transcript-indexer run`` processes with ``source =
 "sqs"`` and ``sqs.shared``. Printed per run:
@@ -39,7 +38,6 @@ import httpx
 
 from indexer.demo import build_demo_corpus, worker_environment
 from indexer.emulator.corpus import dump_corpus
-from tests import elasticmq
 from tests.bench_live import _quantile, _wait_cpu_s
 
 REPLICAS = [int(n) for n in os.environ.get("BENCH_REPLICAS", "1,2,4").split(",")]
@@ -79,20 +77,27 @@ def _merged_histogram(texts: list[str], name: str) -> str:
 
 def run(replicas: int, folder: Path) -> dict[str, Any]:
     """One run with ``replicas`` workers; its figures."""
-
-    env_aws = {**os.environ, **AWS}
-    with elasticmq.start() as (sqs_url, server):
-        return _run(replicas, folder, env_aws, sqs_url, server)
-
-
-def _run(
-    replicas: int, folder: Path, env_aws: dict[str, str], sqs_url: str, server: subprocess.Popen[bytes]
-) -> dict[str, Any]:
     from osmem_server import OsmemServer
 
+    env_aws = {**os.environ, **AWS}
+    port = _free_port()
+    sqs_url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env_aws,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     workers: list[subprocess.Popen[str]] = []
     emulator = None
     try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{sqs_url}/moto-api/")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
         client = boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_url, aws_access_key_id="bench",
                               aws_secret_access_key="bench")  # fmt: skip
         queue_url = client.create_queue(QueueName="genesys")["QueueUrl"]
@@ -146,9 +151,9 @@ def _run(
         emulator.send_signal(signal.SIGTERM)
         emulator_cpu = _wait_cpu_s(emulator)
         server.send_signal(signal.SIGTERM)
-        server_cpu = _wait_cpu_s(server)  # type: ignore[arg-type]
+        server_cpu = _wait_cpu_s(server)
     finally:
-        for process in (*workers, emulator):
+        for process in (*workers, emulator, server):
             if process is not None and process.returncode is None:
                 process.kill()
                 process.wait()
@@ -176,7 +181,7 @@ def _run(
 def main() -> int:
     print(
         f"SQS scale-out benchmark: {COUNT} voice conversations per run offered at {RATE:g}/s, "
-        f"emulator at speed {SPEED:g}, ElasticMQ, {os.cpu_count()} cores shared by every process\n"
+        f"emulator at speed {SPEED:g}, moto's SQS server, {os.cpu_count()} cores shared by every process\n"
     )
     print(
         f"{'replicas':>8}{'indexed':>9}{'conv/s':>8}{'events/s':>10}{'SQS req/conv':>14}"

@@ -1,7 +1,7 @@
 """Scale-out on EventBridge/SQS: 1, 2 and 4 replicas sharing one queue, on this machine.
 
 ``make bench-sqs`` (``BENCH_REPLICAS``, default ``1,2,4``; ``BENCH_SQS_CONVERSATIONS`` per
-run, default 300; ``BENCH_SQS_RATE``, conversations started per real second, default 20;
+run, default 80; ``BENCH_SQS_RATE``, conversations started per real second, default 4 (moto saturates a core near 20 messages a second);
 ``BENCH_SPEED``, the emulator's time compression, default 10). For each number of
 replicas: moto's SQS server, an osmem-server node, the emulator sending its demo
 conversations (voice, chitchat turns with Faker PII) to the queue as Genesys' EventBridge
@@ -41,8 +41,8 @@ from indexer.emulator.corpus import dump_corpus
 from tests.bench_live import _quantile, _wait_cpu_s
 
 REPLICAS = [int(n) for n in os.environ.get("BENCH_REPLICAS", "1,2,4").split(",")]
-COUNT = int(os.environ.get("BENCH_SQS_CONVERSATIONS", "300"))
-RATE = float(os.environ.get("BENCH_SQS_RATE", "20"))
+COUNT = int(os.environ.get("BENCH_SQS_CONVERSATIONS", "80"))
+RATE = float(os.environ.get("BENCH_SQS_RATE", "4"))
 SPEED = float(os.environ.get("BENCH_SPEED", "10"))
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 WINDOW_S = 5.0

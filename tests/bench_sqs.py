@@ -1,7 +1,8 @@
 """Scale-out on EventBridge/SQS: 1, 2 and 4 replicas sharing one queue, on this machine.
 
 ``make bench-sqs`` (``BENCH_REPLICAS``, default ``1,2,4``; ``BENCH_SQS_CONVERSATIONS`` per
-run, default 80; ``BENCH_SQS_RATE``, conversations started per real second, default 4 (moto saturates a core near 20 messages a second);
+run, default 80; ``BENCH_SQS_RATE``, conversations started per real second, default 4:
+moto's server saturates a core near 20 messages a second;
 ``BENCH_SPEED``, the emulator's time compression, default 10). For each number of
 replicas: moto's SQS server, an osmem-server node, the emulator sending its demo
 conversations (voice, chitchat turns with Faker PII) to the queue as Genesys' EventBridge

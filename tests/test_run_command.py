@@ -50,12 +50,18 @@ def stop(*processes: subprocess.Popen[str] | None) -> None:
 
 
 @contextmanager
-def emulate(corpus: list[CorpusConversation], tmp_path: Path, *flags: str) -> Iterator[dict[str, Any]]:
-    """``transcript-indexer emulate`` playing ``corpus`` as a process: yields its ready line."""
+def emulate(
+    corpus: list[CorpusConversation], tmp_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """``transcript-indexer emulate`` playing ``corpus`` as a process (with ``env``, else this
+    process's environment): yields its ready line."""
     corpus_path = tmp_path / "corpus.ndjson"
     dump_corpus(corpus, corpus_path)
     process = subprocess.Popen(
-        [*COMMAND, "emulate", "--corpus", str(corpus_path), *flags], stdout=subprocess.PIPE, text=True
+        [*COMMAND, "emulate", "--corpus", str(corpus_path), *flags],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     try:

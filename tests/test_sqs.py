@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from indexer.completion import Checkpoint, StreamItem, SubscriptionChange
 from indexer.config import SqsSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.demo import build_demo_corpus, worker_environment
-from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, dump_corpus
+from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.eventbridge import eventbridge_event
 from indexer.errors import ConfigError
 from indexer.models import Envelope
@@ -41,7 +40,7 @@ from indexer.worker import run_replay
 from tests.conftest import sample
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 from tests.installed import PROJECT_ONLY
-from tests.test_run_command import COMMAND, free_port, indexed_count, stop, wait_for
+from tests.test_run_command import COMMAND, emulate, free_port, indexed_count, stop, wait_for
 
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -87,23 +86,6 @@ def _counts(client: Any, queue_url: str) -> tuple[int, int]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
     return int(attributes[names[0]]), int(attributes[names[1]])
-
-
-@contextmanager
-def emulate_with_env(
-    corpus: list[CorpusConversation], tmp_path: Path, env: dict[str, str], *flags: str
-) -> Iterator[dict[str, Any]]:
-    """``transcript-indexer emulate`` as a process with ``env`` (AWS credentials): its ready line."""
-    corpus_path = tmp_path / "corpus.ndjson"
-    dump_corpus(corpus, corpus_path)
-    command = [*COMMAND, "--log-level", "WARNING", "emulate", "--corpus", str(corpus_path), *flags]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    try:
-        yield json.loads(process.stdout.readline())
-    finally:
-        stop(process)
-        process.stdout.close()
 
 
 def _until_empty(client: Any, queue_url: str, timeout_s: float = 30) -> None:
@@ -266,7 +248,7 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
         "[plugins.opensearch]\nretention_days = 0\n"
     )
     workers: list[subprocess.Popen[str]] = []
-    with emulate_with_env(corpus, tmp_path, env_aws, *flags) as ready, osmem.clone() as index:
+    with emulate(corpus, tmp_path, *flags, env=env_aws) as ready, osmem.clone() as index:
         search = OpenSearch(hosts=[index.url])
         try:
             for n in range(3):

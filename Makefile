@@ -45,6 +45,7 @@ bench-live: $(STAMP)
 
 # Scale-out: 1, 2 and 4 replicas sharing an SQS queue fed by the emulator as EventBridge (prints a table)
 bench-sqs: $(STAMP)
+	$(BIN)/python -m tests.elasticmq fetch
 	$(BIN)/python -m tests.bench_sqs
 
 demo: $(STAMP)

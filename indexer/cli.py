@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         "--sqs-max-delay", type=int, default=0, help="delay each SQS message 0 to N s (reordering)"
     )
     emulate.add_argument(
+        "--transcript-delay",
+        type=float,
+        default=0.0,
+        help="simulated s after hang-up before a call's post-call transcript is ready (Genesys: minutes)",
+    )
+    emulate.add_argument(
         "--wait-for-subscriber",
         action="store_true",
         help="start the first conversation --start-delay s after a worker subscribes to a queue",
@@ -336,6 +342,7 @@ def _command(args: argparse.Namespace) -> int:
 
         _positive("--speed", args.speed)
         _positive("--interval", args.interval, allow_zero=True)
+        _positive("--transcript-delay", args.transcript_delay, allow_zero=True)
         if args.chitchat is not None:
             _positive("--chitchat", args.chitchat)
 
@@ -361,6 +368,7 @@ def _command(args: argparse.Namespace) -> int:
             late_utterance_rate=args.late_utterance_rate,
             public_url=args.public_url,
             wait_for_subscriber=args.wait_for_subscriber,
+            transcript_delay_s=args.transcript_delay,
             sqs=SqsTarget(
                 args.sqs_queue_url,
                 endpoint_url=args.sqs_endpoint_url,

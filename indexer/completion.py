@@ -460,21 +460,22 @@ async def detect_completion(
                 log.info("resumed %d open conversations from the journal", len(detector.open))
                 stats.restored += len(detector.open)
             while True:
-                with trio.move_on_at(detector.next_deadline()):
-                    try:
+                item: StreamItem | None = None
+                with trio.move_on_at(detector.next_deadline()):  # the wait only: an item taken
+                    try:  # is applied whole, whatever falls due meanwhile
                         item = await envelopes.receive()
                     except trio.EndOfChannel:
                         break
-                    if isinstance(item, Gap):
-                        await detector.gap(item)
-                    elif isinstance(item, Checkpoint):
-                        if journal is not None:
-                            await journal.flush()
-                        item.rebuilding.update(detector.rebuilding)
-                        detector.rebuilding.clear()
-                        item.reached.set()
-                    else:
-                        await detector.accept(item)
+                if isinstance(item, Gap):
+                    await detector.gap(item)
+                elif isinstance(item, Checkpoint):
+                    if journal is not None:
+                        await journal.flush()
+                    item.rebuilding.update(detector.rebuilding)
+                    detector.rebuilding.clear()
+                    item.reached.set()
+                elif item is not None:
+                    await detector.accept(item)
                 await detector.close_due()
             if subscriptions is not None:
                 await subscriptions.aclose()  # nothing to unsubscribe once the stream is over

@@ -69,7 +69,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Post-call requests handled at once.
+#: Platform API requests recovery makes at once (a conversation waiting for its
+#: post-call transcript between two requests holds no place).
 CONCURRENCY: Final = 8
 #: How many rebuilt conversation ids are remembered, not to rebuild them again.
 REBUILT_MEMORY: Final = 100_000
@@ -291,7 +292,8 @@ class _Recovery:
         ``post_call_wait_s`` (or until stopping); what it found last."""
         deadline = trio.current_time() + self.settings.post_call_wait_s
         while True:
-            found = await fetch()
+            async with self.limiter:  # per request: waiting holds no place (transcripts take minutes)
+                found = await fetch()
             if found or trio.current_time() >= deadline or self.stopping.is_set():
                 return found
             with trio.move_on_after(self.settings.post_call_retry_s):
@@ -361,8 +363,7 @@ class _Recovery:
             await self.reconcile_digital(document)
             return
         try:
-            async with self.limiter:
-                transcripts = await self.post_call(document.conversation_id, request.communication_ids)
+            transcripts = await self.post_call(document.conversation_id, request.communication_ids)
         except API_ERRORS as exc:
             status = getattr(exc, "status", None)
             log.warning(
@@ -476,8 +477,7 @@ class _Recovery:
 
     async def reconcile_digital(self, document: TranscriptDocument) -> None:
         try:
-            async with self.limiter:
-                utterances = await self.messages(document)
+            utterances = await self.messages(document)
         except API_ERRORS as exc:
             log.warning(
                 "messages of %s unavailable (%s)",
@@ -605,11 +605,10 @@ class _Recovery:
             await self.reconcile_digital(document)
             return
 
-        async def fetch_transcripts() -> list[PostCallTranscript]:
-            async with self.limiter:
-                return await self.post_call(conversation_id, sessions or state.communication_ids())
-
-        transcripts = await self._retrying(f"recovery of conversation {conversation_id}", fetch_transcripts)
+        transcripts = await self._retrying(
+            f"recovery of conversation {conversation_id}",
+            lambda: self.post_call(conversation_id, sessions or state.communication_ids()),
+        )
         document = _with_post_call(document, transcripts or [])
         if not transcripts:
             self.follow_up(document, sessions or state.communication_ids())

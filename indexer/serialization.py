@@ -150,7 +150,56 @@ def _build() -> cattrs.Converter:
     conv.register_structure_hook_factory(
         _is_settings, lambda cls: make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
     )
+    detailed_words = conv.get_structure_hook(tuple[models.Word, ...])
+
+    def _structure_words(value: Any, type_: Any) -> tuple[models.Word, ...]:
+        # Words are most of a transcription frame: built directly when every field has its
+        # plain JSON type and its range; anything else takes the detailed way, which names
+        # the field at fault.
+        if type(value) is list:
+            try:
+                return tuple(_plain_word(item) for item in value)
+            except (_NotPlain, ValueError):
+                pass
+        words: tuple[models.Word, ...] = detailed_words(value, type_)
+        return words
+
+    conv.register_structure_hook_func(lambda type_: type_ == tuple[models.Word, ...], _structure_words)
     return conv
+
+
+class _NotPlain(Exception):
+    """A word that the detailed structuring must read (a type other than JSON's plain one)."""
+
+
+def _plain_word(item: Any) -> models.Word:
+    """``item`` as a :class:`~indexer.models.Word` when each field is absent, null or of
+    its plain JSON type (the attrs validators check ranges: ``ValueError``).
+
+    :raises _NotPlain: anything else.
+    """
+    if type(item) is not dict:
+        raise _NotPlain
+    word = item.get("word")
+    offset = item.get("offsetMs")
+    duration = item.get("durationMs")
+    confidence = item.get("confidence")
+    start = item.get("startTimeMs")
+    if not (
+        (word is None or type(word) is str)
+        and (offset is None or type(offset) is int)
+        and (duration is None or type(duration) is int)
+        and (start is None or type(start) is int)
+        and (confidence is None or type(confidence) is float or type(confidence) is int)
+    ):
+        raise _NotPlain
+    return models.Word(
+        word="" if word is None else word,
+        offset_ms=offset,
+        duration_ms=duration,
+        confidence=None if confidence is None else float(confidence),
+        start_time_ms=start,
+    )
 
 
 converter: cattrs.Converter = _build()

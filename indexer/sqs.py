@@ -6,8 +6,8 @@ takes a literal ``{id}`` as a wildcard, so one rule carries the transcription an
 conversation events of the whole organization, with no subscriptions. The rule targets an
 SQS queue; this source reads it:
 
-- long polling (``sqs.wait_time_s``, up to 20 s), batches of 10, with boto3 in a worker
-  thread (one call at a time);
+- long polling (``sqs.wait_time_s``, up to 20 s), batches of 10, with boto3 in worker
+  threads;
 - each message body is an EventBridge event whose ``detail`` is the notification
   (:func:`indexer.serialization.parse_envelope`); a body that does not parse is
   dead-lettered in the worker's own store with its reason, like a bad frame;
@@ -17,6 +17,10 @@ SQS queue; this source reads it:
   other consumers, their visibility extended every half ``sqs.visibility_timeout_s``. A
   worker that dies leaves them to reappear for another (or itself, restarted); a message
   that keeps coming back goes to the queue's dead-letter queue by its redrive policy;
+- replicas sharing the queue (``sqs.shared``): a batch that told this replica a
+  conversation ended is held in flight until the conversation's rebuilt document is stored
+  (post-call transcripts take minutes), while the next batches are received and deleted
+  as usual (at most :data:`HELD_BATCHES` held at once);
 - there are no subscriptions: changes the detector asks for are taken and ignored.
 
 Errors: an unknown queue or refused credentials at start-up stop the worker with one line
@@ -54,6 +58,12 @@ BATCH: Final = 10
 #: Replicas sharing a queue: how long a message saying a conversation ended stays in
 #: flight while its document is rebuilt (post-call transcripts may take minutes), s.
 REBUILD_WAIT_S: Final = 900
+#: Replicas sharing a queue: batches held in flight at once while their conversations are
+#: rebuilt; receiving goes on meanwhile and waits only past this many.
+HELD_BATCHES: Final = 200
+#: SQS calls in progress at once (a long poll takes one; extensions and deletions never
+#: wait behind it, or a message could reappear before its extension is sent).
+CALLS: Final = 4
 _T = TypeVar("_T")
 
 
@@ -77,14 +87,15 @@ def _transient(exc: Exception) -> bool:
 
 
 class _Queue:
-    """The calls the source makes, each in a worker thread, one at a time, retried."""
+    """The calls the source makes, each in a worker thread (:data:`CALLS` at once; boto3's
+    clients are thread-safe), retried."""
 
     def __init__(self, client: SQSClient, settings: SqsSettings, stats: Statistics) -> None:
         self.client = client
         self.settings = settings
         self.url = settings.queue_url
         self.setting = f"sqs.queue_url (INDEXER_SQS_QUEUE_URL) {settings.queue_url}"
-        self.limiter = trio.CapacityLimiter(1)
+        self.limiter = trio.CapacityLimiter(CALLS)
         self.stats = stats
 
     async def _call(self, call: Callable[[], _T]) -> _T:
@@ -164,6 +175,7 @@ async def follow_queue(
     queue = _Queue(client, settings, stats)
     await queue.check()
     stats.source = "sqs"
+    held = trio.Semaphore(HELD_BATCHES)
     async with envelopes, changes, trio.open_nursery() as nursery:
         nursery.start_soon(_ignore, changes)
         log.info("reading %s (long polling %d s)", settings.queue_url, settings.wait_time_s)
@@ -183,45 +195,48 @@ async def follow_queue(
                 if checkpoint.reached.is_set():
                     break
                 await queue.extend(messages)
-            rebuilding = checkpoint.rebuilding if stored is not None else set()
-            if (
-                rebuilding
-                and stored is not None
-                and not await _until_stored(queue, messages, rebuilding, stored)
-            ):
-                continue  # not deleted: it comes back after the visibility timeout
-            await queue.delete(messages)
+            if checkpoint.rebuilding and stored is not None:
+                await held.acquire()
+                nursery.start_soon(_hold, queue, messages, checkpoint.rebuilding, stored, held)
+            else:
+                await queue.delete(messages)
 
 
-async def _until_stored(
+async def _hold(
     queue: _Queue,
     messages: Sequence[MessageTypeDef],
     conversations: set[str],
     stored: Callable[[str], Awaitable[None]],
-) -> bool:
-    """Keep ``messages`` in flight until every one of ``conversations`` is stored, at most
-    :data:`REBUILD_WAIT_S`; whether they all were."""
-    done = trio.Event()
+    held: trio.Semaphore,
+) -> None:
+    """Keep ``messages`` in flight until every one of ``conversations`` is stored, then
+    delete them; past :data:`REBUILD_WAIT_S` leave them to come back after the visibility
+    timeout. Releases ``held`` at the end."""
+    try:
+        done = trio.Event()
 
-    async def extend() -> None:
-        while True:
-            await trio.sleep(queue.settings.visibility_timeout_s / 2)
-            await queue.extend(messages)
+        async def extend() -> None:
+            while True:
+                await trio.sleep(queue.settings.visibility_timeout_s / 2)
+                await queue.extend(messages)
 
-    with trio.move_on_after(REBUILD_WAIT_S):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(extend)
-            for conversation_id in conversations:
-                await stored(conversation_id)
-            done.set()
-            nursery.cancel_scope.cancel()
-    if not done.is_set():
-        log.warning(
-            "%d conversations not rebuilt in %d s: their messages come back",
-            len(conversations),
-            REBUILD_WAIT_S,
-        )
-    return done.is_set()
+        with trio.move_on_after(REBUILD_WAIT_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(extend)
+                for conversation_id in conversations:
+                    await stored(conversation_id)
+                done.set()
+                nursery.cancel_scope.cancel()
+        if done.is_set():
+            await queue.delete(messages)
+        else:
+            log.warning(
+                "%d conversations not rebuilt in %d s: their messages come back",
+                len(conversations),
+                REBUILD_WAIT_S,
+            )
+    finally:
+        held.release()
 
 
 async def _ignore(changes: trio.MemoryReceiveChannel[SubscriptionChange]) -> None:

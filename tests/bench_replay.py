@@ -6,6 +6,9 @@ notification frames in due order, written to a replay file. Measured on those fr
 
 - **ceilings**: ``json.loads`` of every frame, ``orjson.loads`` when installed, our
   ``parse_envelope`` alone: frames per CPU-second;
+- **memory per open conversation**: every frame of the voice conversations parsed and
+  applied to the tracker's states, none closed (as when every call is still going on),
+  measured with ``tracemalloc``, beside the issue's ceiling of 30 KB at 20 utterances;
 - **the pipeline**: ``run_replay`` end to end (parse, track, complete, redact and verify in
   worker processes, outbox, a discard sink that takes every batch): transcription
   messages per CPU-second of this process and its worker processes, wall time, and the
@@ -24,6 +27,7 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +36,13 @@ from indexer.config import Config
 from indexer.demo import build_demo_corpus
 from indexer.document import TranscriptDocument
 from indexer.emulator.scenario import build_scenario
+from indexer.errors import MalformedMessage, UnusedTopic
 from indexer.hookspecs import hookimpl
+from indexer.models import ConversationEvent, TranscriptionMessage
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.serialization import parse_envelope
 from indexer.sinks import WriteResult
+from indexer.tracker import ConversationState
 from indexer.worker import run_replay
 
 COUNT = int(os.environ.get("BENCH_CONVERSATIONS", "1000"))
@@ -100,6 +107,35 @@ def per_cpu_second(work: Callable[[str], Any], texts: Sequence[str], rounds: int
     return len(texts) / best
 
 
+def open_conversation_bytes(texts: Sequence[str]) -> tuple[float, float]:
+    """Bytes held per open voice conversation by the tracker (``tracemalloc``: the parsed
+    models it keeps, its own state), and the mean utterances each holds."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    states: dict[str, ConversationState] = {}
+    for text in texts:
+        try:
+            body = parse_envelope(text).event_body
+        except (MalformedMessage, UnusedTopic):
+            continue
+        if isinstance(body, ConversationEvent):
+            conversation_id = body.id
+        elif isinstance(body, TranscriptionMessage):
+            conversation_id = body.conversation_id
+        else:
+            continue
+        state = states.setdefault(conversation_id, ConversationState(conversation_id, 0.0, 0.0))
+        if isinstance(body, ConversationEvent):
+            state.apply_conversation(body, 0.0)
+        else:
+            state.apply_transcription(body, 0.0)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    voice = [state for state in states.values() if state.sessions]
+    utterances = sum(len(s.utterances) for state in voice for s in state.sessions.values())
+    return held / max(len(states), 1), utterances / max(len(voice), 1)
+
+
 def main() -> int:
     texts = frames(COUNT)
     transcriptions = sum('"topicName":"v2.conversations.' in t and '.transcription"' in t for t in texts)
@@ -116,6 +152,12 @@ def main() -> int:
     else:
         ceilings["orjson.loads"] = per_cpu_second(orjson.loads, texts)
     ceilings["parse_envelope"] = per_cpu_second(parse_envelope, texts)
+    per_conversation, utterances = open_conversation_bytes(texts)
+    print(
+        f"memory per open conversation: {per_conversation / 1000:.1f} KB at {utterances:.1f} utterances "
+        f"(voice; {per_conversation / 1000 * 20 / max(utterances, 1):.1f} KB scaled to 20 utterances); "
+        "ceiling 30 KB at 20\n"
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         replay_file = Path(folder) / "frames.ndjson"

@@ -55,6 +55,11 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             "--chitchat: chitchat-dataset holds 7168 conversations, not 9000",
         ),
         (("emulate", "--chitchat", "2", "--speed", "0"), {}, "--speed must be more than zero"),
+        (
+            ("emulate", "--chitchat", "2", "--transcript-delay", "-1"),
+            {},
+            "--transcript-delay must be zero or more",
+        ),
         (("demo", "--conversations", "0"), {}, "--conversations must be more than zero"),
         (("run", "--config", "/"), {}, "config file /: Is a directory"),
         (("run",), {**GENESYS, "INDEXER_HTTP_LISTEN": "nonsense"}, "http_listen 'nonsense'"),

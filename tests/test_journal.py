@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from indexer.completion import SubscriptionChange, detect_completion
+from indexer.completion import Checkpoint, StreamItem, SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
@@ -261,3 +261,40 @@ async def test_finished_conversations_leave_the_file_in_bounded_time(
     await journal.flush()  # nothing queued: the interval alone makes it compact
     assert not any("123-45-6789" in p.read_text() for p in path.glob("*"))
     assert Journal(path).load() == [("open", '{"f": 1}')]
+
+
+class _SlowDisk(Journal):
+    """A journal whose flushes take 2 s (a slow disk)."""
+
+    async def flush(self) -> None:
+        await trio.sleep(2.0)
+        await super().flush()
+
+
+async def test_a_checkpoint_is_reached_when_a_close_falls_due_during_its_flush(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A source's checkpoint is reported reached even when a conversation's close falls
+    due while the journal flushes for it (the SQS source waited for it for ever, its
+    batch never deleted and no message received again), and the close still happens."""
+    stats = Statistics()
+    send, receive = trio.open_memory_channel[StreamItem](10)
+    docs_send, docs = trio.open_memory_channel[TranscriptDocument](10)
+    checkpoint = Checkpoint()
+    send.send_nowait(conversation(ended=True))
+    send.send_nowait(transcription(utterance("u1", "the last words", 1000)))
+    send.send_nowait(transcription(status="SESSION_ENDED"))  # its grace period (1 s) starts
+    send.send_nowait(checkpoint)  # its flush takes 2 s
+    send.close()
+    await detect_completion(
+        receive,
+        docs_send,
+        settings=SETTINGS,
+        dead_letters=DeadLetterStore(tmp_path / "dead.ndjson", stats),
+        stats=stats,
+        journal=_SlowDisk(tmp_path / "journal", sync_interval_s=60.0),
+    )
+    assert checkpoint.reached.is_set()
+    (document,) = [d async for d in docs]
+    assert [u.text for u in document.utterances] == ["the last words"]
+    assert document.completion_reason == "ended"

@@ -21,7 +21,14 @@ from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.scenario import build_scenario
 from indexer.errors import GenesysError
 from indexer.models import AnalyticsConversation, PostCallTranscript
-from indexer.recovery import FindMissed, RecoveryRequest, recover_transcripts, utterances_from_post_call
+from indexer.recovery import (
+    CONCURRENCY,
+    FindMissed,
+    Rebuild,
+    RecoveryRequest,
+    recover_transcripts,
+    utterances_from_post_call,
+)
 from indexer.serialization import structure
 from indexer.stats import Statistics
 from tests.harness import (
@@ -187,8 +194,56 @@ class FlakyAnalytics:
         return None
 
 
+class UnreadyTranscripts:
+    """A client serving ``scenarios`` as the Platform API does once they ended; the
+    post-call transcripts of the ``unready`` ones are not ready (404) for as long as asked."""
+
+    def __init__(self, scenarios: list[Any], unready: set[str]) -> None:
+        self.scenarios = {s.conversation_id: s for s in scenarios}
+        self.unready = unready
+
+    async def conversation(self, conversation_id: str) -> Any:
+        scenario = self.scenarios[conversation_id]
+        return scenario.conversation_json(scenario.hangup_ms + 60_000)
+
+    async def post_call_transcript(self, conversation_id: str, communication_id: str) -> Any:
+        if conversation_id in self.unready:
+            return None
+        return structure(self.scenarios[conversation_id].transcript_json(), PostCallTranscript)
+
+
+async def test_transcripts_not_ready_do_not_hold_up_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """More conversations than recovery's concurrency wait for their post-call transcripts
+    (Genesys: minutes after the call): one whose transcript is ready is indexed at once,
+    not after they are done waiting. The limit is on requests, not on waiting ones."""
+    corpus, _ = build_demo_corpus(CONCURRENCY + 3, seed=5, pii_share=0, digital_share=0, transfer_share=0)
+    rng = random.Random(5)
+    scenarios = [
+        build_scenario(c, start_ms=1_700_000_000_000 + i * 1000, rng=rng, organization_id="o")
+        for i, c in enumerate(corpus)
+    ]
+    *waiting, ready = scenarios
+    client = UnreadyTranscripts(scenarios, unready={s.conversation_id for s in waiting})
+    async with trio.open_nursery() as nursery:
+        settings = RecoverySettings(post_call_retry_s=10.0, post_call_wait_s=600.0)
+        requests_send, documents = start_recovery(nursery, client, settings, Statistics())  # type: ignore[arg-type]
+        for scenario in scenarios:
+            await requests_send.send(Rebuild(scenario.conversation_id))
+        with trio.fail_after(600):
+            first = await documents.receive()
+        assert first.conversation_id == ready.conversation_id
+        assert first.source == "post_call" and first.utterances
+        assert trio.current_time() < settings.post_call_retry_s
+        nursery.cancel_scope.cancel()
+
+
 def start_recovery(
-    nursery: trio.Nursery, client: FlakyAnalytics, settings: RecoverySettings, stats: Statistics
+    nursery: trio.Nursery,
+    client: FlakyAnalytics | UnreadyTranscripts,
+    settings: RecoverySettings,
+    stats: Statistics,
 ) -> tuple[trio.MemorySendChannel[RecoveryRequest], trio.MemoryReceiveChannel[TranscriptDocument]]:
     """Recovery with ``client`` running in ``nursery``: where to send requests, where documents come."""
     requests_send, requests = trio.open_memory_channel[RecoveryRequest](1)

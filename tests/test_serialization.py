@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexer.errors import MalformedMessage
-from indexer.models import ChannelMetadata, ConversationEvent, SystemMessage, TranscriptionMessage
-from indexer.serialization import dump_envelope, parse_envelope
+from indexer.models import ChannelMetadata, ConversationEvent, SystemMessage, TranscriptionMessage, Word
+from indexer.serialization import dump_envelope, parse_envelope, structure
 from tests.conftest import sample
 
 
@@ -108,3 +112,55 @@ def test_wrong_field_types_name_the_field_not_the_value() -> None:
     assert "offset_ms" in caught.value.reason
     assert "secret-value" not in caught.value.reason
     assert "\n" not in caught.value.reason
+
+
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.just([]),
+    st.just({}),
+)
+_INTEGERS = st.one_of(st.integers(-(10**6), 10**6), st.integers(-(2**63), 2**63))
+
+
+def _mostly(plain: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field's plain JSON type three times in four, anything else otherwise."""
+    return st.one_of(plain, plain, plain, _JSON_SCALARS)
+
+
+_WORD = st.fixed_dictionaries(
+    {},
+    optional={
+        "word": _mostly(st.text(max_size=5)),
+        "offsetMs": _mostly(_INTEGERS),
+        "durationMs": _mostly(_INTEGERS),
+        "confidence": _mostly(st.one_of(st.floats(0, 1), st.integers(0, 1))),
+        "startTimeMs": _mostly(_INTEGERS),
+        "extra": _JSON_SCALARS,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_WORD, min_size=1, max_size=2),
+    st.one_of(st.none(), _JSON_SCALARS.filter(lambda v: v is not None)),
+)
+def test_words_read_the_fast_way_are_the_words_read_in_detail(words: list[Any], other: Any) -> None:
+    """Words (most of a frame) are built directly when their fields have plain JSON types;
+    whatever the input, that gives the same words, or the same refusal, as structuring each
+    word in detail (the way that names the field at fault)."""
+
+    def outcome(read: Callable[[], tuple[Word, ...]]) -> tuple[Word, ...] | str:
+        try:
+            return read()
+        except MalformedMessage:
+            return "refused"
+
+    items = words if other is None else [*words, other]  # a word that is no JSON object
+    fast = outcome(lambda: structure(items, tuple[Word, ...]))
+    detailed = outcome(lambda: tuple(structure(item, Word) for item in items))
+    assert repr(fast) == repr(detailed)  # repr: a NaN confidence never equals itself

@@ -154,6 +154,58 @@ async def test_messages_are_deleted_only_once_durable(sqs_server: str, aws: None
     assert stats.sqs_messages == 4 and stats.source == "sqs"
 
 
+async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
+    sqs_server: str, aws: None, tmp_path: Path
+) -> None:
+    """Replicas sharing the queue: a batch that told this replica a conversation ended stays
+    in flight until that conversation's document is stored (post-call transcripts take
+    minutes), while the batches after it are received and deleted as usual."""
+    client, queue_url = _queue(sqs_server, "held")
+    stats = Statistics()
+    send, receive = trio.open_memory_channel[StreamItem](100)
+    _, changes = trio.open_memory_channel[SubscriptionChange](10)
+    settings = SqsSettings(queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1)
+    stored_now = trio.Event()
+
+    async def stored(conversation_id: str) -> None:
+        assert conversation_id == "ended-here"
+        await stored_now.wait()
+
+    async def next_checkpoint() -> Checkpoint:
+        with trio.fail_after(20):
+            while not isinstance(item := await receive.receive(), Checkpoint):
+                pass
+        return item
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: follow_queue(
+                settings,
+                send,
+                changes,
+                DeadLetterStore(tmp_path / "dead.ndjson", stats),
+                stats=stats,
+                stored=stored,
+                task_status=task_status,
+            )
+        )
+        client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("queue-conversation")))
+        first = await next_checkpoint()
+        first.rebuilding.add("ended-here")  # as the detector reports a conversation it saw end
+        first.reached.set()
+        for _ in range(3):
+            client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("transcription")))
+            (await next_checkpoint()).reached.set()
+        await trio.to_thread.run_sync(
+            lambda: wait_for(lambda: _counts(client, queue_url) == (0, 1), 20, every_s=0.2)
+        )
+        assert _counts(client, queue_url) == (0, 1), "the later batches deleted, the first in flight"
+        stored_now.set()
+        await trio.to_thread.run_sync(_until_empty, client, queue_url)
+        nursery.cancel_scope.cancel()
+    assert stats.sqs_messages == 4
+
+
 async def test_an_unknown_queue_is_one_line(sqs_server: str, aws: None, tmp_path: Path) -> None:
     stats = Statistics()
     send, _ = trio.open_memory_channel[StreamItem](1)

@@ -51,7 +51,7 @@ from indexer.completion import SubscriptionChange
 from indexer.config import FRAME_READ_FACTOR, MIN_FRAME_BYTES, StreamSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError
-from indexer.frames import accept_frame
+from indexer.frames import Shedding, accept_frame
 from indexer.genesys import API_ERRORS, GenesysClient
 from indexer.models import Channel, ChannelTopic, Envelope, SystemMessage
 from indexer.recovery import Gap
@@ -220,6 +220,7 @@ class _Follower:
     stats: Statistics
     dead_letters: DeadLetterStore
     capture: trio.abc.AsyncResource | None
+    shedding: Shedding | None = None
 
     def _count(self) -> None:
         self.stats.channels = len(self.pool.channels)
@@ -271,7 +272,11 @@ class _Follower:
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
                 envelope = await accept_frame(
-                    text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
+                    text,
+                    self.envelopes,
+                    stats=self.stats,
+                    dead_letters=self.dead_letters,
+                    shedding=self.shedding,
                 )
                 if envelope is None or socket.retired:
                     continue
@@ -534,6 +539,7 @@ async def follow_channels(
     stats: Statistics,
     dead_letters: DeadLetterStore,
     lookback_s: float | None = None,
+    shed: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Read every channel of ``pool`` and apply ``changes``, as the module docstring says.
@@ -543,11 +549,18 @@ async def follow_channels(
     before the start. Runs until cancelled; closes ``envelopes`` on the way out, which
     tells the detector the stream ended.
 
+    :param shed: when the detector is behind (``envelopes`` three quarters full), shed
+        conversations' live transcripts (:class:`~indexer.frames.Shedding`): recovery
+        completes them from the post-call transcript. Without it (no recovery), the
+        sockets are read only as fast as the detector takes the frames.
+
     :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
     began_ms = client.server_now_ms()
     capture = await _open_capture(settings.capture_path) if settings.capture_path else None
-    follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture)
+    room = envelopes.statistics().max_buffer_size  # an unbounded channel is never full
+    shedding = Shedding(room * 3 // 4) if shed and isinstance(room, int) else None
+    follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture, shedding)
     try:
         async with envelopes, trio.open_nursery() as nursery:
             for entry in pool.channels:

@@ -160,9 +160,9 @@ def main() -> int:
     fixed, per_utterance, utterances = open_conversation_bytes(texts)
     at_20 = fixed + 20 * per_utterance
     print(
-        f"memory per open conversation: {fixed / 1000:.1f} KB and {per_utterance / 1000:.2f} KB per utterance "
-        f"({utterances:.1f} utterances in a voice conversation here): {at_20 / 1000:.1f} KB at 20 utterances, "
-        f"ceiling 30 KB {'ok' if at_20 <= 30_000 else 'MISSED'}\n"
+        f"memory per open conversation: {fixed / 1000:.1f} KB and {per_utterance / 1000:.2f} KB "
+        f"per utterance ({utterances:.1f} utterances in a voice conversation here): "
+        f"{at_20 / 1000:.1f} KB at 20 utterances, ceiling 30 KB {'ok' if at_20 <= 30_000 else 'MISSED'}\n"
     )
 
     with tempfile.TemporaryDirectory() as folder:

@@ -9,14 +9,16 @@ import pytest
 import trio
 import trio.testing
 
-from indexer.completion import SubscriptionChange, detect_completion
+from indexer.completion import Shed, StreamItem, SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.models import Envelope
+from indexer.frames import BEHIND_FOR_S, Shedding, accept_frame
+from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
+from indexer.serialization import dump_envelope
 from indexer.stats import Statistics
-from tests.factories import conversation, transcription, utterance
+from tests.factories import CONVERSATION, conversation, transcription, utterance
 
 SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
 
@@ -30,7 +32,7 @@ class Harness:
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
-        self.send, self.receive = trio.open_memory_channel[Envelope | Gap](100)
+        self.send, self.receive = trio.open_memory_channel[StreamItem](100)
         self.docs_send, self.docs = trio.open_memory_channel[TranscriptDocument](100)
         self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](100)
         self.recovery_send, self.recovery = (
@@ -290,3 +292,79 @@ async def test_a_gap_brings_forward_the_close_of_a_call_whose_session_end_was_lo
         assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
         assert trio.current_time() - start <= SETTINGS.grace_period_s + 1 < SETTINGS.max_idle_s
         nursery.cancel_scope.cancel()
+
+
+async def test_a_shed_conversation_is_completed_from_its_post_call_transcript(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The WebSocket source behind sheds a conversation's live transcript (control before
+    data): the detector marks it as in a gap, so it closes into recovery (post-call) without
+    waiting for a session end it will never see; one closed from the live stream goes to
+    recovery at once; one never seen is opened, marked."""
+    h = Harness(state_dir, recovery=True)
+    assert h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=False))
+        await h.send.send(transcription(utterance("u1", "hi", 1000)))
+        await h.send.send(Shed(CONVERSATION))
+        await h.send.send(conversation(ended=True))
+        request = await h.recovery.receive()
+        assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
+        assert [u.text for u in request.document.utterances] == ["hi"]
+
+        await whole_call(h, "closed")
+        live = await h.docs.receive()
+        await h.send.send(Shed("closed"))
+        again = await h.recovery.receive()
+        assert isinstance(again, Reconcile) and again.document.conversation_id == "closed"
+        assert again.document.version > live.version
+
+        await h.send.send(Shed("unseen"))
+        await h.send.send(conversation(ended=True, conversation_id="unseen"))
+        unseen = await h.recovery.receive()
+        assert isinstance(unseen, Reconcile) and unseen.document.conversation_id == "unseen"
+        nursery.cancel_scope.cancel()
+    assert h.drained() == []
+
+
+async def test_behind_the_source_sheds_transcripts_never_conversation_events(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With the detector's input three quarters full for 10 s (not a burst), a
+    transcription message sheds its conversation (the detector told once, the later
+    messages dropped and counted); a conversation event still passes, and so does the
+    transcript of a conversation not shed once there is room again."""
+    stats = Statistics()
+    dead_letters = DeadLetterStore(state_dir / "dead.ndjson", stats)
+    send, receive = trio.open_memory_channel[StreamItem](8)
+    shedding = Shedding(threshold=3)
+
+    async def accept(envelope: Envelope) -> None:
+        await accept_frame(
+            dump_envelope(envelope), send, stats=stats, dead_letters=dead_letters, shedding=shedding
+        )
+
+    for second in range(3):
+        await accept(transcription(utterance(f"u{second}", "words", 1000 * second), conversation="a"))
+    await accept(transcription(utterance("u8", "a burst", 8000), conversation="b"))  # passes
+    await trio.sleep(BEHIND_FOR_S)
+    await accept(transcription(utterance("u9", "more words", 9000), conversation="e"))  # behind: shed
+    await accept(transcription(utterance("u10", "and more", 10_000), conversation="e"))  # dropped
+    await accept(conversation(ended=True, conversation_id="c"))  # control: passes
+    items = [receive.receive_nowait() for _ in range(6)]
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
+    assert items[4] == Shed("e")
+    assert [_conversation_of(i) for i in items if isinstance(i, Envelope)] == ["a", "a", "a", "b", "c"]
+    assert stats.messages["shed"] == 2 and stats.shed_conversations == 1
+    await accept(transcription(utterance("u11", "room again", 11_000), conversation="d"))
+    await accept(transcription(utterance("u12", "still shed", 12_000), conversation="e"))
+    (passed,) = [receive.receive_nowait()]
+    assert isinstance(passed, Envelope) and _conversation_of(passed) == "d"
+
+
+def _conversation_of(envelope: Envelope) -> str:
+    body = envelope.event_body
+    assert isinstance(body, ConversationEvent | TranscriptionMessage)
+    return body.id if isinstance(body, ConversationEvent) else body.conversation_id

@@ -271,12 +271,10 @@ class _Follower:
                     continue
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
+                if self.shedding is not None and await self.shedding.offer(text):
+                    continue  # a transcription frame: parsed by the shedding's own task
                 envelope = await accept_frame(
-                    text,
-                    self.envelopes,
-                    stats=self.stats,
-                    dead_letters=self.dead_letters,
-                    shedding=self.shedding,
+                    text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
                 )
                 if envelope is None or socket.retired:
                     continue
@@ -549,20 +547,22 @@ async def follow_channels(
     before the start. Runs until cancelled; closes ``envelopes`` on the way out, which
     tells the detector the stream ended.
 
-    :param shed: when the detector is behind (``envelopes`` three quarters full), shed
-        conversations' live transcripts (:class:`~indexer.frames.Shedding`): recovery
-        completes them from the post-call transcript. Without it (no recovery), the
-        sockets are read only as fast as the detector takes the frames.
+    :param shed: control before data (:class:`~indexer.frames.Shedding`): transcription
+        frames are parsed apart from conversation events, and when the worker is behind
+        conversations' live transcripts are shed, for recovery to complete from the
+        post-call transcript. Without it (no recovery), the sockets are read only as fast
+        as the detector takes the frames.
 
     :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
     began_ms = client.server_now_ms()
     capture = await _open_capture(settings.capture_path) if settings.capture_path else None
-    room = envelopes.statistics().max_buffer_size  # an unbounded channel is never full
-    shedding = Shedding(room * 3 // 4) if shed and isinstance(room, int) else None
+    shedding = Shedding(envelopes, stats, dead_letters) if shed else None
     follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture, shedding)
     try:
         async with envelopes, trio.open_nursery() as nursery:
+            if shedding is not None:
+                nursery.start_soon(shedding.parse)
             for entry in pool.channels:
                 await nursery.start(follower.follow, entry)
             follower._count()

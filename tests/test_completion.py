@@ -13,7 +13,7 @@ from indexer.completion import Shed, StreamItem, SubscriptionChange, detect_comp
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.frames import BEHIND_FOR_S, Shedding, accept_frame
+from indexer.frames import Shedding
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.serialization import dump_envelope
@@ -328,40 +328,39 @@ async def test_a_shed_conversation_is_completed_from_its_post_call_transcript(
     assert h.drained() == []
 
 
-async def test_behind_the_source_sheds_transcripts_never_conversation_events(
-    state_dir: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """With the detector's input three quarters full for 10 s (not a burst), a
-    transcription message sheds its conversation (the detector told once, the later
-    messages dropped and counted); a conversation event still passes, and so does the
-    transcript of a conversation not shed once there is room again."""
+async def test_behind_the_source_sheds_transcripts_never_conversation_events(state_dir: Path) -> None:
+    """Control before data: transcription frames wait unparsed in their own queue, apart
+    from conversation events (parsed by the reader at once); when that queue is full, the
+    frame's conversation is shed (the detector told once, its later frames dropped
+    unparsed and counted); what was queued is parsed, even when the stream is stopping."""
     stats = Statistics()
-    dead_letters = DeadLetterStore(state_dir / "dead.ndjson", stats)
-    send, receive = trio.open_memory_channel[StreamItem](8)
-    shedding = Shedding(threshold=3)
+    send, receive = trio.open_memory_channel[StreamItem](100)
+    shedding = Shedding(send, stats, DeadLetterStore(state_dir / "dead.ndjson", stats), raw_buffer=2)
 
-    async def accept(envelope: Envelope) -> None:
-        await accept_frame(
-            dump_envelope(envelope), send, stats=stats, dead_letters=dead_letters, shedding=shedding
-        )
+    def frame(envelope: Envelope) -> str:
+        return dump_envelope(envelope)
 
-    for second in range(3):
-        await accept(transcription(utterance(f"u{second}", "words", 1000 * second), conversation="a"))
-    await accept(transcription(utterance("u8", "a burst", 8000), conversation="b"))  # passes
-    await trio.sleep(BEHIND_FOR_S)
-    await accept(transcription(utterance("u9", "more words", 9000), conversation="e"))  # behind: shed
-    await accept(transcription(utterance("u10", "and more", 10_000), conversation="e"))  # dropped
-    await accept(conversation(ended=True, conversation_id="c"))  # control: passes
-    items = [receive.receive_nowait() for _ in range(6)]
-    with pytest.raises(trio.WouldBlock):
-        receive.receive_nowait()
-    assert items[4] == Shed("e")
-    assert [_conversation_of(i) for i in items if isinstance(i, Envelope)] == ["a", "a", "a", "b", "c"]
+    assert not await shedding.offer(frame(conversation(ended=False, conversation_id="c")))  # the reader's
+    assert await shedding.offer(frame(transcription(utterance("u1", "one", 1000), conversation="a")))
+    assert await shedding.offer(frame(transcription(utterance("u2", "two", 2000), conversation="a")))
+    assert await shedding.offer(frame(transcription(utterance("u3", "full", 3000), conversation="b")))
+    assert await shedding.offer(frame(transcription(utterance("u4", "dropped", 4000), conversation="b")))
+    assert receive.receive_nowait() == Shed("b")
     assert stats.messages["shed"] == 2 and stats.shed_conversations == 1
-    await accept(transcription(utterance("u11", "room again", 11_000), conversation="d"))
-    await accept(transcription(utterance("u12", "still shed", 12_000), conversation="e"))
+    with trio.CancelScope() as stopping:
+        stopping.cancel()  # the stream stops: the queued frames are parsed all the same
+        await shedding.parse()
+    parsed = [receive.receive_nowait(), receive.receive_nowait()]
+    assert [_conversation_of(e) for e in parsed if isinstance(e, Envelope)] == ["a", "a"]
+    assert await shedding.offer(frame(transcription(utterance("u5", "room again", 5000), conversation="d")))
+    assert await shedding.offer(frame(transcription(utterance("u6", "still shed", 6000), conversation="b")))
+    with trio.CancelScope() as stopping:
+        stopping.cancel()
+        await shedding.parse()
     (passed,) = [receive.receive_nowait()]
     assert isinstance(passed, Envelope) and _conversation_of(passed) == "d"
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
 
 
 def _conversation_of(envelope: Envelope) -> str:

@@ -38,7 +38,7 @@ from indexer.serialization import dump_envelope, frame_of
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 
-__all__ = ["Checkpoint", "Shed", "StreamItem", "SubscriptionChange", "detect_completion"]
+__all__ = ["Checkpoint", "StreamItem", "SubscriptionChange", "detect_completion"]
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +78,8 @@ class Checkpoint:
     rebuilding: set[str] = attrs.field(factory=set)
 
 
-@attrs.frozen
-class Shed:
-    """Put into the stream by the WebSocket source when it is behind (control before data,
-    :class:`indexer.frames.Shedding`): the transcription messages of ``conversation_id``
-    are no longer passed on. The conversation goes on without its live transcript and is
-    completed from the post-call transcript, like one in a :class:`~indexer.recovery.Gap`.
-    """
-
-    conversation_id: str
-
-
 #: What sources send the detector.
-StreamItem = Envelope | Gap | Checkpoint | Shed
+StreamItem = Envelope | Gap | Checkpoint
 
 
 @attrs.define
@@ -201,7 +190,15 @@ class _Detector:
                     conversation_id=conversation_id,
                 )
             return
-        state = await self._open_state(conversation_id, now)
+        state = self.open.get(conversation_id)
+        if state is None:
+            if len(self.open) >= self.settings.max_open_conversations:
+                quietest = min(self.open.values(), key=lambda s: s.last_event_at)
+                log.warning("%d conversations open: closing the quietest early", len(self.open))
+                await self.finalize(quietest, "capacity")
+            state = self.open[conversation_id] = ConversationState(
+                conversation_id=conversation_id, first_event_at=now, last_event_at=now
+            )
         if isinstance(body, ConversationEvent):
             state.apply_conversation(body, now)
             if self.shared and state.participants_ended() and not state.rebuild_asked:
@@ -230,38 +227,6 @@ class _Detector:
             await self.subscriptions.send(SubscriptionChange("add", conversation_id))
         if not state.gap_affected and state.started_before(self.gap_end_ms):
             state.gap_affected = True  # first seen after a gap it overlapped: its start is missing
-        heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
-        self.stats.open_conversations = len(self.open)
-
-    async def _open_state(self, conversation_id: str, now: float) -> ConversationState:
-        """The open state of ``conversation_id``, new if there is none (closing the quietest
-        open one early when ``max_open_conversations`` are open)."""
-        state = self.open.get(conversation_id)
-        if state is None:
-            if len(self.open) >= self.settings.max_open_conversations:
-                quietest = min(self.open.values(), key=lambda s: s.last_event_at)
-                log.warning("%d conversations open: closing the quietest early", len(self.open))
-                await self.finalize(quietest, "capacity")
-            state = self.open[conversation_id] = ConversationState(
-                conversation_id=conversation_id, first_event_at=now, last_event_at=now
-            )
-        return state
-
-    async def shed(self, item: Shed) -> None:
-        """The source no longer passes on the conversation's transcription messages: it is
-        completed from the post-call transcript (marked as in a gap). One closed already, in
-        its re-open window, from the live stream goes to recovery now; a finished one is left."""
-        conversation_id = item.conversation_id
-        closed = self.recent.get(conversation_id)
-        if closed is not None:
-            if self.recovery is not None and not closed.state.has_holes():
-                closed.state.gap_affected = True
-                await self._send(closed.state, closed.reason)
-            return
-        if conversation_id in self.finalized:
-            return
-        state = await self._open_state(conversation_id, trio.current_time())
-        state.gap_affected = True
         heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
         self.stats.open_conversations = len(self.open)
 
@@ -503,8 +468,6 @@ async def detect_completion(
                         break
                 if isinstance(item, Gap):
                     await detector.gap(item)
-                elif isinstance(item, Shed):
-                    await detector.shed(item)
                 elif isinstance(item, Checkpoint):
                     if journal is not None:
                         await journal.flush()

@@ -103,11 +103,6 @@ class StatisticsCollector(Collector):
             "Conversations closed without their end, left to the replica that saw it (sqs.shared)",
             s.left_to_other_replicas,
         )
-        yield counter(
-            "shed_conversations",
-            "Conversations whose live transcript was shed while the worker was behind (post-call instead)",
-            s.shed_conversations,
-        )
         yield counter("sqs_messages", "SQS messages received (a redelivery counts again)", s.sqs_messages)
         yield counter("sqs_requests", "SQS API requests", s.sqs_requests)
         yield counter("live_utterances", "Redacted utterances shown in the live view", s.live_utterances)

@@ -59,9 +59,6 @@ class Statistics:
     #: Replicas sharing a queue: conversations closed here without their end, left to
     #: the replica that saw it (``sqs.shared``).
     left_to_other_replicas: int = 0
-    #: WebSocket source behind: conversations completed from their post-call transcript
-    #: because their live one was shed (:class:`indexer.frames.Shedding`).
-    shed_conversations: int = 0
     #: Where notifications come from: ``websocket`` or ``sqs`` (no sockets to be ready).
     source: str = "websocket"
     sink_requests: int = 0
@@ -104,7 +101,6 @@ class Statistics:
             "sink_retries": self.sink_retries,
             "restored": self.restored,
             "left_to_other_replicas": self.left_to_other_replicas,
-            "shed_conversations": self.shed_conversations,
             "sqs_messages": self.sqs_messages,
             "sqs_requests": self.sqs_requests,
             "reopened": self.reopened,

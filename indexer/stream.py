@@ -51,7 +51,7 @@ from indexer.completion import SubscriptionChange
 from indexer.config import FRAME_READ_FACTOR, MIN_FRAME_BYTES, StreamSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.errors import AuthenticationError, ConfigError
-from indexer.frames import Shedding, accept_frame
+from indexer.frames import accept_frame
 from indexer.genesys import API_ERRORS, GenesysClient
 from indexer.models import Channel, ChannelTopic, Envelope, SystemMessage
 from indexer.recovery import Gap
@@ -220,7 +220,6 @@ class _Follower:
     stats: Statistics
     dead_letters: DeadLetterStore
     capture: trio.abc.AsyncResource | None
-    shedding: Shedding | None = None
 
     def _count(self) -> None:
         self.stats.channels = len(self.pool.channels)
@@ -271,8 +270,6 @@ class _Follower:
                     continue
                 if self.capture is not None:
                     await self.capture.write(text + "\n")  # type: ignore[attr-defined]
-                if self.shedding is not None and await self.shedding.offer(text):
-                    continue  # a transcription frame: parsed by the shedding's own task
                 envelope = await accept_frame(
                     text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
                 )
@@ -537,7 +534,6 @@ async def follow_channels(
     stats: Statistics,
     dead_letters: DeadLetterStore,
     lookback_s: float | None = None,
-    shed: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Read every channel of ``pool`` and apply ``changes``, as the module docstring says.
@@ -547,22 +543,13 @@ async def follow_channels(
     before the start. Runs until cancelled; closes ``envelopes`` on the way out, which
     tells the detector the stream ended.
 
-    :param shed: control before data (:class:`~indexer.frames.Shedding`): transcription
-        frames are parsed apart from conversation events, and when the worker is behind
-        conversations' live transcripts are shed, for recovery to complete from the
-        post-call transcript. Without it (no recovery), the sockets are read only as fast
-        as the detector takes the frames.
-
     :raises AuthenticationError: Genesys Cloud refused the credentials.
     """
     began_ms = client.server_now_ms()
     capture = await _open_capture(settings.capture_path) if settings.capture_path else None
-    shedding = Shedding(envelopes, stats, dead_letters) if shed else None
-    follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture, shedding)
+    follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture)
     try:
         async with envelopes, trio.open_nursery() as nursery:
-            if shedding is not None:
-                nursery.start_soon(shedding.parse)
             for entry in pool.channels:
                 await nursery.start(follower.follow, entry)
             follower._count()

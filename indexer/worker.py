@@ -366,7 +366,6 @@ async def _websocket_source(
             stats=stats,
             dead_letters=dead_letters,
             lookback_s=config.recovery.lookback_s if config.recovery.enabled else None,
-            shed=config.recovery.enabled,
             task_status=task_status,
         )
 

@@ -15,9 +15,7 @@ start-up delay, and ``transcript-indexer run`` against both, as an operator woul
 - hang-up → indexed p50 and p99 in real seconds (the worker's histogram is on the
   service's clock, which runs ``speed`` times faster: read back to real time; the upper
   bound of the bucket), beside the target, the grace period + 2 s;
-- conversations rebuilt by post-call recovery (the worker fell behind its subscriptions),
-  and of those, the ones whose live transcript the worker shed while behind (control
-  before data, :class:`indexer.frames.Shedding`);
+- conversations rebuilt by post-call recovery (the worker fell behind its subscriptions);
 - CPU seconds of the worker with its redaction processes, and of the emulator (on the
   same 2 cores), and the worker's transcription messages per CPU-second.
 
@@ -173,7 +171,6 @@ def run_rate(rate: float, folder: Path) -> dict[str, Any]:
         # "messages": digital conversations read from the API, as always; the rest: fell behind
         "recovered": sum(n for kind, n in status.get("recovered", {}).items() if kind != "messages"),
         "recovered_kinds": status.get("recovered", {}),
-        "shed": int(status.get("shed_conversations", 0)),
         "worker_cpu": worker_cpu,
         "emulator_cpu": emulator_cpu,
         "messages": messages,
@@ -188,7 +185,7 @@ def main() -> int:
     )
     header = (
         f"{'offered conv/s':>14}{'indexed':>9}{'kept conv/s':>12}{'msgs/s':>8}{'p50 s':>7}{'p99 s':>7}"
-        f"{'recovered':>10}{'shed':>6}{'worker CPU s':>13}{'emulator CPU s':>15}{'msgs/CPU-s':>11}"
+        f"{'recovered':>10}{'worker CPU s':>13}{'emulator CPU s':>15}{'msgs/CPU-s':>11}"
     )
     print(header)
     for rate in RATES:
@@ -196,7 +193,7 @@ def main() -> int:
             r = run_rate(rate, Path(folder))
         print(
             f"{r['rate']:>14g}{r['indexed']:>9}{r['kept']:>12.0f}{r['messages_per_s']:>8.0f}{r['p50']:>7.2f}"
-            f"{r['p99']:>7.2f}{r['recovered']:>10}{r['shed']:>6}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
+            f"{r['p99']:>7.2f}{r['recovered']:>10}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
             f"{r['messages'] / max(r['worker_cpu'], 1e-9):>11.0f}",
             flush=True,
         )

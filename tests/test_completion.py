@@ -9,16 +9,14 @@ import pytest
 import trio
 import trio.testing
 
-from indexer.completion import Shed, StreamItem, SubscriptionChange, detect_completion
+from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
-from indexer.frames import Shedding
-from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
+from indexer.models import Envelope
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
-from indexer.serialization import dump_envelope
 from indexer.stats import Statistics
-from tests.factories import CONVERSATION, conversation, transcription, utterance
+from tests.factories import conversation, transcription, utterance
 
 SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
 
@@ -32,7 +30,7 @@ class Harness:
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
-        self.send, self.receive = trio.open_memory_channel[StreamItem](100)
+        self.send, self.receive = trio.open_memory_channel[Envelope | Gap](100)
         self.docs_send, self.docs = trio.open_memory_channel[TranscriptDocument](100)
         self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](100)
         self.recovery_send, self.recovery = (
@@ -292,78 +290,3 @@ async def test_a_gap_brings_forward_the_close_of_a_call_whose_session_end_was_lo
         assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
         assert trio.current_time() - start <= SETTINGS.grace_period_s + 1 < SETTINGS.max_idle_s
         nursery.cancel_scope.cancel()
-
-
-async def test_a_shed_conversation_is_completed_from_its_post_call_transcript(
-    state_dir: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """The WebSocket source behind sheds a conversation's live transcript (control before
-    data): the detector marks it as in a gap, so it closes into recovery (post-call) without
-    waiting for a session end it will never see; one closed from the live stream goes to
-    recovery at once; one never seen is opened, marked."""
-    h = Harness(state_dir, recovery=True)
-    assert h.recovery is not None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(h.run)
-        await h.send.send(conversation(ended=False))
-        await h.send.send(transcription(utterance("u1", "hi", 1000)))
-        await h.send.send(Shed(CONVERSATION))
-        await h.send.send(conversation(ended=True))
-        request = await h.recovery.receive()
-        assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
-        assert [u.text for u in request.document.utterances] == ["hi"]
-
-        await whole_call(h, "closed")
-        live = await h.docs.receive()
-        await h.send.send(Shed("closed"))
-        again = await h.recovery.receive()
-        assert isinstance(again, Reconcile) and again.document.conversation_id == "closed"
-        assert again.document.version > live.version
-
-        await h.send.send(Shed("unseen"))
-        await h.send.send(conversation(ended=True, conversation_id="unseen"))
-        unseen = await h.recovery.receive()
-        assert isinstance(unseen, Reconcile) and unseen.document.conversation_id == "unseen"
-        nursery.cancel_scope.cancel()
-    assert h.drained() == []
-
-
-async def test_behind_the_source_sheds_transcripts_never_conversation_events(state_dir: Path) -> None:
-    """Control before data: transcription frames wait unparsed in their own queue, apart
-    from conversation events (parsed by the reader at once); when that queue is full, the
-    frame's conversation is shed (the detector told once, its later frames dropped
-    unparsed and counted); what was queued is parsed, even when the stream is stopping."""
-    stats = Statistics()
-    send, receive = trio.open_memory_channel[StreamItem](100)
-    shedding = Shedding(send, stats, DeadLetterStore(state_dir / "dead.ndjson", stats), raw_buffer=2)
-
-    def frame(envelope: Envelope) -> str:
-        return dump_envelope(envelope)
-
-    assert not await shedding.offer(frame(conversation(ended=False, conversation_id="c")))  # the reader's
-    assert await shedding.offer(frame(transcription(utterance("u1", "one", 1000), conversation="a")))
-    assert await shedding.offer(frame(transcription(utterance("u2", "two", 2000), conversation="a")))
-    assert await shedding.offer(frame(transcription(utterance("u3", "full", 3000), conversation="b")))
-    assert await shedding.offer(frame(transcription(utterance("u4", "dropped", 4000), conversation="b")))
-    assert receive.receive_nowait() == Shed("b")
-    assert stats.messages["shed"] == 2 and stats.shed_conversations == 1
-    with trio.CancelScope() as stopping:
-        stopping.cancel()  # the stream stops: the queued frames are parsed all the same
-        await shedding.parse()
-    parsed = [receive.receive_nowait(), receive.receive_nowait()]
-    assert [_conversation_of(e) for e in parsed if isinstance(e, Envelope)] == ["a", "a"]
-    assert await shedding.offer(frame(transcription(utterance("u5", "room again", 5000), conversation="d")))
-    assert await shedding.offer(frame(transcription(utterance("u6", "still shed", 6000), conversation="b")))
-    with trio.CancelScope() as stopping:
-        stopping.cancel()
-        await shedding.parse()
-    (passed,) = [receive.receive_nowait()]
-    assert isinstance(passed, Envelope) and _conversation_of(passed) == "d"
-    with pytest.raises(trio.WouldBlock):
-        receive.receive_nowait()
-
-
-def _conversation_of(envelope: Envelope) -> str:
-    body = envelope.event_body
-    assert isinstance(body, ConversationEvent | TranscriptionMessage)
-    return body.id if isinstance(body, ConversationEvent) else body.conversation_id

@@ -120,12 +120,11 @@ async def finalize_transcripts(
     :param concurrency: documents finalized at once (the worker passes its number of
         redaction processes, so redaction uses every core). Documents may then reach the
         outbox out of order; the outbox keeps the newest version of a conversation.
+    :param live: the live view, offered each message of a digital conversation once its
+        finished (redacted) document is stored (their text comes at the end).
 
     A document that fails validation or redaction goes to the dead-letter store, never to
     the outbox. Resources: closes the outbox (no more documents) when it returns.
-
-    :param live: the live view, offered each message of a digital conversation once its
-        finished (redacted) document is stored (their text comes at the end).
     """
     async with documents:
         try:

@@ -9,7 +9,11 @@ deduplicated by ``utteranceId`` (reference §4.5).
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
+from array import array
 from datetime import UTC, datetime
+from typing import Final
 
 import attrs
 
@@ -32,6 +36,7 @@ from indexer.redaction import join_text
 __all__ = [
     "DIGITAL_MEDIA",
     "ConversationState",
+    "KeptUtterance",
     "SessionState",
     "speaker_of",
     "utterance_key",
@@ -44,6 +49,75 @@ DIGITAL_MEDIA = frozenset({"message", "email", "chat"})
 #: A status-only message this close to the session start (ms) is the session's opening one.
 SESSION_START_MS = 10_000
 _SPEAKERS = {"INTERNAL": "agent", "EXTERNAL": "customer"}
+#: Typecodes of :attr:`KeptUtterance.word_ms`, narrowest first, and the least value of
+#: each, which stands for an absent one.
+_MS_TYPECODES: Final = (("i", -(2**31)), ("q", -(2**63)))
+
+
+def _pack_ms(values: list[int | None]) -> array[int]:
+    """``values`` in the narrowest array that holds them, ``None`` as its least value."""
+    for typecode, absent in _MS_TYPECODES:
+        if all(v is None or absent < v <= -absent - 1 for v in values):
+            return array(typecode, [absent if v is None else v for v in values])
+    raise ValueError("an offset out of range")  # the models' validators keep them within ±30 days
+
+
+@attrs.frozen
+class KeptUtterance:
+    """What the tracker keeps of one utterance (a ``TranscriptResult``'s first alternative):
+    what its document needs, the words packed in columns. An open conversation is held
+    whole until it ends; as objects, its words took about 300 bytes each, packed about 25.
+
+    :ivar words: each word's text (interned: words repeat across conversations).
+    :ivar word_ms: each word's offset from the session start and duration, ms, in turn
+        (the least value of the array's type: absent).
+    :ivar word_confidences: 0 to 1 (NaN: absent).
+    """
+
+    channel: str | None
+    is_final: bool | None
+    text: str
+    offset_ms: int | None
+    duration_ms: int | None
+    confidence: float | None
+    words: tuple[str, ...]
+    word_ms: array[int]
+    word_confidences: array[float]
+
+    @classmethod
+    def of(cls, result: TranscriptResult) -> KeptUtterance:
+        """``result`` (with at least one alternative) as kept."""
+        alt = result.alternatives[0]
+        offset_ms = alt.offset_ms
+        if offset_ms is None:
+            offset_ms = next((w.offset_ms for w in alt.words if w.offset_ms is not None), None)
+        return cls(
+            channel=result.channel,
+            is_final=result.is_final,
+            text=utterance_text(alt),
+            offset_ms=offset_ms,
+            duration_ms=alt.duration_ms,
+            confidence=alt.confidence,
+            words=tuple(sys.intern(w.word) for w in alt.words),
+            word_ms=_pack_ms([ms for w in alt.words for ms in (w.offset_ms, w.duration_ms)]),
+            word_confidences=array(
+                "d", [math.nan if w.confidence is None else w.confidence for w in alt.words]
+            ),
+        )
+
+    def doc_words(self) -> tuple[DocWord, ...]:
+        """The words as the document holds them."""
+        absent = -(2 ** (self.word_ms.itemsize * 8 - 1))
+        ms = [None if value == absent else value for value in self.word_ms]
+        return tuple(
+            DocWord(
+                word=word,
+                offset_ms=ms[2 * i],
+                duration_ms=ms[2 * i + 1],
+                confidence=None if math.isnan(confidence) else confidence,
+            )
+            for i, (word, confidence) in enumerate(zip(self.words, self.word_confidences, strict=True))
+        )
 
 
 def speaker_of(channel: str | None) -> str:
@@ -81,15 +155,15 @@ class SessionState:
 
     :ivar saw_start: the status-only ``SESSION_ONGOING`` message that opens every session
         (reference §4.2) arrived; without it the worker joined late and may lack utterances.
-    :ivar utterances: utterance key (:func:`utterance_key`) → result, in arrival order
-        (the order kept for utterances without ``offsetMs``).
+    :ivar utterances: utterance key (:func:`utterance_key`) → what is kept of it, in
+        arrival order (the order kept for utterances without ``offsetMs``).
     """
 
     communication_id: str
     session_start_ms: int | None = None
     ended: bool = False
     saw_start: bool = False
-    utterances: dict[str, TranscriptResult] = attrs.field(factory=dict)
+    utterances: dict[str, KeptUtterance] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -204,7 +278,7 @@ class ConversationState:
                 self.duplicates += 1
                 if known.is_final or not result.is_final:
                     continue
-            session.utterances[key] = result
+            session.utterances[key] = KeptUtterance.of(result)
             self.language = self.language or result.dialect
         status = message.status
         if status is not None and status.status == "SESSION_ENDED":
@@ -268,7 +342,7 @@ class ConversationState:
                 continue
             key = utterance_key(result)
             if key not in session.utterances:
-                found.append(self._utterance(probe, key, result))
+                found.append(self._utterance(probe, key, KeptUtterance.of(result)))
         return found
 
     def queue_labels(self, queue_names: dict[str, str]) -> tuple[str, ...]:
@@ -391,11 +465,8 @@ class ConversationState:
         )
 
     @staticmethod
-    def _utterance(session: SessionState, key: str, result: TranscriptResult) -> DocUtterance:
-        alt = result.alternatives[0]
-        offset_ms = alt.offset_ms
-        if offset_ms is None:
-            offset_ms = next((w.offset_ms for w in alt.words if w.offset_ms is not None), None)
+    def _utterance(session: SessionState, key: str, kept: KeptUtterance) -> DocUtterance:
+        offset_ms = kept.offset_ms
         spoken_at = (
             datetime.fromtimestamp((session.session_start_ms + offset_ms) / 1000, UTC)
             if session.session_start_ms and offset_ms is not None
@@ -404,16 +475,11 @@ class ConversationState:
         return DocUtterance(
             utterance_id=key,
             communication_id=session.communication_id,
-            speaker=speaker_of(result.channel),
-            text=utterance_text(alt),
+            speaker=speaker_of(kept.channel),
+            text=kept.text,
             offset_ms=offset_ms if offset_ms is not None else 0,
-            duration_ms=alt.duration_ms or 0,
-            confidence=alt.confidence,
+            duration_ms=kept.duration_ms or 0,
+            confidence=kept.confidence,
             spoken_at=spoken_at,
-            words=tuple(
-                DocWord(
-                    word=w.word, offset_ms=w.offset_ms, duration_ms=w.duration_ms, confidence=w.confidence
-                )
-                for w in alt.words
-            ),
+            words=kept.doc_words(),
         )

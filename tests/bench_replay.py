@@ -107,9 +107,10 @@ def per_cpu_second(work: Callable[[str], Any], texts: Sequence[str], rounds: int
     return len(texts) / best
 
 
-def open_conversation_bytes(texts: Sequence[str]) -> tuple[float, float]:
-    """Bytes held per open voice conversation by the tracker (``tracemalloc``: the parsed
-    models it keeps, its own state), and the mean utterances each holds."""
+def open_conversation_bytes(texts: Sequence[str]) -> tuple[float, float, float]:
+    """Memory the tracker holds for open conversations (``tracemalloc``: the parsed values
+    it keeps and its own state): bytes per conversation without its utterances, bytes per
+    utterance (measured by dropping them), and the mean utterances of a voice conversation."""
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     states: dict[str, ConversationState] = {}
@@ -130,10 +131,14 @@ def open_conversation_bytes(texts: Sequence[str]) -> tuple[float, float]:
         else:
             state.apply_transcription(body, 0.0)
     held = tracemalloc.get_traced_memory()[0] - before
+    sessions = [session for state in states.values() for session in state.sessions.values()]
+    utterances = sum(len(session.utterances) for session in sessions)
+    for session in sessions:
+        session.utterances.clear()
+    without = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    voice = [state for state in states.values() if state.sessions]
-    utterances = sum(len(s.utterances) for state in voice for s in state.sessions.values())
-    return held / max(len(states), 1), utterances / max(len(voice), 1)
+    voice = sum(1 for state in states.values() if state.sessions)
+    return without / max(len(states), 1), (held - without) / max(utterances, 1), utterances / max(voice, 1)
 
 
 def main() -> int:
@@ -152,11 +157,12 @@ def main() -> int:
     else:
         ceilings["orjson.loads"] = per_cpu_second(orjson.loads, texts)
     ceilings["parse_envelope"] = per_cpu_second(parse_envelope, texts)
-    per_conversation, utterances = open_conversation_bytes(texts)
+    fixed, per_utterance, utterances = open_conversation_bytes(texts)
+    at_20 = fixed + 20 * per_utterance
     print(
-        f"memory per open conversation: {per_conversation / 1000:.1f} KB at {utterances:.1f} utterances "
-        f"(voice; {per_conversation / 1000 * 20 / max(utterances, 1):.1f} KB scaled to 20 utterances); "
-        "ceiling 30 KB at 20\n"
+        f"memory per open conversation: {fixed / 1000:.1f} KB and {per_utterance / 1000:.2f} KB "
+        f"per utterance ({utterances:.1f} utterances in a voice conversation here): "
+        f"{at_20 / 1000:.1f} KB at 20 utterances, ceiling 30 KB {'ok' if at_20 <= 30_000 else 'MISSED'}\n"
     )
 
     with tempfile.TemporaryDirectory() as folder:

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from indexer.models import ConversationEvent, TranscriptionMessage
-from indexer.tracker import ConversationState, speaker_of
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from indexer.document import DocWord
+from indexer.models import (
+    MAX_EPOCH_MS,
+    MAX_OFFSET_MS,
+    ConversationEvent,
+    TranscriptAlternative,
+    TranscriptionMessage,
+    TranscriptResult,
+    Word,
+)
+from indexer.tracker import ConversationState, KeptUtterance, speaker_of
 from tests.factories import QUEUE, at, conversation, transcription, utterance
 
 
@@ -122,3 +134,34 @@ def test_holes_when_a_session_was_joined_late() -> None:
     no_session = _state()
     _apply(no_session, conversation(ended=True))
     assert no_session.has_holes()
+
+
+_MS = st.one_of(st.none(), st.integers(-MAX_OFFSET_MS, MAX_OFFSET_MS), st.integers(-(2**31) - 2, 2**31 + 1))
+_WORDS = st.lists(
+    st.builds(
+        Word,
+        word=st.text(max_size=6),
+        offset_ms=_MS,
+        duration_ms=st.one_of(st.none(), st.integers(0, MAX_OFFSET_MS)),
+        confidence=st.one_of(st.none(), st.floats(0, 1)),
+        start_time_ms=st.one_of(st.none(), st.integers(0, MAX_EPOCH_MS)),
+    ),
+    max_size=6,
+)
+
+
+@given(_WORDS)
+@example([Word("a", offset_ms=-(2**31), duration_ms=2**31 - 1)])  # the bounds of a 32-bit column
+@example([Word("a", offset_ms=-(2**31) + 1), Word("b", offset_ms=2**31, confidence=0.5)])
+def test_the_words_kept_packed_are_the_words_received(words: list[Word]) -> None:
+    """An open conversation keeps its words packed in columns (memory); the document
+    gets each word back as received: text, offset, duration and confidence, absent ones too."""
+    result = TranscriptResult(
+        utterance_id="u1",
+        alternatives=(TranscriptAlternative(transcript="x", offset_ms=0, words=tuple(words)),),
+    )
+    kept = KeptUtterance.of(result)
+    assert kept.doc_words() == tuple(
+        DocWord(word=w.word, offset_ms=w.offset_ms, duration_ms=w.duration_ms, confidence=w.confidence)
+        for w in words
+    )

@@ -196,8 +196,7 @@ async def follow_queue(
                     break
                 await queue.extend(messages)
             if checkpoint.rebuilding and stored is not None:
-                await held.acquire()
-                nursery.start_soon(_hold, queue, messages, checkpoint.rebuilding, stored, held)
+                await nursery.start(_hold, queue, messages, checkpoint.rebuilding, stored, held)
             else:
                 await queue.delete(messages)
 
@@ -208,35 +207,33 @@ async def _hold(
     conversations: set[str],
     stored: Callable[[str], Awaitable[None]],
     held: trio.Semaphore,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``messages`` in flight until every one of ``conversations`` is stored, then
     delete them; past :data:`REBUILD_WAIT_S` leave them to come back after the visibility
-    timeout. Releases ``held`` at the end."""
-    try:
-        done = trio.Event()
+    timeout. Reports started once it holds a place in ``held`` (the caller waits for one)."""
 
-        async def extend() -> None:
-            while True:
-                await trio.sleep(queue.settings.visibility_timeout_s / 2)
-                await queue.extend(messages)
+    async def extend() -> None:
+        while True:
+            await trio.sleep(queue.settings.visibility_timeout_s / 2)
+            await queue.extend(messages)
 
-        with trio.move_on_after(REBUILD_WAIT_S):
+    async with held:
+        task_status.started()
+        with trio.move_on_after(REBUILD_WAIT_S) as waiting:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(extend)
                 for conversation_id in conversations:
                     await stored(conversation_id)
-                done.set()
                 nursery.cancel_scope.cancel()
-        if done.is_set():
-            await queue.delete(messages)
-        else:
+        if waiting.cancelled_caught:
             log.warning(
                 "%d conversations not rebuilt in %d s: their messages come back",
                 len(conversations),
                 REBUILD_WAIT_S,
             )
-    finally:
-        held.release()
+        else:
+            await queue.delete(messages)
 
 
 async def _ignore(changes: trio.MemoryReceiveChannel[SubscriptionChange]) -> None:

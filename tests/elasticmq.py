@@ -9,7 +9,6 @@ a second against tens), which the functional tests use because it installs with 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+
+from tests.test_run_command import free_port
 
 __all__ = ["HOME", "available", "fetch", "start"]
 
@@ -72,9 +73,7 @@ def start() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A running ElasticMQ on a free loopback port: yields its endpoint URL and process."""
     if not available():
         raise RuntimeError("ElasticMQ is not fetched: python -m tests.elasticmq fetch")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [shutil.which("java") or "java", "-Xms64m", "-Xmx256m", f"-Dconfig.file={HOME / 'elasticmq.conf'}",
          f"-Drest-sqs.bind-port={port}", f"-Dnode-address.port={port}", "-cp", str(HOME / "lib" / "*"),

@@ -41,11 +41,11 @@ times are timezone-aware :class:`datetime.datetime` values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
 import attrs
-from attrs.validators import ge, le, optional
 
 __all__ = [
     "AfterCallWork",
@@ -101,9 +101,27 @@ __all__ = [
 MAX_EPOCH_MS: Final = 7_258_118_400_000
 #: Offsets and durations accepted, in ms: within ±30 days of the session start.
 MAX_OFFSET_MS: Final = 30 * 86_400_000
-_EPOCH_MS = optional([ge(0), le(MAX_EPOCH_MS)])
-_OFFSET_MS = optional([ge(-MAX_OFFSET_MS), le(MAX_OFFSET_MS)])
-_DURATION_MS = optional([ge(0), le(MAX_OFFSET_MS)])
+
+
+def _within(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: ``None``, or ``low <= value <= high``.
+
+    One call per field (attrs' ``optional(and_(ge, le))`` makes four, and a transcription
+    frame has about 50 such fields: a quarter of its parsing time).
+
+    :raises ValueError: out of range (the message names the field, never the value).
+    """
+
+    def within(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{attribute.name} must be within {low} and {high}")
+
+    return within
+
+
+_EPOCH_MS = _within(0, MAX_EPOCH_MS)
+_OFFSET_MS = _within(-MAX_OFFSET_MS, MAX_OFFSET_MS)
+_DURATION_MS = _within(0, MAX_OFFSET_MS)
 
 
 # --- OAuth and notification REST API (reference §2, §3) --------------------------------

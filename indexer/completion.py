@@ -21,7 +21,7 @@ import heapq
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 import attrs
@@ -95,6 +95,7 @@ class _Detector:
     live: LiveFeed | None = None
     #: Replicas share the input (``sqs.shared``): see :func:`detect_completion`.
     shared: bool = False
+    service_now_ms: Callable[[], int] | None = None
     #: Shared: conversations whose rebuild was asked for since the last checkpoint.
     rebuilding: set[str] = attrs.field(factory=set)
     open: dict[str, ConversationState] = attrs.field(factory=dict)
@@ -204,6 +205,9 @@ class _Detector:
             if self.shared and state.participants_ended() and not state.rebuild_asked:
                 await self._rebuild(state)
         else:
+            if self.service_now_ms is not None and body.event_time is not None:
+                lag_s = self.service_now_ms() / 1000 - body.event_time.timestamp()
+                self.stats.stream_lag.observe(max(0.0, lag_s))
             if state.utterance_count() >= self.settings.max_utterances and state.has_new_utterances(body):
                 self.stats.limited_utterances += len(body.transcripts)
                 await self.dead_letters.add(
@@ -412,6 +416,7 @@ async def detect_completion(
     recovery: trio.MemorySendChannel[RecoveryRequest] | None = None,
     live: LiveFeed | None = None,
     shared: bool = False,
+    service_now_ms: Callable[[], int] | None = None,
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -429,6 +434,10 @@ async def detect_completion(
         from the Platform API (:class:`~indexer.recovery.Rebuild`) when this replica saw
         every participant end, and otherwise left to the replica that does; never indexed
         from a part.
+    :param service_now_ms: the Genesys service's clock, epoch ms
+        (:meth:`~indexer.genesys.GenesysClient.server_now_ms`): each transcription
+        message's lag behind its ``eventTime`` goes to ``stats.stream_lag``; ``None``
+        (replay): not measured.
     :param recovery: where conversations with holes in their live transcript, and
         requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
         (closed on return); ``None`` sends everything to ``completed`` as it is.
@@ -447,6 +456,7 @@ async def detect_completion(
         recovery=recovery,
         live=live,
         shared=shared,
+        service_now_ms=service_now_ms,
     )
     if journal is not None:
         detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))

@@ -111,6 +111,7 @@ class StatisticsCollector(Collector):
         if self.client is not None:
             yield counter("token_renewals", "Access tokens obtained", self.client.token_renewals)
         yield from s.hangup_to_indexed.collect()
+        yield from s.stream_lag.collect()
 
 
 def readiness(stats: Statistics, client: GenesysClient | None) -> dict[str, bool]:

@@ -11,6 +11,9 @@ from prometheus_client import Histogram
 #: Buckets (s) of the hang-up-to-indexed latency: the grace period is 5 s by default.
 LATENCY_BUCKETS_S: Final = (1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
+#: Buckets (s) of the stream lag: a worker that keeps up reads a message well within a second.
+LAG_BUCKETS_S: Final = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
 __all__ = ["Statistics"]
 
 
@@ -77,6 +80,16 @@ class Statistics:
             "Seconds from a conversation's end to its document being in every sink",
             registry=None,
             buckets=LATENCY_BUCKETS_S,
+        )
+    )
+    #: Seconds from a transcription message's ``eventTime`` to the detector applying it,
+    #: on the service's clock: how far the worker runs behind the stream (live sources).
+    stream_lag: Histogram = attrs.field(
+        factory=lambda: Histogram(
+            "transcript_indexer_stream_lag_seconds",
+            "Seconds from a transcription message's eventTime to the worker applying it",
+            registry=None,
+            buckets=LAG_BUCKETS_S,
         )
     )
     restored: int = 0

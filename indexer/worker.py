@@ -266,6 +266,7 @@ async def _run_flow(
                     recovery=recovery_send,
                     live=feed,
                     shared=config.source == "sqs" and config.sqs.shared,
+                    service_now_ms=client.server_now_ms if client is not None else None,
                 )
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -16,7 +17,7 @@ from indexer.document import TranscriptDocument
 from indexer.models import Envelope
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.stats import Statistics
-from tests.factories import conversation, transcription, utterance
+from tests.factories import at, conversation, transcription, utterance
 
 SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
 
@@ -25,8 +26,14 @@ class Harness:
     """The detector running in a nursery, fed and read through memory channels."""
 
     def __init__(
-        self, state_dir: Path, settings: CompletionSettings = SETTINGS, *, recovery: bool = False
+        self,
+        state_dir: Path,
+        settings: CompletionSettings = SETTINGS,
+        *,
+        recovery: bool = False,
+        service_now_ms: Callable[[], int] | None = None,
     ) -> None:
+        self.service_now_ms = service_now_ms
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
@@ -47,6 +54,7 @@ class Harness:
             subscriptions=self.changes_send,
             end_reason="shutdown",
             recovery=self.recovery_send,
+            service_now_ms=self.service_now_ms,
         )
 
     async def send_ended_call(self, *texts: str) -> None:
@@ -91,6 +99,28 @@ async def test_complete_after_end_signals_and_grace(
         SubscriptionChange("add", document.conversation_id),
         SubscriptionChange("remove", document.conversation_id),
     ]
+
+
+async def test_stream_lag_is_measured_on_the_service_clock(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Each transcription message's lag behind its eventTime, on the service's clock, goes
+    to the stream-lag histogram; one stamped ahead of that clock counts as no lag, one
+    without a time is not measured, and conversation events are not either."""
+    service_now_ms = int(at(10).timestamp() * 1000) + 2500
+    h = Harness(state_dir, service_now_ms=lambda: service_now_ms)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await h.send.send(conversation(ended=False))
+        await h.send.send(transcription(utterance("u1", "hello", 1000), second=10))  # 2.5 s behind
+        await h.send.send(transcription(utterance("u2", "again", 2000), second=40))  # ahead: 0
+        unstamped = transcription(utterance("u3", "no time", 3000))
+        body = attrs.evolve(unstamped.event_body, event_time=None)
+        await h.send.send(attrs.evolve(unstamped, event_body=body))
+        await h.send.aclose()
+    samples = {s.name: s.value for s in h.stats.stream_lag.collect()[0].samples if not s.labels}
+    assert samples["transcript_indexer_stream_lag_seconds_count"] == 2
+    assert samples["transcript_indexer_stream_lag_seconds_sum"] == pytest.approx(2.5)
 
 
 async def test_idle_conversation_is_closed_incomplete(

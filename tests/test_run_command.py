@@ -174,6 +174,8 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: 
         # hang-up to indexed, on the service's clock: the emulator's runs 50 times faster
         assert samples[("transcript_indexer_hangup_to_indexed_seconds_count", ())] >= COUNT
         assert samples[("transcript_indexer_hangup_to_indexed_seconds_sum", ())] > COUNT * 1.0, metrics
+        # the stream's lag behind each transcription message's eventTime, on the same clock
+        assert samples[("transcript_indexer_stream_lag_seconds_count", ())] > 0, metrics
         assert samples[("transcript_indexer_token_renewals_total", ())] == 1.0
         # prometheus-client's process and platform collectors, and the build
         assert samples[("process_resident_memory_bytes", ())] > 0 and samples[("process_open_fds", ())] > 0

@@ -8,11 +8,18 @@ from typing import Final
 import attrs
 from prometheus_client import Histogram
 
-#: Buckets (s) of the hang-up-to-indexed latency: the grace period is 5 s by default.
-LATENCY_BUCKETS_S: Final = (1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+#: Buckets (s) of the hang-up-to-indexed latency: the grace period is 5 s by default, and
+#: a target of grace + 2 s should fall between two bounds, not inside a wide bucket.
+LATENCY_BUCKETS_S: Final = (
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.5, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
+    90.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
 
 #: Buckets (s) of the stream lag: a worker that keeps up reads a message well within a second.
-LAG_BUCKETS_S: Final = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+LAG_BUCKETS_S: Final = (
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
+    300.0, 600.0,
+)  # fmt: skip
 
 __all__ = ["Statistics"]
 

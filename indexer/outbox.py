@@ -215,11 +215,16 @@ class Outbox:
         self._closed = True
         self._notify()
 
-    async def next_batch(self, size: int) -> list[TranscriptDocument]:
+    async def next_batch(self, size: int, *, linger_s: float = 0.0) -> list[TranscriptDocument]:
         """Up to ``size`` pending documents, oldest first.
 
-        Waits until there is one; returns ``[]`` once the outbox is closed and empty.
+        Waits until there is one; then, while fewer than ``size`` are pending and the outbox
+        is open, up to ``linger_s`` (s) more for others, so that one bulk request carries
+        them all. Returns ``[]`` once the outbox is closed and empty.
         """
         while not self._entries and not self._closed:
             await self._changed.wait()
+        with trio.move_on_after(linger_s):
+            while len(self._entries) < size and not self._closed:
+                await self._changed.wait()
         return [entry.document for entry in self._entries.values()][:size]

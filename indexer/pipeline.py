@@ -28,6 +28,9 @@ from indexer.stats import Statistics
 
 __all__ = ["Pipeline", "ValidationFailed", "Validator", "deliver_transcripts", "finalize_transcripts"]
 
+#: How long a batch for the sinks waits for more documents once it has one, in s: at
+#: 100 conversations a second, one bulk request then carries about ten instead of one or two.
+BULK_LINGER_S: Final = 0.1
 #: Backoff between attempts to deliver a batch to a sink that gave up, in s.
 RETRY_INITIAL_S: Final = 1.0
 RETRY_MAX_S: Final = 60.0
@@ -207,6 +210,7 @@ async def deliver_transcripts(
     batch_size: int = 1000,
     service_now_ms: Callable[[], int] | None = None,
     give_up_after_s: float | None = None,
+    linger_s: float = BULK_LINGER_S,
 ) -> None:
     """Write outbox entries to every sink in batches until the outbox is closed and empty.
 
@@ -215,6 +219,8 @@ async def deliver_transcripts(
         read for the ``hangup_to_indexed_seconds`` histogram; ``None``: the local clock.
     :param give_up_after_s: stop when a sink has failed every batch for this long, in s
         (``replay``); ``None``: retry until cancelled (``run``).
+    :param linger_s: how long a batch of fewer than ``batch_size`` waits for more
+        documents, in s (:meth:`Outbox.next_batch`).
     :raises SinkError: with ``give_up_after_s``, naming the sink's error and how many
         transcripts wait in the outbox (they stay there for the next run).
 
@@ -229,7 +235,7 @@ async def deliver_transcripts(
     """
     backoff = RETRY_INITIAL_S
     failing_since: float | None = None
-    while batch := await outbox.next_batch(batch_size):
+    while batch := await outbox.next_batch(batch_size, linger_s=linger_s):
         rejected: dict[str, str] = {}
         again: set[str] = set()  # transient item errors: written again after the backoff
         failed: str | None = None

@@ -18,6 +18,7 @@ start-up delay, and ``transcript-indexer run`` against both, as an operator woul
 - the stream lag's p99 (a transcription message's ``eventTime`` to the worker applying
   it, read back to real seconds likewise): bounded while the worker keeps up, growing
   when it falls behind;
+- documents per write to the sink (one bulk request, each document with its audit record);
 - conversations rebuilt by post-call recovery (the worker fell behind its subscriptions);
 - CPU seconds of the worker with its redaction processes, and of the emulator (on the
   same 2 cores), and the worker's transcription messages per CPU-second.
@@ -81,6 +82,12 @@ def _quantile(metrics: str, name: str, q: float) -> float:
         if total and count >= q * total:
             return bound
     return float("nan")
+
+
+def _sample(metrics: str, name: str) -> float:
+    """The value of the unlabelled sample ``name`` (0 when absent)."""
+    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def _ready_line(process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -172,6 +179,8 @@ def run_rate(rate: float, folder: Path) -> dict[str, Any]:
         "p50": _quantile(metrics, name, 0.5) / SPEED,
         "p99": _quantile(metrics, name, 0.99) / SPEED,
         "lag_p99": _quantile(metrics, "transcript_indexer_stream_lag_seconds", 0.99) / SPEED,
+        "per_bulk": _sample(metrics, "transcript_indexer_bulk_items_total")
+        / max(_sample(metrics, "transcript_indexer_bulk_requests_total"), 1.0),
         # "messages": digital conversations read from the API, as always; the rest: fell behind
         "recovered": sum(n for kind, n in status.get("recovered", {}).items() if kind != "messages"),
         "recovered_kinds": status.get("recovered", {}),
@@ -189,7 +198,8 @@ def main() -> int:
     )
     header = (
         f"{'offered conv/s':>14}{'indexed':>9}{'kept conv/s':>12}{'msgs/s':>8}{'p50 s':>7}{'p99 s':>7}"
-        f"{'lag p99 s':>10}{'recovered':>10}{'worker CPU s':>13}{'emulator CPU s':>15}{'msgs/CPU-s':>11}"
+        f"{'lag p99 s':>10}{'docs/bulk':>10}{'recovered':>10}{'worker CPU s':>13}{'emulator CPU s':>15}"
+        f"{'msgs/CPU-s':>11}"
     )
     print(header)
     for rate in RATES:
@@ -197,7 +207,7 @@ def main() -> int:
             r = run_rate(rate, Path(folder))
         print(
             f"{r['rate']:>14g}{r['indexed']:>9}{r['kept']:>12.0f}{r['messages_per_s']:>8.0f}{r['p50']:>7.2f}"
-            f"{r['p99']:>7.2f}{r['lag_p99']:>10.3f}{r['recovered']:>10}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
+            f"{r['p99']:>7.2f}{r['lag_p99']:>10.3f}{r['per_bulk']:>10.1f}{r['recovered']:>10}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
             f"{r['messages'] / max(r['worker_cpu'], 1e-9):>11.0f}",
             flush=True,
         )

@@ -96,6 +96,31 @@ async def test_an_older_version_finalized_late_does_not_replace_a_newer_one(tmp_
     assert [d.version for d in Outbox(tmp_path).load()] == [2]
 
 
+async def test_a_batch_waits_briefly_for_more_documents(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A batch of fewer than asked waits up to ``linger_s`` for more (one bulk request then
+    carries them); a full batch, or a closed outbox, does not wait."""
+    outbox = Outbox(tmp_path)
+    await outbox.put(document("a"))
+    batches: list[list[str]] = []
+
+    async def take(size: int) -> None:
+        batches.append([d.conversation_id for d in await outbox.next_batch(size, linger_s=0.1)])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(take, 10)
+        await outbox.put(document("b"))  # while the batch lingers: it joins
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches == []
+        mock_clock.jump(0.1)
+    assert batches == [["a", "b"]]
+    await take(2)  # full: no wait (the clock has not moved)
+    outbox.close()
+    await take(10)  # closed: no wait
+    assert batches[1:] == [["a", "b"], ["a", "b"]]
+
+
 async def test_concurrent_puts_of_one_conversation_take_turns(tmp_path: Path) -> None:
     """Two tasks storing versions of one conversation at once never write its file together;
     the newest version is what remains."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,15 @@ from tests.opensearch_node import Node
 def pytest_configure(config: pytest.Config) -> None:
     """The tests assert what this repository's plugins do: a rule plugin installed beside
     them would change redactions and rule sets, so it is disabled for the whole run (and the
-    processes the tests start, which inherit the environment)."""
+    processes the tests start, which inherit the environment).
+
+    Tests stop the commands they start with SIGINT, as Ctrl-C does. A run started in the
+    background of a non-interactive shell (``make test &``) has SIGINT ignored, and a Python
+    program keeps an ignored SIGINT it inherits: ``watch`` would then never stop. So SIGINT
+    gets its default handler back here, for this process and the ones it starts.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     foreign = foreign_plugins()
     if foreign:
         disabled = [n for n in os.environ.get("INDEXER_DISABLED_PLUGINS", "").split(",") if n]

@@ -1,6 +1,7 @@
 """Replay throughput: the whole pipeline per CPU-second beside its ceilings, in one run.
 
-``make bench`` (``BENCH_CONVERSATIONS``, default 1000). The demo's conversations (chitchat
+``make bench`` (``BENCH_CONVERSATIONS``, default 1000; ``BENCH_ROUNDS`` runs of the
+pipeline, default 3, the best printed as the ceilings are). The demo's conversations (chitchat
 turns with Faker PII, every media type) laid out by the emulator's scenario builder, their
 notification frames in due order, written to a replay file. Measured on those frames:
 
@@ -45,6 +46,8 @@ from indexer.worker import run_replay
 
 COUNT = int(os.environ.get("BENCH_CONVERSATIONS", "1000"))
 TARGET = 10_000
+#: Runs of the pipeline; the best is printed beside the ceilings (best of 3 runs each).
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 class DiscardSink:
@@ -168,21 +171,26 @@ def main() -> int:
         f"{at_20 / 1000:.1f} KB at 20 utterances, ceiling 30 KB {'ok' if at_20 <= 30_000 else 'MISSED'}\n"
     )
 
+    import trio
+
+    runs = []  # (own CPU s, redaction processes' CPU s, wall s, documents, dead letters), one per round
     with tempfile.TemporaryDirectory() as folder:
         replay_file = Path(folder) / "frames.ndjson"
         replay_file.write_text("".join(f"{t}\n" for t in texts), encoding="utf-8")
-        config = Config(state_dir=str(Path(folder) / "state"))
-        sink = DiscardSink()
-        plugins = Plugins(
-            get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "opensearch"}, extra=[DiscardPlugin(sink)])
-        )
-        import trio
-
-        (own_before, children_before), wall_before = cpu_s(), time.perf_counter()
-        stats = trio.run(run_replay, config, plugins, replay_file)
-        (own, children), wall = cpu_s(), time.perf_counter() - wall_before
-        own, children = own - own_before, children - children_before
-        cpu = own + children
+        for round_ in range(ROUNDS):
+            config = Config(state_dir=str(Path(folder) / f"state-{round_}"))
+            sink = DiscardSink()
+            manager = get_plugin_manager(
+                env={"INDEXER_DISABLED_PLUGINS": "opensearch"}, extra=[DiscardPlugin(sink)]
+            )
+            plugins = Plugins(manager)
+            (own_before, children_before), wall_before = cpu_s(), time.perf_counter()
+            stats = trio.run(run_replay, config, plugins, replay_file)
+            (own, children), wall = cpu_s(), time.perf_counter() - wall_before
+            own, children = own - own_before, children - children_before
+            runs.append((own, children, wall, sink.documents, stats.dead_letters))
+    own, children, wall, documents, dead_letters = min(runs, key=lambda run: run[0] + run[1])
+    cpu = own + children
     pipeline = transcriptions / cpu
     print(f"{'what':<44}{'per CPU-second':>16}{'pipeline share':>16}")
     for name, rate in ceilings.items():
@@ -191,10 +199,12 @@ def main() -> int:
         f"{'pipeline (transcription messages)':<44}{pipeline:>16,.0f}"
         f"{'':>16}  target >= {TARGET:,} {'ok' if pipeline >= TARGET else 'MISSED'}"
     )
+    every = ", ".join(f"{transcriptions / (run[0] + run[1]):,.0f}" for run in runs)
     print(
-        f"\npipeline: {sink.documents} documents indexed, {stats.dead_letters} dead letters; "
-        f"{cpu:.1f} CPU s ({own:.1f} s this process: reading, parsing, tracking, outbox; "
-        f"{children:.1f} s its redaction processes, their start included), {wall:.1f} s wall"
+        f"\npipeline, best of {len(runs)} runs ({every}): {documents} documents indexed, "
+        f"{dead_letters} dead letters; {cpu:.1f} CPU s ({own:.1f} s this process: reading, parsing, "
+        f"tracking, outbox; {children:.1f} s its redaction processes, their start included), "
+        f"{wall:.1f} s wall"
     )
     return 0
 

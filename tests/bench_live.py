@@ -211,7 +211,7 @@ def main() -> int:
             f"{r['messages'] / max(r['worker_cpu'], 1e-9):>11.0f}",
             flush=True,
         )
-        if os.environ.get("BENCH_VERBOSE"):
+        if os.environ.get("BENCH_VERBOSE") or r["recovered"]:
             print(f"  recovered: {r['recovered_kinds']}, frames published {r['published']:,}")
     print(
         f"\ntargets: >= {TARGET_CONVERSATIONS} conversations/s and >= {TARGET_MESSAGES:,} transcription "

@@ -205,7 +205,9 @@ class _Detector:
             if self.shared and state.participants_ended() and not state.rebuild_asked:
                 await self._rebuild(state)
         else:
-            if self.service_now_ms is not None and body.event_time is not None:
+            # Input restored from the journal (``record`` false) is as old as the downtime:
+            # not how far the stream is behind.
+            if record and self.service_now_ms is not None and body.event_time is not None:
                 lag_s = self.service_now_ms() / 1000 - body.event_time.timestamp()
                 self.stats.stream_lag.observe(max(0.0, lag_s))
             if state.utterance_count() >= self.settings.max_utterances and state.has_new_utterances(body):
@@ -436,8 +438,8 @@ async def detect_completion(
         from a part.
     :param service_now_ms: the Genesys service's clock, epoch ms
         (:meth:`~indexer.genesys.GenesysClient.server_now_ms`): each transcription
-        message's lag behind its ``eventTime`` goes to ``stats.stream_lag``; ``None``
-        (replay): not measured.
+        message's lag behind its ``eventTime`` goes to ``stats.stream_lag`` (``restored``
+        input is not measured); ``None`` (replay): not measured.
     :param recovery: where conversations with holes in their live transcript, and
         requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
         (closed on return); ``None`` sends everything to ``completed`` as it is.

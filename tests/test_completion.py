@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -32,8 +32,10 @@ class Harness:
         *,
         recovery: bool = False,
         service_now_ms: Callable[[], int] | None = None,
+        restored: Sequence[Envelope] = (),
     ) -> None:
         self.service_now_ms = service_now_ms
+        self.restored = restored
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
@@ -55,6 +57,7 @@ class Harness:
             end_reason="shutdown",
             recovery=self.recovery_send,
             service_now_ms=self.service_now_ms,
+            restored=self.restored,
         )
 
     async def send_ended_call(self, *texts: str) -> None:
@@ -106,9 +109,11 @@ async def test_stream_lag_is_measured_on_the_service_clock(
 ) -> None:
     """Each transcription message's lag behind its eventTime, on the service's clock, goes
     to the stream-lag histogram; one stamped ahead of that clock counts as no lag, one
-    without a time is not measured, and conversation events are not either."""
+    without a time is not measured, and neither are conversation events or input restored
+    from the journal (as old as the worker's downtime)."""
     service_now_ms = int(at(10).timestamp() * 1000) + 2500
-    h = Harness(state_dir, service_now_ms=lambda: service_now_ms)
+    restored = [transcription(utterance("u0", "before the restart", 500), second=-600)]
+    h = Harness(state_dir, service_now_ms=lambda: service_now_ms, restored=restored)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
         await h.send.send(conversation(ended=False))

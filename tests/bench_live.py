@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.demo import build_demo_corpus, worker_environment
 from indexer.emulator.corpus import dump_corpus
@@ -86,8 +87,15 @@ def _quantile(metrics: str, name: str, q: float) -> float:
 
 def _sample(metrics: str, name: str) -> float:
     """The value of the unlabelled sample ``name`` (0 when absent)."""
-    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    return next(
+        (
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == name and not sample.labels
+        ),
+        0.0,
+    )
 
 
 def _ready_line(process: subprocess.Popen[str]) -> dict[str, Any]:

@@ -115,9 +115,17 @@ async def test_a_batch_waits_briefly_for_more_documents(
         assert batches == []
         mock_clock.jump(0.1)
     assert batches == [["a", "b"]]
-    await take(2)  # full: no wait (the clock has not moved)
+
+    async def take_at_once(size: int) -> None:
+        """``take(size)``, cancelled if it waits (the mock clock only moves when told)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take, size)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+
+    await take_at_once(2)  # full: no wait
     outbox.close()
-    await take(10)  # closed: no wait
+    await take_at_once(10)  # closed: no wait
     assert batches[1:] == [["a", "b"], ["a", "b"]]
 
 

@@ -12,6 +12,18 @@ ends, every conversation whose end signals had arrived is closed as ``ended``; t
 stay in the journal when there is one (a drain of the live worker), else are closed with
 ``end_reason`` (``stream_end`` for a replay).
 
+**Control before data** (live sockets, ``completion.max_transcript_backlog``): what the
+source sends is taken conversation events first (and gaps), transcription messages after,
+each kind in its order of arrival; so under load a new conversation is subscribed to at
+once, not after the transcripts that came before it. A conversation is not closed while
+transcription messages that arrived before its close fell due are still waiting (the
+**watermark**): they are applied first, whatever the backlog. When the backlog is full,
+a new transcription message is not tracked: its conversation is **shed** (its topic
+dropped, the rest of its messages skipped) and, when it closes, completed from the
+post-call transcript by recovery like one with a gap, so the backlog (and the lag) stays
+bounded and every conversation is still indexed whole. Replays and the SQS source take
+everything in order.
+
 Timers use the trio clock, so tests drive them with ``autojump_clock``.
 """
 
@@ -20,7 +32,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
@@ -82,6 +94,88 @@ class Checkpoint:
 StreamItem = Envelope | Gap | Checkpoint
 
 
+@attrs.frozen
+class _Shed:
+    """A transcription message of this conversation was not tracked (the backlog was full)."""
+
+    conversation_id: str
+
+
+class _Inbox:
+    """What the source sends, taken in order, or control before data with ``max_backlog``
+    (see the module): conversation events and gaps first, then transcription messages and
+    checkpoints (a checkpoint stays behind the transcription messages sent before it).
+
+    :ivar taken: transcription messages and checkpoints taken so far (the watermark's unit).
+    """
+
+    def __init__(
+        self, channel: trio.MemoryReceiveChannel[StreamItem], max_backlog: int | None, stats: Statistics
+    ) -> None:
+        self.channel = channel
+        self.max_backlog = max_backlog
+        self.stats = stats
+        self.control: deque[StreamItem | _Shed] = deque()
+        self.transcripts: deque[Envelope | Checkpoint] = deque()
+        self.taken = 0
+        self.ended = False
+
+    def _route(self, item: StreamItem) -> None:
+        if isinstance(item, Checkpoint) or (
+            isinstance(item, Envelope) and isinstance(item.event_body, TranscriptionMessage)
+        ):
+            assert self.max_backlog is not None
+            if isinstance(item, Envelope) and len(self.transcripts) >= self.max_backlog:
+                self.control.append(_Shed(item.event_body.conversation_id))  # type: ignore[union-attr]
+            else:
+                self.transcripts.append(item)
+        else:
+            self.control.append(item)
+
+    def drain(self) -> int:
+        """Take whatever the source has sent into the queues; the transcription messages
+        waiting now (0 in order mode)."""
+        if self.max_backlog is None:
+            return 0
+        while not self.ended:
+            try:
+                self._route(self.channel.receive_nowait())
+            except trio.WouldBlock:
+                break
+            except trio.EndOfChannel:
+                self.ended = True
+        self.stats.transcript_backlog = len(self.transcripts)
+        return len(self.transcripts)
+
+    async def next(self, deadline: float) -> StreamItem | _Shed | None:
+        """The next item, or ``None`` when ``deadline`` (trio time) comes first.
+
+        :raises trio.EndOfChannel: the source is done and everything was taken.
+        """
+        if self.max_backlog is None:
+            with trio.move_on_at(deadline):  # the wait only: an item taken is applied whole
+                return await self.channel.receive()
+            return None
+        if not self.drain() and not self.control:
+            if self.ended:
+                raise trio.EndOfChannel
+            with trio.move_on_at(deadline):
+                try:
+                    self._route(await self.channel.receive())
+                except trio.EndOfChannel:
+                    self.ended = True
+            self.drain()
+        await trio.lowlevel.checkpoint()  # as a receive would: the readers run meanwhile
+        if self.control:
+            return self.control.popleft()
+        if self.transcripts:
+            self.taken += 1
+            return self.transcripts.popleft()
+        if self.ended:
+            raise trio.EndOfChannel
+        return None
+
+
 @attrs.define
 class _Detector:
     settings: CompletionSettings
@@ -103,6 +197,14 @@ class _Detector:
     recent: OrderedDict[str, _Closed] = attrs.field(factory=OrderedDict)
     finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
+    #: Control before data: the source's items (``None``: taken in order, no watermark).
+    inbox: _Inbox | None = None
+    #: Conversations shed under overload, until their re-open window ends.
+    shed: set[str] = attrs.field(factory=set)
+    #: Conversations due to close once :attr:`_Inbox.taken` reaches the value (the
+    #: watermark), and the same as a heap of ``(value, conversation id)``.
+    draining: dict[str, int] = attrs.field(factory=dict)
+    drains: list[tuple[int, str]] = attrs.field(factory=list)
     #: End of the latest gap, epoch ms: a conversation that started before it missed input.
     gap_end_ms: int = 0
 
@@ -175,6 +277,9 @@ class _Detector:
             conversation_id = body.conversation_id
         else:
             return
+        if conversation_id in self.shed and isinstance(body, TranscriptionMessage):
+            self.stats.transcripts_shed += 1  # its transcript comes from the post-call one
+            return
         now = trio.current_time()
         if conversation_id in self.finalized and not self._reopen(conversation_id, body):
             self.stats.late_messages += 1
@@ -227,7 +332,13 @@ class _Detector:
             self.stats.unusable_utterances += state.unusable_utterances - unusable_before
         if self.journal is not None and record:  # once applied: a frame that fails is never replayed
             self.journal.record(conversation_id, frame_of(envelope))
-        if self.subscriptions is not None and not state.subscribed and not state.is_digital():
+        self.draining.pop(conversation_id, None)  # new input: the watermark is taken again when due
+        if (
+            self.subscriptions is not None
+            and not state.subscribed
+            and not state.is_digital()
+            and conversation_id not in self.shed
+        ):
             # Voice (or not yet known) only: a digital conversation never has a transcript.
             state.subscribed = True
             await self.subscriptions.send(SubscriptionChange("add", conversation_id))
@@ -278,6 +389,64 @@ class _Detector:
         )
         return True
 
+    async def shed_conversation(self, conversation_id: str) -> None:
+        """A transcription message of this conversation was not tracked: the backlog was
+        full (see the module). It is followed no more (its topic is dropped, its next
+        messages skipped) and completed from the post-call transcript by recovery."""
+        self.stats.transcripts_shed += 1
+        if conversation_id in self.shed:
+            return
+        closed = self.recent.get(conversation_id)
+        state = closed.state if closed is not None else self.open.get(conversation_id)
+        if state is None:
+            if conversation_id in self.finalized:  # past its re-open window: a late message
+                self.stats.late_messages += 1
+                return
+            now = trio.current_time()
+            state = self.open[conversation_id] = ConversationState(conversation_id, now, now)
+            self.stats.open_conversations = len(self.open)
+        self.shed.add(conversation_id)
+        self.stats.conversations_shed += 1
+        log.info(
+            "conversation %s shed: the transcript backlog is full (completion.max_transcript_backlog); "
+            "it is completed from the post-call transcript",
+            conversation_id,
+            extra={"conversation_id": conversation_id},
+        )
+        if self.subscriptions is not None:
+            await self.subscriptions.send(SubscriptionChange("remove", conversation_id))
+        had_holes = state.has_holes()
+        state.gap_affected = True
+        if closed is not None and not had_holes:  # indexed from the stream: recovery completes it
+            await self._send(state, closed.reason)
+        elif closed is None:
+            heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
+
+    def _awaits_transcripts(self, conversation_id: str) -> bool:
+        """The watermark (see the module): transcription messages that had arrived when this
+        conversation's close fell due still wait to be applied."""
+        if self.inbox is None:
+            return False
+        target = self.draining.get(conversation_id)
+        if target is None:
+            waiting = self.inbox.drain()
+            if not waiting:
+                return False
+            self.draining[conversation_id] = target = self.inbox.taken + waiting
+            heapq.heappush(self.drains, (target, conversation_id))
+        if self.inbox.taken < target:
+            return True
+        del self.draining[conversation_id]
+        return False
+
+    def watermark_moved(self) -> None:
+        """Wake the conversations whose watermark :attr:`_Inbox.taken` has reached."""
+        assert self.inbox is not None
+        while self.drains and self.drains[0][0] <= self.inbox.taken:
+            _, conversation_id = heapq.heappop(self.drains)
+            if conversation_id in self.draining:
+                heapq.heappush(self.timers, (trio.current_time(), conversation_id))
+
     async def close_due(self) -> None:
         now = trio.current_time()
         while self.timers and self.timers[0][0] <= now:
@@ -286,7 +455,7 @@ class _Detector:
             if state is None:
                 continue
             deadline, reason = self.deadline_of(state)
-            if deadline <= now:
+            if deadline <= now and not self._awaits_transcripts(conversation_id):
                 await self.finalize(state, reason)
         while self.recent:
             conversation_id, closed = next(iter(self.recent.items()))
@@ -296,6 +465,7 @@ class _Detector:
 
     async def finalize(self, state: ConversationState, reason: str) -> None:
         del self.open[state.conversation_id]
+        self.draining.pop(state.conversation_id, None)
         self.stats.open_conversations = len(self.open)
         self.finalized[state.conversation_id] = None
         while len(self.finalized) > FINALIZED_MEMORY:
@@ -391,7 +561,9 @@ class _Detector:
         closed = self.recent.pop(conversation_id)
         if self.journal is not None:
             self.journal.finalized(conversation_id)
-        if self.subscriptions is not None and closed.state.subscribed:
+        if conversation_id in self.shed:  # its topic was dropped then
+            self.shed.discard(conversation_id)
+        elif self.subscriptions is not None and closed.state.subscribed:
             await self.subscriptions.send(SubscriptionChange("remove", conversation_id))
 
 
@@ -419,6 +591,7 @@ async def detect_completion(
     live: LiveFeed | None = None,
     shared: bool = False,
     service_now_ms: Callable[[], int] | None = None,
+    max_transcript_backlog: int | None = None,
 ) -> None:
     """Track conversations from ``envelopes`` and send each finished one to ``completed``.
 
@@ -440,6 +613,9 @@ async def detect_completion(
         (:meth:`~indexer.genesys.GenesysClient.server_now_ms`): each transcription
         message's lag behind its ``eventTime`` goes to ``stats.stream_lag`` (``restored``
         input is not measured); ``None`` (replay): not measured.
+    :param max_transcript_backlog: control before data (see the module), with at most this
+        many transcription messages waiting (``completion.max_transcript_backlog``);
+        ``None``: everything in order (replays, the SQS source).
     :param recovery: where conversations with holes in their live transcript, and
         requests to find conversations missed in a :class:`~indexer.recovery.Gap`, go
         (closed on return); ``None`` sends everything to ``completed`` as it is.
@@ -460,6 +636,9 @@ async def detect_completion(
         shared=shared,
         service_now_ms=service_now_ms,
     )
+    inbox = _Inbox(envelopes, max_transcript_backlog, stats)
+    if max_transcript_backlog is not None:
+        detector.inbox = inbox
     if journal is not None:
         detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))
     async with completed, envelopes, trio.open_nursery() as nursery:
@@ -472,13 +651,13 @@ async def detect_completion(
                 log.info("resumed %d open conversations from the journal", len(detector.open))
                 stats.restored += len(detector.open)
             while True:
-                item: StreamItem | None = None
-                with trio.move_on_at(detector.next_deadline()):  # the wait only: an item taken
-                    try:  # is applied whole, whatever falls due meanwhile
-                        item = await envelopes.receive()
-                    except trio.EndOfChannel:
-                        break
-                if isinstance(item, Gap):
+                try:  # the wait only: an item taken is applied whole, whatever falls due meanwhile
+                    item = await inbox.next(detector.next_deadline())
+                except trio.EndOfChannel:
+                    break
+                if isinstance(item, _Shed):
+                    await detector.shed_conversation(item.conversation_id)
+                elif isinstance(item, Gap):
                     await detector.gap(item)
                 elif isinstance(item, Checkpoint):
                     if journal is not None:
@@ -488,6 +667,8 @@ async def detect_completion(
                     item.reached.set()
                 elif item is not None:
                     await detector.accept(item)
+                if detector.inbox is not None:
+                    detector.watermark_moved()
                 await detector.close_due()
             if subscriptions is not None:
                 await subscriptions.aclose()  # nothing to unsubscribe once the stream is over

@@ -128,6 +128,9 @@ class CompletionSettings:
     :ivar max_open_conversations: at this many open conversations, a new one first closes
         the least recently active (reason ``capacity``, ``complete: false``).
     :ivar max_utterances: utterances kept per conversation; more are dead-lettered.
+    :ivar max_transcript_backlog: live sockets, control before data: transcription messages
+        that may wait to be tracked (about 10 KB each); past it a new one's conversation is
+        shed, and completed from the post-call transcript (:mod:`indexer.completion`).
     """
 
     grace_period_s: float = 5.0
@@ -136,6 +139,7 @@ class CompletionSettings:
     reopen_window_s: float = 120.0
     max_open_conversations: int = 20_000
     max_utterances: int = 10_000
+    max_transcript_backlog: int = 5_000
 
 
 @attrs.frozen
@@ -402,6 +406,8 @@ def load_config(path: Path | None, env: Mapping[str, str], *, need_genesys: bool
             f"completion.max_utterances must be between 1 and {most}: the index template's nested-object "
             f"limit ({NESTED_OBJECTS_LIMIT}) holds the utterances and up to {MAX_PARTICIPANTS} participants"
         )
+    if base.completion.max_transcript_backlog < 1:
+        raise ConfigError("completion.max_transcript_backlog must be at least 1")
     if not 1 <= base.stream.max_channels <= MAX_CHANNELS:
         raise ConfigError(f"stream.max_channels must be between 1 and {MAX_CHANNELS}")
     if base.stream.max_frame_bytes < MIN_FRAME_BYTES:

@@ -81,6 +81,15 @@ class StatisticsCollector(Collector):
         yield counter("unusable_utterances", "Utterances without text, not indexed", s.unusable_utterances)
         yield counter("late_messages", "Messages after a conversation was finalized", s.late_messages)
         yield counter("reopened", "Conversations re-opened by a late utterance", s.reopened)
+        yield gauge(
+            "transcript_backlog", "Transcription messages waiting to be tracked", s.transcript_backlog
+        )
+        yield counter("transcripts_shed", "Transcription messages not tracked (overload)", s.transcripts_shed)
+        yield counter(
+            "conversations_shed",
+            "Conversations followed no more under overload (recovered)",
+            s.conversations_shed,
+        )
         yield counter("indexed", "Documents in every sink", s.indexed)
         yield counter("version_conflicts", "Writes answered by a newer or equal version", s.version_conflicts)
         yield counter("bulk_requests", "Write requests to sinks", s.sink_requests)

@@ -105,6 +105,13 @@ class Statistics:
     )
     restored: int = 0
     reopened: int = 0
+    #: Control before data (``completion.max_transcript_backlog``): transcription messages
+    #: waiting to be tracked now, those not tracked because the backlog was full or their
+    #: conversation was shed, and the conversations shed (followed no more; rebuilt from
+    #: the post-call transcript).
+    transcript_backlog: int = 0
+    transcripts_shed: int = 0
+    conversations_shed: int = 0
 
     def summary(self) -> dict[str, object]:
         """Plain data for a log line or ``--json`` output (counts only, never content)."""
@@ -128,4 +135,6 @@ class Statistics:
             "sqs_messages": self.sqs_messages,
             "sqs_requests": self.sqs_requests,
             "reopened": self.reopened,
+            "transcripts_shed": self.transcripts_shed,
+            "conversations_shed": self.conversations_shed,
         }

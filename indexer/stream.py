@@ -27,7 +27,11 @@ when a socket is live again. So does the look-back before the first sockets open
 
 Conversations are followed when they appear and dropped when finished, in batches. A
 conversation's topic goes to the first channel with room; a new channel is opened when all
-are full. When ``max_channels`` channels are full, a conversation waits for room (logged
+are full. **Control before data**: the queue conversation topics have channels of their
+own, which take transcription topics only when the pool cannot grow; their sockets are
+read beside the transcripts' ones, so under load conversation events are not stuck behind
+transcription messages on one socket (the detector then takes them first,
+:mod:`indexer.completion`). When ``max_channels`` channels are full, a conversation waits for room (logged
 and counted as ``waiting_for_room``): its live transcript then misses its start, so it is
 completed from the post-call transcript (:mod:`indexer.recovery`). All subscription calls
 on one channel are serialized by the channel's lock (§3.3: concurrent read-modify-write
@@ -89,12 +93,15 @@ class PooledChannel:
 
     :ivar topics: the desired topics, in subscription order (an ordered set).
     :ivar handover_at: trio time at which the channel is replaced by a new one.
+    :ivar control: it holds the queue conversation topics, and a transcription topic only
+        when the pool cannot grow (see the module: control before data).
     """
 
     channel: Channel
     topics: dict[str, None]
     handover_at: float
     lock: trio.Lock = attrs.field(factory=trio.Lock)
+    control: bool = False
 
     def room(self) -> int:
         """Topics the channel can still take."""
@@ -149,6 +156,8 @@ async def open_pool(
             f"more than stream.max_channels ({settings.max_channels})"
         )
     channels = [await _create(client, dict.fromkeys(chunk), settings) for chunk in chunks]
+    for entry in channels:
+        entry.control = bool(fixed) and len(channels) < settings.max_channels
     log.info("%d notification channels for %d queue topics", len(channels), len(fixed))
     return ChannelPool(channels=channels, max_channels=settings.max_channels)
 
@@ -467,9 +476,11 @@ class _Follower:
                 pool.waiting[conversation_id] = None
         added: dict[PooledChannel, list[str]] = {}
         for conversation_id in list(pool.waiting):
-            entry = next((c for c in pool.channels if c.room() > 0), None)
+            entry = next((c for c in pool.channels if c.room() > 0 and not c.control), None)
             if entry is None:
                 entry = await self._grow(nursery)
+            if entry is None:  # the pool is full: the queues' channels take transcription topics too
+                entry = next((c for c in pool.channels if c.room() > 0), None)
             if entry is None:
                 log.warning(
                     "%d conversations wait for a free topic (stream.max_channels = %d, full)",

@@ -267,6 +267,10 @@ async def _run_flow(
                     live=feed,
                     shared=config.source == "sqs" and config.sqs.shared,
                     service_now_ms=client.server_now_ms if client is not None else None,
+                    # control before data on the live sockets only (see indexer.completion)
+                    max_transcript_backlog=config.completion.max_transcript_backlog
+                    if live and config.source == "websocket"
+                    else None,
                 )
             )
 

@@ -19,7 +19,8 @@ start-up delay, and ``transcript-indexer run`` against both, as an operator woul
   it, read back to real seconds likewise): bounded while the worker keeps up, growing
   when it falls behind;
 - documents per write to the sink (one bulk request, each document with its audit record);
-- conversations rebuilt by post-call recovery (the worker fell behind its subscriptions);
+- conversations rebuilt by post-call recovery (the worker fell behind its subscriptions),
+  and of those, the ones it shed (its transcript backlog was full: control before data);
 - CPU seconds of the worker with its redaction processes, and of the emulator (on the
   same 2 cores), and the worker's transcription messages per CPU-second.
 
@@ -192,6 +193,7 @@ def run_rate(rate: float, folder: Path) -> dict[str, Any]:
         # "messages": digital conversations read from the API, as always; the rest: fell behind
         "recovered": sum(n for kind, n in status.get("recovered", {}).items() if kind != "messages"),
         "recovered_kinds": status.get("recovered", {}),
+        "shed": int(_sample(metrics, "transcript_indexer_conversations_shed_total")),
         "worker_cpu": worker_cpu,
         "emulator_cpu": emulator_cpu,
         "messages": messages,
@@ -206,7 +208,8 @@ def main() -> int:
     )
     header = (
         f"{'offered conv/s':>14}{'indexed':>9}{'kept conv/s':>12}{'msgs/s':>8}{'p50 s':>7}{'p99 s':>7}"
-        f"{'lag p99 s':>10}{'docs/bulk':>10}{'recovered':>10}{'worker CPU s':>13}{'emulator CPU s':>15}"
+        f"{'lag p99 s':>10}{'docs/bulk':>10}{'recovered':>10}{'shed':>6}"
+        f"{'worker CPU s':>13}{'emulator CPU s':>15}"
         f"{'msgs/CPU-s':>11}"
     )
     print(header)
@@ -215,7 +218,7 @@ def main() -> int:
             r = run_rate(rate, Path(folder))
         print(
             f"{r['rate']:>14g}{r['indexed']:>9}{r['kept']:>12.0f}{r['messages_per_s']:>8.0f}{r['p50']:>7.2f}"
-            f"{r['p99']:>7.2f}{r['lag_p99']:>10.3f}{r['per_bulk']:>10.1f}{r['recovered']:>10}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
+            f"{r['p99']:>7.2f}{r['lag_p99']:>10.3f}{r['per_bulk']:>10.1f}{r['recovered']:>10}{r['shed']:>6}{r['worker_cpu']:>13.1f}{r['emulator_cpu']:>15.1f}"
             f"{r['messages'] / max(r['worker_cpu'], 1e-9):>11.0f}",
             flush=True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
@@ -33,15 +36,18 @@ class Harness:
         recovery: bool = False,
         service_now_ms: Callable[[], int] | None = None,
         restored: Sequence[Envelope] = (),
+        max_transcript_backlog: int | None = None,
+        changes_buffer: int = 100,
     ) -> None:
         self.service_now_ms = service_now_ms
         self.restored = restored
+        self.max_transcript_backlog = max_transcript_backlog
         self.stats = Statistics()
         self.dead_letters = DeadLetterStore(state_dir / "dead.ndjson", self.stats)
         self.settings = settings
         self.send, self.receive = trio.open_memory_channel[Envelope | Gap](100)
         self.docs_send, self.docs = trio.open_memory_channel[TranscriptDocument](100)
-        self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](100)
+        self.changes_send, self.changes = trio.open_memory_channel[SubscriptionChange](changes_buffer)
         self.recovery_send, self.recovery = (
             trio.open_memory_channel[RecoveryRequest](100) if recovery else (None, None)
         )
@@ -58,6 +64,7 @@ class Harness:
             recovery=self.recovery_send,
             service_now_ms=self.service_now_ms,
             restored=self.restored,
+            max_transcript_backlog=self.max_transcript_backlog,
         )
 
     async def send_ended_call(self, *texts: str) -> None:
@@ -325,3 +332,186 @@ async def test_a_gap_brings_forward_the_close_of_a_call_whose_session_end_was_lo
         assert isinstance(request, Reconcile) and request.document.completion_reason == "ended"
         assert trio.current_time() - start <= SETTINGS.grace_period_s + 1 < SETTINGS.max_idle_s
         nursery.cancel_scope.cancel()
+
+
+# --- control before data (live sockets) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("backlog", [None, 100])
+async def test_conversation_events_go_before_waiting_transcripts(
+    state_dir: Path, autojump_clock: trio.testing.MockClock, backlog: int | None
+) -> None:
+    """With a backlog limit (live sockets), a new conversation waiting behind another's
+    transcription messages is subscribed to before they are applied; in order (replays),
+    after them."""
+    asked_when_applied: list[int] = []  # subscriptions asked for when each message was applied
+
+    def service_now_ms() -> int:  # read by the detector as it applies a transcription message
+        asked_when_applied.append(h.changes.statistics().current_buffer_used)
+        return 0
+
+    h = Harness(state_dir, max_transcript_backlog=backlog, service_now_ms=service_now_ms)
+    h.send.send_nowait(conversation(ended=False, conversation_id="busy"))
+    for i in range(1, 21):
+        h.send.send_nowait(transcription(utterance(f"u{i}", "words", 1000 * i), conversation="busy"))
+    h.send.send_nowait(conversation(ended=False, conversation_id="new"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert asked_when_applied == [2 if backlog else 1] * 20
+    assert [h.changes.receive_nowait().conversation_id for _ in range(2)] == ["busy", "new"]
+
+
+async def test_a_close_waits_for_the_transcripts_that_arrived_before_it(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The watermark: a trailing utterance arrived before the conversation's close fell due
+    (at once: no grace period, as when the backlog takes longer than the grace period to
+    work through) but still waits behind others; it is applied before the conversation
+    closes: one whole document, never re-opened."""
+    h = Harness(state_dir, attrs.evolve(SETTINGS, grace_period_s=0.0), max_transcript_backlog=100)
+    h.send.send_nowait(conversation(ended=False))
+    h.send.send_nowait(conversation(ended=True))
+    h.send.send_nowait(transcription(second=0))  # the session's opening message
+    h.send.send_nowait(transcription(utterance("u1", "hello", 1000)))
+    h.send.send_nowait(transcription(status="SESSION_ENDED", second=20))  # the close falls due
+    h.send.send_nowait(transcription(utterance("u2", "trailing words", 3000), second=21))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        document = await h.docs.receive()
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert [u.text for u in document.utterances] == ["hello", "trailing words"]
+    assert document.complete and document.completion_reason == "ended"
+    assert h.drained() == [] and h.stats.reopened == 0
+
+
+async def test_a_full_backlog_sheds_a_conversation_to_recovery(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Past ``max_transcript_backlog`` waiting transcription messages, the conversation of
+    the next one is shed: its topic is dropped, its messages are skipped (even those that
+    waited), and it closes into recovery; the others are completed from the stream."""
+    h = Harness(state_dir, recovery=True, max_transcript_backlog=4)
+    assert h.recovery is not None
+    for conversation_id in ("kept", "shed"):
+        h.send.send_nowait(conversation(ended=False, conversation_id=conversation_id))
+    h.send.send_nowait(transcription(conversation="kept", second=0))  # the session's opening message
+    h.send.send_nowait(transcription(utterance("u1", "hello", 1000), conversation="kept"))
+    h.send.send_nowait(transcription(status="SESSION_ENDED", conversation="kept", second=20))
+    h.send.send_nowait(transcription(utterance("u1", "hi", 1000), conversation="shed"))  # the 4th waiting
+    h.send.send_nowait(transcription(utterance("u2", "there", 2000), conversation="shed"))  # shed
+    h.send.send_nowait(transcription(status="SESSION_ENDED", conversation="shed", second=20))
+    for conversation_id in ("kept", "shed"):
+        h.send.send_nowait(conversation(ended=True, conversation_id=conversation_id))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        kept = await h.docs.receive()
+        reconcile = await h.recovery.receive()
+        nursery.cancel_scope.cancel()
+    assert kept.conversation_id == "kept" and [u.text for u in kept.utterances] == ["hello"]
+    assert isinstance(reconcile, Reconcile) and reconcile.document.conversation_id == "shed"
+    assert reconcile.document.utterances == ()  # the post-call transcript brings the text
+    assert (h.stats.conversations_shed, h.stats.transcripts_shed) == (1, 3)
+    changes = [change async for change in h.changes]
+    assert SubscriptionChange("remove", "shed") in changes
+    assert SubscriptionChange("remove", "kept") not in changes  # in its re-open window still
+
+
+async def test_a_shed_late_utterance_sends_a_closed_call_to_recovery(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A call indexed from the stream, in its re-open window, whose late utterance is shed:
+    recovery completes it (at a higher version), as after a gap."""
+    h = Harness(state_dir, recovery=True, max_transcript_backlog=3)
+    assert h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await whole_call(h, "done")
+        live = await h.docs.receive()
+        for i in range(3):  # they fill the backlog
+            h.send.send_nowait(transcription(utterance(f"u{i}", "hi", 1000 * i), conversation="other"))
+        h.send.send_nowait(transcription(utterance("u9", "one more thing", 9000), conversation="done"))
+        request = await h.recovery.receive()
+        nursery.cancel_scope.cancel()
+    assert isinstance(request, Reconcile) and request.document.conversation_id == "done"
+    assert request.document.version > live.version
+    assert h.stats.reopened == 0 and h.stats.conversations_shed == 1
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> tuple[list[Envelope], dict[str, list[str]]]:
+    """Up to four calls (each: connected and ended events; an opening message, utterances,
+    SESSION_ENDED and maybe a trailing utterance), every call's events and transcription
+    messages each in their order, interleaved at random; and each call's texts."""
+    streams: list[list[Envelope]] = []
+    texts: dict[str, list[str]] = {}
+    for n in range(draw(st.integers(1, 4))):
+        call = f"call-{n}"
+        said = [f"{call} says {i}" for i in range(draw(st.integers(0, 3)))]
+        data = [transcription(conversation=call, second=0)]
+        data += [
+            transcription(utterance(f"u{i}", t, 1000 * (i + 1)), conversation=call)
+            for i, t in enumerate(said)
+        ]
+        data.append(transcription(status="SESSION_ENDED", conversation=call, second=20))
+        if draw(st.booleans()):
+            said.append(f"{call} trails")
+            data.append(transcription(utterance("late", said[-1], 9000), conversation=call, second=21))
+        streams += [[conversation(ended=e, conversation_id=call) for e in (False, True)], data]
+        texts[call] = said
+    merged: list[Envelope] = []
+    while any(streams):
+        merged.append(draw(st.sampled_from([s for s in streams if s])).pop(0))
+    return merged, texts
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrivals(), st.one_of(st.none(), st.integers(1, 12)), st.sampled_from([0.0, 5.0]))
+def test_every_call_is_indexed_whole_or_recovered_whatever_the_backlog(
+    given_arrivals: tuple[list[Envelope], dict[str, list[str]]],
+    backlog: int | None,
+    grace: float,
+) -> None:
+    """Whatever the order of arrival and the backlog limit: a call not shed is indexed from
+    the stream with every utterance, never re-opened with a backlog limit (the watermark);
+    a shed call goes to recovery; none is lost."""
+    frames, texts = given_arrivals
+
+    async def main(state_dir: Path) -> Harness:
+        h = Harness(
+            state_dir,
+            attrs.evolve(SETTINGS, grace_period_s=grace),
+            recovery=True,
+            max_transcript_backlog=backlog,
+        )
+        for frame in frames:
+            h.send.send_nowait(frame)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.run)
+            await trio.sleep(SETTINGS.max_idle_s * 2)
+            nursery.cancel_scope.cancel()
+        return h
+
+    with tempfile.TemporaryDirectory() as folder:
+        h = trio.run(main, Path(folder), clock=trio.testing.MockClock(autojump_threshold=0))
+    assert h.recovery is not None
+    indexed = {d.conversation_id: d for d in h.drained()}  # the newest version of each
+    recovered = set()
+    while True:
+        try:
+            request = h.recovery.receive_nowait()
+        except trio.WouldBlock:
+            break
+        assert isinstance(request, Reconcile)
+        recovered.add(request.document.conversation_id)
+    assert indexed.keys() | recovered == texts.keys()
+    for call, said in texts.items():
+        if call not in recovered:
+            assert [u.text for u in indexed[call].utterances] == said
+    if backlog is not None:  # in order, a call whose end comes before its session goes to recovery too
+        assert len(recovered) == h.stats.conversations_shed
+        assert h.stats.reopened == 0
+    if backlog is not None and backlog >= len(frames):
+        assert not recovered

@@ -70,6 +70,10 @@ def test_errors_name_the_setting(env: dict[str, str], message: str) -> None:
         ("[genesys]\nregon = 'us_east_1'\n", "genesys.regon"),
         ("not toml = = 1", "not valid TOML"),
         ("[stream]\nmax_channels = 11\n", "stream.max_channels must be between 1 and 10"),
+        (
+            "[completion]\nmax_transcript_backlog = 0\n",
+            "completion.max_transcript_backlog must be at least 1",
+        ),
         ("source = 'kafka'\n", "must be websocket or sqs, not 'kafka'"),
         ("source = 'sqs'\n", "source = sqs needs sqs.queue_url"),
         (

@@ -144,10 +144,29 @@ async def test_a_vanished_channel_is_replaced_and_resubscribed(tmp_path: Path) -
     """When HEAD says the channel is gone, a new one is created with every desired topic."""
     async with running_reader(tmp_path) as r:
         r.changes.send_nowait(SubscriptionChange("add", "c1"))
-        await wait_until(lambda: r.stats.subscriptions == 2)
-        old = r.channel.channel.id
+        r.changes.send_nowait(SubscriptionChange("add", "c2"))
+        await wait_until(lambda: r.stats.subscriptions == 3)
+        entry = r.pool.placed["c1"]
+        old = entry.channel.id
         r.emulator.expire_channel(old)
-        await wait_until(lambda: r.channel.channel.id != old and r.live(r.channel))
+        await wait_until(lambda: entry.channel.id != old and r.live(entry))
+        assert list(entry.topics) == [f"v2.conversations.c{n}.transcription" for n in (1, 2)]
+
+
+async def test_queue_topics_have_a_channel_of_their_own(tmp_path: Path) -> None:
+    """Control before data: transcription topics go to other channels while the pool can
+    grow, so conversation events never wait behind transcripts on one socket; when it
+    cannot, the queues' channel takes them too (``max_channels`` caps the topics, not
+    this)."""
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_channels=2)) as r:
+        r.changes.send_nowait(SubscriptionChange("add", "c1"))
+        await wait_until(lambda: r.stats.subscriptions == 2 and all(r.live(c) for c in r.pool.channels))
+        assert [list(c.topics) for c in r.pool.channels] == [[TOPIC], ["v2.conversations.c1.transcription"]]
+        r.emulator.publish(FRAME, TOPIC)
+        assert (await r.next_envelope()).topic_name == TOPIC
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_channels=1)) as r:
+        r.changes.send_nowait(SubscriptionChange("add", "c1"))
+        await wait_until(lambda: r.stats.subscriptions == 2 and r.live(r.channel))
         assert list(r.channel.topics) == [TOPIC, "v2.conversations.c1.transcription"]
 
 

@@ -1,7 +1,8 @@
 """Live throughput: emulator → worker → embedded node at rising conversation rates.
 
 ``make bench-live`` (``BENCH_RATES``, conversations started per real second, default
-``50,100,200``; ``BENCH_LIVE_CONVERSATIONS`` per rate, default 1000; ``BENCH_SPEED``, the
+``50,100,200``; ``BENCH_LIVE_CONVERSATIONS`` per rate, default 1000; ``BENCH_BACKLOG``, the
+worker's ``completion.max_transcript_backlog``; ``BENCH_SPEED``, the
 emulator's time compression, default 10: faster, a subscription's few ms become whole
 seconds of a call, and calls lose their first words to it as no real one does). For each
 rate, on this machine: an osmem-server node, the emulator playing demo conversations
@@ -55,6 +56,12 @@ START_DELAY_S = 8.0  # real s before the first call: the worker starts and subsc
 TIMEOUT_S = 600.0
 WINDOW_S = 5.0  # the kept rate is the best rate over this long, in s
 TARGET_CONVERSATIONS = 250
+#: ``BENCH_BACKLOG``: the worker's ``completion.max_transcript_backlog`` (default: its own).
+BACKLOG = (
+    f"max_transcript_backlog = {int(os.environ['BENCH_BACKLOG'])}\n"
+    if os.environ.get("BENCH_BACKLOG")
+    else ""
+)
 TARGET_MESSAGES = 5000
 
 
@@ -144,7 +151,8 @@ def run_rate(rate: float, folder: Path) -> dict[str, Any]:
             env = worker_environment(ready, opensearch_url=node.url, state_dir=state_dir)
             config = folder / "bench.toml"
             config.write_text(
-                f"[completion]\ngrace_period_s = {GRACE_S}\n[plugins.opensearch]\nretention_days = 0\n",
+                f"[completion]\ngrace_period_s = {GRACE_S}\n{BACKLOG}"
+                "[plugins.opensearch]\nretention_days = 0\n",
                 encoding="utf-8",
             )
             worker = subprocess.Popen([*executable, "run", "--config", str(config)], env=env, text=True)

@@ -42,11 +42,12 @@ import trio
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
+from indexer.errors import MalformedMessage, UnusedTopic
 from indexer.journal import Journal
 from indexer.live import LiveFeed, LiveUtterance
 from indexer.models import ConversationEvent, Envelope, TranscriptionMessage
 from indexer.recovery import FindMissed, Gap, Rebuild, Reconcile, RecoveryRequest
-from indexer.serialization import dump_envelope, frame_of
+from indexer.serialization import dump_envelope, frame_of, parse_envelope
 from indexer.stats import Statistics
 from indexer.tracker import ConversationState
 
@@ -251,6 +252,7 @@ class _Detector:
         live = [closed for closed in self.recent.values() if not closed.state.has_holes()]
         if live:
             log.info("%d conversations closed from the live stream go to recovery after a gap", len(live))
+            await self._whole([closed.state for closed in live])
         for closed in live:
             closed.state.gap_affected = True
             await self._send(closed.state, closed.reason)
@@ -281,7 +283,7 @@ class _Detector:
             self.stats.transcripts_shed += 1  # its transcript comes from the post-call one
             return
         now = trio.current_time()
-        if conversation_id in self.finalized and not self._reopen(conversation_id, body):
+        if conversation_id in self.finalized and not await self._reopen(conversation_id, body):
             self.stats.late_messages += 1
             # Inside the re-open window the state shows nothing new was lost; after it, keep.
             if (
@@ -369,7 +371,7 @@ class _Detector:
                 conversation_id=conversation_id,
             )
 
-    def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
+    async def _reopen(self, conversation_id: str, body: ConversationEvent | TranscriptionMessage) -> bool:
         """Re-open a recently closed conversation for a message with new utterances."""
         entry = self.recent.get(conversation_id)
         if (
@@ -378,6 +380,7 @@ class _Detector:
             or not entry.state.has_new_utterances(body)
         ):
             return False
+        await self._whole([entry.state])
         del self.recent[conversation_id]
         del self.finalized[conversation_id]
         self.open[conversation_id] = entry.state
@@ -418,6 +421,7 @@ class _Detector:
         had_holes = state.has_holes()
         state.gap_affected = True
         if closed is not None and not had_holes:  # indexed from the stream: recovery completes it
+            await self._whole([state])
             await self._send(state, closed.reason)
         elif closed is None:
             heapq.heappush(self.timers, (self.deadline_of(state)[0], conversation_id))
@@ -480,6 +484,35 @@ class _Detector:
             extra={"conversation_id": state.conversation_id},
         )
         await self._send(state, reason)
+        if self.journal is not None:  # the journal keeps its frames for the re-open window
+            state.let_go()
+
+    async def _whole(self, states: Sequence[ConversationState]) -> None:
+        """Give closed conversations their utterances again (:meth:`ConversationState.let_go`),
+        from the journal's frames, read once for all of them. One whose utterances are not
+        all there (a journal that failed) is marked for recovery, which brings the post-call
+        transcript."""
+        slim = {state.conversation_id: state for state in states if state.slim}
+        if not slim or self.journal is None:
+            return
+        await self.journal.flush()
+        frames = await trio.to_thread.run_sync(self.journal.frames_by_conversation, slim.keys())
+        for conversation_id, state in slim.items():
+            messages = []
+            for frame in frames[conversation_id]:
+                try:
+                    body = parse_envelope(frame).event_body
+                except (MalformedMessage, UnusedTopic):
+                    continue
+                if isinstance(body, TranscriptionMessage):
+                    messages.append(body)
+            if not state.restore_utterances(messages):
+                state.gap_affected = True
+                log.warning(
+                    "conversation %s: utterances missing from the journal; it goes to recovery",
+                    conversation_id,
+                    extra={"conversation_id": conversation_id},
+                )
 
     def _offer_live(self, state: ConversationState, body: TranscriptionMessage) -> None:
         """The new utterances of ``body``, unredacted, to the live view (which redacts them)."""

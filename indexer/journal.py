@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -159,18 +159,22 @@ class Journal:
 
     def frames_of(self, conversation_id: str) -> list[str]:
         """The frames kept for ``conversation_id`` (written and queued), in arrival order."""
-        frames = []
-        held = set(self._where.get(conversation_id, ()))  # a copy: called from a worker thread
+        return self.frames_by_conversation({conversation_id})[conversation_id]
+
+    def frames_by_conversation(self, conversation_ids: Collection[str]) -> dict[str, list[str]]:
+        """The frames kept for each of ``conversation_ids`` (written and queued), in arrival
+        order; each segment that holds any is read once. Safe from a worker thread."""
+        wanted = set(conversation_ids)
+        frames: dict[str, list[str]] = {c: [] for c in wanted}
+        held = {segment for c in wanted for segment in list(self._where.get(c, ()))}  # copies
         for segment in sorted(held, key=lambda segment: segment.path):
             if segment.path.exists():
-                frames += [
-                    r["f"] for _, r in self._records(segment.path) if r["c"] == conversation_id and "f" in r
-                ]
-        frames += [
-            json.loads(self.sealer.open(line.encode()))["f"]
-            for c, marker, line in list(self._pending)
-            if c == conversation_id and not marker
-        ]
+                for _, record in self._records(segment.path):
+                    if record["c"] in wanted and "f" in record:
+                        frames[record["c"]].append(record["f"])
+        for c, marker, line in list(self._pending):
+            if c in wanted and not marker:
+                frames[c].append(json.loads(self.sealer.open(line.encode()))["f"])
         return frames
 
     # --- input --------------------------------------------------------------------------

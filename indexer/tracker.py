@@ -12,6 +12,7 @@ import hashlib
 import math
 import sys
 from array import array
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -120,6 +121,10 @@ class KeptUtterance:
         )
 
 
+#: What :meth:`ConversationState.let_go` keeps for each utterance: its key only.
+_LET_GO: Final = KeptUtterance(None, None, "", None, None, None, (), array("b"), array("d"))
+
+
 def speaker_of(channel: str | None) -> str:
     """``agent`` for INTERNAL, ``customer`` for EXTERNAL, else ``unknown`` (reference §4.3)."""
     return _SPEAKERS.get((channel or "").upper(), "unknown")
@@ -214,6 +219,9 @@ class ConversationState:
     unusable_utterances: int = 0
     #: Its transcription topic was asked for (voice conversations only).
     subscribed: bool = False
+    #: Closed, its utterances let go but their keys (:meth:`let_go`); no document until
+    #: :meth:`restore_utterances`.
+    slim: bool = False
 
     def apply_conversation(self, event: ConversationEvent, now: float) -> None:
         """Merge a conversation snapshot (queue conversation topic)."""
@@ -394,12 +402,48 @@ class ConversationState:
         """Distinct utterances received so far."""
         return sum(len(s.utterances) for s in self.sessions.values())
 
+    def let_go(self) -> None:
+        """Keep only what a closed conversation needs in its re-open window: its utterances'
+        keys (what a late message is checked against), not their text and words (about
+        1.1 KB an utterance); :meth:`restore_utterances` brings them back."""
+        for session in self.sessions.values():
+            session.utterances = dict.fromkeys(session.utterances, _LET_GO)
+        self.slim = True
+
+    def restore_utterances(self, messages: Iterable[TranscriptionMessage]) -> bool:
+        """Undo :meth:`let_go` from the transcription messages that built the utterances
+        (the journal's frames, in arrival order): each kept key gets its utterance again,
+        as merged then (a final result over an interim one).
+
+        :returns: whether every utterance was found; one that was not is dropped.
+        """
+        rebuilt = ConversationState(self.conversation_id, 0.0, 0.0)
+        for message in messages:
+            rebuilt.apply_transcription(message, 0.0)
+        whole = True
+        for communication_id, session in self.sessions.items():
+            found = rebuilt.sessions.get(communication_id)
+            utterances = {}
+            for key in session.utterances:
+                utterance = found.utterances.get(key) if found is not None else None
+                if utterance is None:
+                    whole = False
+                else:
+                    utterances[key] = utterance
+            session.utterances = utterances
+        self.slim = False
+        return whole
+
     def to_document(self, reason: str, queue_names: dict[str, str]) -> TranscriptDocument:
         """The unredacted document for this conversation.
 
         :param reason: the completion reason (see :data:`indexer.document.COMPLETION_REASONS`).
         :param queue_names: queue id → name, for queues whose events carried no name.
+        :raises ValueError: its utterances were let go (:meth:`let_go`): never a document
+            without them.
         """
+        if self.slim:
+            raise ValueError("the utterances of this closed conversation were let go")
         # Spoken order; utterances without an offset keep their arrival order.
         ordered = sorted(
             (

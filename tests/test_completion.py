@@ -17,6 +17,7 @@ from indexer.completion import SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
+from indexer.journal import Journal
 from indexer.models import Envelope
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.stats import Statistics
@@ -38,7 +39,13 @@ class Harness:
         restored: Sequence[Envelope] = (),
         max_transcript_backlog: int | None = None,
         changes_buffer: int = 100,
+        journal: bool = False,
     ) -> None:
+        # written when the detector asks (the clock of a test with a journal jumps only when
+        # nothing runs for a while: the journal is read in a thread)
+        self.journal = (
+            Journal(state_dir / "journal", sync_interval_s=3600, compact_interval_s=7200) if journal else None
+        )
         self.service_now_ms = service_now_ms
         self.restored = restored
         self.max_transcript_backlog = max_transcript_backlog
@@ -53,6 +60,8 @@ class Harness:
         )
 
     async def run(self) -> None:
+        if self.journal is not None:
+            self.journal.load()
         await detect_completion(
             self.receive,
             self.docs_send,
@@ -65,6 +74,7 @@ class Harness:
             service_now_ms=self.service_now_ms,
             restored=self.restored,
             max_transcript_backlog=self.max_transcript_backlog,
+            journal=self.journal,
         )
 
     async def send_ended_call(self, *texts: str) -> None:
@@ -183,11 +193,16 @@ async def test_stream_end_flushes_open_conversations(state_dir: Path) -> None:
     assert reasons == {"open-one": "shutdown", "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11": "ended"}
 
 
+@pytest.mark.parametrize("journal", [False, True])
 async def test_a_late_utterance_reopens_and_replaces_the_document(
-    state_dir: Path, autojump_clock: trio.testing.MockClock
+    state_dir: Path, autojump_clock: trio.testing.MockClock, journal: bool
 ) -> None:
-    """Inside the re-open window a late utterance gives a new, higher version of the whole transcript."""
-    h = Harness(state_dir)
+    """Inside the re-open window a late utterance gives a new, higher version of the whole
+    transcript; with a journal, the closed conversation kept only its utterances' keys, and
+    the text comes back from the journal's frames."""
+    if journal:  # the journal is read in a thread: the clock jumps only when nothing runs
+        autojump_clock.autojump_threshold = 0.1
+    h = Harness(state_dir, journal=journal)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
         await h.send_ended_call("hello")
@@ -195,7 +210,8 @@ async def test_a_late_utterance_reopens_and_replaces_the_document(
         await trio.sleep(30)
         await h.send.send(transcription(utterance("u1", "hello", 1000)))  # a duplicate re-opens nothing
         await h.send.send(transcription(utterance("u2", "one more thing", 4000), second=5))
-        second = await h.docs.receive()
+        with trio.fail_after(SETTINGS.grace_period_s * 2):
+            second = await h.docs.receive()
         await h.send.aclose()
     assert [u.text for u in second.utterances] == ["hello", "one more thing"]
     assert second.version > first.version
@@ -268,14 +284,17 @@ async def whole_call(h: Harness, conversation_id: str) -> None:
     await h.send.send(transcription(status="SESSION_ENDED", conversation=conversation_id, second=20))
 
 
+@pytest.mark.parametrize("journal", [False, True])
 async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
-    state_dir: Path, autojump_clock: trio.testing.MockClock
+    state_dir: Path, autojump_clock: trio.testing.MockClock, journal: bool
 ) -> None:
     """A lost socket may have carried the trailing or late utterances of conversations that
     closed from the live stream: those in their re-open window go to recovery at once, at a
     higher version, and only once; open ones when they close; the search for conversations
     that ended unseen waits for the gap to be over."""
-    h = Harness(state_dir, recovery=True)
+    if journal:  # the journal is read in a thread: the clock jumps only when nothing runs
+        autojump_clock.autojump_threshold = 0.1
+    h = Harness(state_dir, recovery=True, journal=journal)
     assert h.recovery is not None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
@@ -287,7 +306,8 @@ async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
         await h.send.send(transcription(utterance("u1", "hi", 1000), conversation="open"))
 
         await h.send.send(Gap(start_ms=1_000, end_ms=None))  # the socket is lost
-        request = await h.recovery.receive()
+        with trio.fail_after(1):
+            request = await h.recovery.receive()
         assert isinstance(request, Reconcile)
         assert request.document.conversation_id == "closed"
         assert request.document.version > live.version

@@ -496,23 +496,30 @@ class _Detector:
         if not slim or self.journal is None:
             return
         await self.journal.flush()
-        frames = await trio.to_thread.run_sync(self.journal.frames_by_conversation, slim.keys())
-        for conversation_id, state in slim.items():
-            messages = []
-            for frame in frames[conversation_id]:
-                try:
-                    body = parse_envelope(frame).event_body
-                except (MalformedMessage, UnusedTopic):
-                    continue
-                if isinstance(body, TranscriptionMessage):
-                    messages.append(body)
-            if not state.restore_utterances(messages):
-                state.gap_affected = True
-                log.warning(
-                    "conversation %s: utterances missing from the journal; it goes to recovery",
-                    conversation_id,
-                    extra={"conversation_id": conversation_id},
-                )
+        journal = self.journal
+
+        def restore() -> list[str]:  # in a thread, off the event loop (the detector waits for it)
+            incomplete = []
+            for conversation_id, frames in journal.frames_by_conversation(slim.keys()).items():
+                messages = []
+                for frame in frames:
+                    try:
+                        body = parse_envelope(frame).event_body
+                    except (MalformedMessage, UnusedTopic):
+                        continue
+                    if isinstance(body, TranscriptionMessage):
+                        messages.append(body)
+                if not slim[conversation_id].restore_utterances(messages):
+                    incomplete.append(conversation_id)
+            return incomplete
+
+        for conversation_id in await trio.to_thread.run_sync(restore):
+            slim[conversation_id].gap_affected = True
+            log.warning(
+                "conversation %s: utterances missing from the journal; it goes to recovery",
+                conversation_id,
+                extra={"conversation_id": conversation_id},
+            )
 
     def _offer_live(self, state: ConversationState, body: TranscriptionMessage) -> None:
         """The new utterances of ``body``, unredacted, to the live view (which redacts them)."""

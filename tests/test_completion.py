@@ -220,6 +220,34 @@ async def test_a_late_utterance_reopens_and_replaces_the_document(
     assert h.dead_letters.read() == []
 
 
+async def test_a_reopened_call_whose_frames_the_journal_lost_goes_to_recovery(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Fail safe: when the journal no longer has a closed call's frames (its files were
+    lost), a re-opening late utterance sends the call to recovery (the post-call
+    transcript) rather than index it without the utterances it had."""
+    autojump_clock.autojump_threshold = 0.1  # the journal is read in a thread
+    h = Harness(state_dir, recovery=True, journal=True)
+    assert h.journal is not None and h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await whole_call(h, "lost")
+        first = await h.docs.receive()
+        await h.journal.flush()
+        for segment in h.journal.folder.glob("*.ndjson"):
+            segment.unlink()
+        await h.send.send(
+            transcription(utterance("u2", "one more thing", 4000), conversation="lost", second=30)
+        )
+        with trio.fail_after(SETTINGS.grace_period_s * 2):
+            request = await h.recovery.receive()
+        nursery.cancel_scope.cancel()
+    assert isinstance(request, Reconcile) and request.document.conversation_id == "lost"
+    assert request.document.version > first.version
+    assert [u.text for u in request.document.utterances] == ["one more thing"]  # the rest: post-call
+    assert h.drained() == []
+
+
 async def test_late_utterances_are_dead_lettered(
     state_dir: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

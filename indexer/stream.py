@@ -144,7 +144,8 @@ async def _create(client: GenesysClient, topics: dict[str, None], settings: Stre
 async def open_pool(
     client: GenesysClient, fixed_topics: Iterable[str], settings: StreamSettings
 ) -> ChannelPool:
-    """Create the channels that hold ``fixed_topics`` (at least one); nothing is connected yet.
+    """Create the channels that hold ``fixed_topics`` (at least one) and, when the pool may
+    grow, one for the transcription topics; nothing is connected yet.
 
     :raises ConfigError: the fixed topics need more than ``stream.max_channels`` channels.
     """
@@ -156,8 +157,12 @@ async def open_pool(
             f"more than stream.max_channels ({settings.max_channels})"
         )
     channels = [await _create(client, dict.fromkeys(chunk), settings) for chunk in chunks]
-    for entry in channels:
-        entry.control = bool(fixed) and len(channels) < settings.max_channels
+    if fixed and len(channels) < settings.max_channels:  # control before data (see the module)
+        for entry in channels:
+            entry.control = True
+        # the first transcripts' channel is open with the others, not created when the
+        # first call comes (its socket would connect after the call's first words)
+        channels.append(await _create(client, {}, settings))
     log.info("%d notification channels for %d queue topics", len(channels), len(fixed))
     return ChannelPool(channels=channels, max_channels=settings.max_channels)
 
@@ -229,6 +234,9 @@ class _Follower:
     stats: Statistics
     dead_letters: DeadLetterStore
     capture: trio.abc.AsyncResource | None
+    #: One capture write at a time: the sockets' readers write from threads, and two
+    #: lines written at once could interleave.
+    capture_lock: trio.Lock = attrs.field(factory=trio.Lock)
 
     def _count(self) -> None:
         self.stats.channels = len(self.pool.channels)
@@ -278,7 +286,8 @@ class _Follower:
                     )
                     continue
                 if self.capture is not None:
-                    await self.capture.write(text + "\n")  # type: ignore[attr-defined]
+                    async with self.capture_lock:
+                        await self.capture.write(text + "\n")  # type: ignore[attr-defined]
                 envelope = await accept_frame(
                     text, self.envelopes, stats=self.stats, dead_letters=self.dead_letters
                 )

@@ -145,6 +145,8 @@ def test_run_indexes_an_unseen_corpus_and_drains_on_sigterm(any_opensearch_url: 
             client = OpenSearch(hosts=[any_opensearch_url])
             wait_for(lambda: indexed_count(client) >= COUNT or worker.poll() is not None, 120)
             count = indexed_count(client)
+            # the node has the last batch a moment before the worker counts it (after the write)
+            wait_for(lambda: f"indexed_total {COUNT}.0" in httpx.get(f"{endpoints}/metrics").text, 10)
             ready_answer = httpx.get(f"{endpoints}/readyz")
             metrics = httpx.get(f"{endpoints}/metrics").text
             worker.send_signal(signal.SIGTERM)

@@ -88,7 +88,8 @@ async def running_reader(
     """An emulator and the stream following it; both stop when the block ends."""
     corpus = [CorpusConversation(turns=(Turn("customer", "hi"),))]
     emulator = Emulator(corpus, attrs.evolve(emulator_settings or EmulatorSettings(), start_delay_s=3600))
-    settings = stream_settings or StreamSettings()
+    # one channel unless a test asks for more (then the queue topic has one of its own)
+    settings = stream_settings or StreamSettings(max_channels=1)
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         url = await nursery.start(lambda task_status: emulator.run(task_status=task_status))
         client = GenesysClient(http, GenesysSettings(url, url, "emulator-client", "emulator-secret", ("q1",)))
@@ -142,7 +143,7 @@ async def test_reconnects_to_the_same_channel_after_a_drop(tmp_path: Path) -> No
 
 async def test_a_vanished_channel_is_replaced_and_resubscribed(tmp_path: Path) -> None:
     """When HEAD says the channel is gone, a new one is created with every desired topic."""
-    async with running_reader(tmp_path) as r:
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_channels=2)) as r:
         r.changes.send_nowait(SubscriptionChange("add", "c1"))
         r.changes.send_nowait(SubscriptionChange("add", "c2"))
         await wait_until(lambda: r.stats.subscriptions == 3)
@@ -187,7 +188,7 @@ async def test_a_socket_that_dies_silently_is_a_gap_from_its_last_frame(tmp_path
     async with running_reader(
         tmp_path,
         EmulatorSettings(heartbeat_interval_s=0.1),
-        StreamSettings(ping_interval_s=0.1, heartbeat_timeout_s=1.0),
+        StreamSettings(ping_interval_s=0.1, heartbeat_timeout_s=1.0, max_channels=1),
     ) as r:
         r.emulator.publish(FRAME, TOPIC)
         assert (await r.next_envelope()).topic_name == TOPIC
@@ -213,7 +214,7 @@ async def test_a_handover_waits_for_the_old_socket_to_answer(tmp_path: Path) -> 
     async with running_reader(
         tmp_path,
         EmulatorSettings(heartbeat_interval_s=3600),
-        StreamSettings(channel_max_age_s=1.0, heartbeat_timeout_s=3.0, ping_interval_s=3600),
+        StreamSettings(channel_max_age_s=1.0, heartbeat_timeout_s=3.0, ping_interval_s=3600, max_channels=1),
     ) as r:
         old = r.channel.channel.id
         r.emulator.publish(FRAME, TOPIC)

@@ -282,9 +282,10 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
 ) -> None:
     """The emulator sends its conversations as EventBridge events to one queue (a tenth
     twice, each delayed 0 to 1 s); three workers with ``sqs.shared`` read it with no
-    affinity, and one is killed with SIGKILL mid-run. Every conversation is indexed once,
-    whole: built from the Platform API by whichever replica saw it end; the killed
-    replica's messages in flight reappear for the others after the visibility timeout."""
+    affinity, and one is killed with SIGKILL mid-run and restarted. Every conversation is
+    indexed once, whole: built from the Platform API by whichever replica saw it end; the
+    killed replica's messages in flight reappear for the others after the visibility
+    timeout, and what it had in its outbox is delivered when it is back."""
     count = 12
     corpus, _ = build_demo_corpus(
         count, seed=41, pii_share=0.3, digital_share=0.0, transfer_share=0.0, offset=5600
@@ -303,6 +304,8 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
     with emulate(corpus, tmp_path, *flags, env=env_aws) as ready, osmem.clone() as index:
         search = OpenSearch(hosts=[index.url])
         try:
+            environments = []
+            command = [*COMMAND, "run", "--config", str(tmp_path / "shared.toml")]
             for n in range(3):
                 env = {
                     **env_aws,
@@ -313,11 +316,14 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
                     "INDEXER_SQS_SHARED": "true",
                     "INDEXER_LOG_LEVEL": "WARNING",
                 }
-                command = [*COMMAND, "run", "--config", str(tmp_path / "shared.toml")]
+                environments.append(env)
                 workers.append(subprocess.Popen(command, env=env, text=True))
             wait_for(lambda: indexed_count(search) >= count // 3, 120)
             workers[1].send_signal(signal.SIGKILL)  # mid-run, whatever it holds
             workers[1].wait()
+            # restarted on its state directory, as an orchestrator does: a document it had
+            # stored (its end message deleted then) but not yet written is delivered now
+            workers.append(subprocess.Popen(command, env=environments[1], text=True))
             wait_for(lambda: indexed_count(search) >= count, 180)
             _until_empty(client, queue_url, 60)
         finally:

@@ -129,8 +129,9 @@ class CompletionSettings:
         the least recently active (reason ``capacity``, ``complete: false``).
     :ivar max_utterances: utterances kept per conversation; more are dead-lettered.
     :ivar max_transcript_backlog: live sockets, control before data: transcription messages
-        that may wait to be tracked (about 10 KB each); past it a new one's conversation is
-        shed, and completed from the post-call transcript (:mod:`indexer.completion`).
+        that may wait to be tracked (5.4 KB each on average in the demo's calls); past it a
+        new one's conversation is shed, and completed from the post-call transcript
+        (:mod:`indexer.completion`).
     """
 
     grace_period_s: float = 5.0

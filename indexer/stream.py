@@ -570,7 +570,9 @@ async def follow_channels(
     follower = _Follower(client, pool, envelopes, settings, stats, dead_letters, capture)
     try:
         async with envelopes, trio.open_nursery() as nursery:
-            for entry in pool.channels:
+            # the transcripts' channels first: when the queues' topics start to deliver
+            # conversations, a socket is live to subscribe their transcripts on
+            for entry in sorted(pool.channels, key=lambda entry: entry.control):
                 await nursery.start(follower.follow, entry)
             follower._count()
             if lookback_s is not None:

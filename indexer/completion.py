@@ -122,14 +122,14 @@ class _Inbox:
         self.ended = False
 
     def _route(self, item: StreamItem) -> None:
-        if isinstance(item, Checkpoint) or (
-            isinstance(item, Envelope) and isinstance(item.event_body, TranscriptionMessage)
-        ):
-            assert self.max_backlog is not None
-            if isinstance(item, Envelope) and len(self.transcripts) >= self.max_backlog:
-                self.control.append(_Shed(item.event_body.conversation_id))  # type: ignore[union-attr]
+        assert self.max_backlog is not None
+        if isinstance(item, Envelope) and isinstance(item.event_body, TranscriptionMessage):
+            if len(self.transcripts) >= self.max_backlog:
+                self.control.append(_Shed(item.event_body.conversation_id))
             else:
                 self.transcripts.append(item)
+        elif isinstance(item, Checkpoint):  # behind the transcription messages sent before it
+            self.transcripts.append(item)
         else:
             self.control.append(item)
 

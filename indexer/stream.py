@@ -31,8 +31,8 @@ are full. **Control before data**: the queue conversation topics have channels o
 own, which take transcription topics only when the pool cannot grow; their sockets are
 read beside the transcripts' ones, so under load conversation events are not stuck behind
 transcription messages on one socket (the detector then takes them first,
-:mod:`indexer.completion`). When ``max_channels`` channels are full, a conversation waits for room (logged
-and counted as ``waiting_for_room``): its live transcript then misses its start, so it is
+:mod:`indexer.completion`). When ``max_channels`` channels are full, a conversation waits
+for room (logged and counted as ``waiting_for_room``): its live transcript then misses its start, so it is
 completed from the post-call transcript (:mod:`indexer.recovery`). All subscription calls
 on one channel are serialized by the channel's lock (§3.3: concurrent read-modify-write
 loses topics).

@@ -503,8 +503,11 @@ class ConversationState:
             ),
             utterances=tuple(utterances),
             text=join_text(utterances),
-            # A digital conversation is complete once its messages are fetched (recovery).
-            complete=reason == "ended" and media_type not in DIGITAL_MEDIA,
+            # Complete only when the stream had it whole: a call joined late, hit by a gap or
+            # without a session is completed by recovery (post-call transcript), as is a
+            # digital conversation (its messages are fetched); without recovery it stays
+            # incomplete (a replay, or recovery switched off).
+            complete=reason == "ended" and not self.has_holes(),
             completion_reason=reason,
         )
 

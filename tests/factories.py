@@ -33,6 +33,10 @@ CONVERSATION = "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11"
 COMMUNICATION = "7dd98c4f-2b1a-4c55-8e0a-3f9b6c2d1e77"
 QUEUE = "3f1b2c4d-0e5f-4a6b-8c7d-9e0f1a2b3c4d"
 SESSION_START_MS = 1742421594383
+#: ``autojump_threshold`` (real s) for tests whose detector reads the journal in a thread:
+#: the mock clock must not jump to a deadline while the thread runs (on a loaded CI machine
+#: a read of a few frames once took over 0.1 s).
+THREAD_AUTOJUMP_S = 1.0
 
 
 def at(second: int) -> datetime:

@@ -21,7 +21,7 @@ from indexer.journal import Journal
 from indexer.models import Envelope
 from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
 from indexer.stats import Statistics
-from tests.factories import at, conversation, transcription, utterance
+from tests.factories import THREAD_AUTOJUMP_S, at, conversation, transcription, utterance
 
 SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
 
@@ -101,6 +101,7 @@ async def test_complete_after_end_signals_and_grace(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
         await h.send.send(conversation(ended=False))
+        await h.send.send(transcription(second=0))  # the session opens
         await h.send.send(transcription(utterance("u1", "hello", 1000)))
         await h.send.send(conversation(ended=True))
         await h.send.send(transcription(status="SESSION_ENDED"))
@@ -201,7 +202,7 @@ async def test_a_late_utterance_reopens_and_replaces_the_document(
     transcript; with a journal, the closed conversation kept only its utterances' keys, and
     the text comes back from the journal's frames."""
     if journal:  # the journal is read in a thread: the clock jumps only when nothing runs
-        autojump_clock.autojump_threshold = 0.1
+        autojump_clock.autojump_threshold = THREAD_AUTOJUMP_S
     h = Harness(state_dir, journal=journal)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(h.run)
@@ -226,7 +227,7 @@ async def test_a_reopened_call_whose_frames_the_journal_lost_goes_to_recovery(
     """Fail safe: when the journal no longer has a closed call's frames (its files were
     lost), a re-opening late utterance sends the call to recovery (the post-call
     transcript) rather than index it without the utterances it had."""
-    autojump_clock.autojump_threshold = 0.1  # the journal is read in a thread
+    autojump_clock.autojump_threshold = THREAD_AUTOJUMP_S  # the journal is read in a thread
     h = Harness(state_dir, recovery=True, journal=True)
     assert h.journal is not None and h.recovery is not None
     async with trio.open_nursery() as nursery:
@@ -321,7 +322,7 @@ async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
     higher version, and only once; open ones when they close; the search for conversations
     that ended unseen waits for the gap to be over."""
     if journal:  # the journal is read in a thread: the clock jumps only when nothing runs
-        autojump_clock.autojump_threshold = 0.1
+        autojump_clock.autojump_threshold = THREAD_AUTOJUMP_S
     h = Harness(state_dir, recovery=True, journal=journal)
     assert h.recovery is not None
     async with trio.open_nursery() as nursery:

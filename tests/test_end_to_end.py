@@ -92,21 +92,33 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
         assert stats.indexed == CONVERSATIONS and stats.version_conflicts == 0
         assert stats.dead_letters == 0 and stats.messages["malformed"] == 0
 
+        # A call whose first transcription messages went out before the worker subscribed
+        # (a scheduling hiccup on a loaded machine: at speed 50 an outbound call leaves 44 ms)
+        # must come from its post-call transcript; every other one from the live stream.
+        late = set(emulator.unheard)
+        assert len(late) <= CONVERSATIONS // 2, (
+            f"{len(late)} calls subscribed late: the live path is untested"
+        )
         schema = load_schema("transcript-document.schema.json")
         for scenario in emulator.scenarios.values():
             document = documents[scenario.conversation_id]
             jsonschema.validate(document, schema)
             assert document["complete"] is True and document["completion_reason"] == "ended"
-            assert document["source"] == "live"
+            live = scenario.conversation_id not in late
+            assert document["source"] == ("live" if live else "post_call")
             assert document["queues"] == [{"id": scenario.queue_id, "name": scenario.queue_name}]
             assert document["direction"] == scenario.direction
             utterances = document["utterances"]
-            assert [u["utterance_id"] for u in utterances] == [u.utterance_id for u in scenario.utterances]
+            if live:
+                assert [u["utterance_id"] for u in utterances] == [
+                    u.utterance_id for u in scenario.utterances
+                ]
             assert [u["speaker"] for u in utterances] == [u.speaker for u in scenario.utterances]
             for played, indexed in zip(scenario.utterances, utterances, strict=True):
                 if "[" not in indexed["text"]:
                     assert same_or_more_redacted(indexed["text"], played.text)
-                    assert [w["word"] for w in indexed["words"]] == played.raw.split()
+                    if live:
+                        assert [w["word"] for w in indexed["words"]] == played.raw.split()
         assert find_leaks(OpenSearch(hosts=[live_index.url]), "transcripts", injected) == []
         assert sum(sum(d["redaction"]["counts"].values()) for d in documents.values()) >= len(injected)
 
@@ -130,10 +142,16 @@ async def test_emulator_to_opensearch_then_replay(osmem: OsmemServer, tmp_path: 
             nursery.cancel_scope.cancel()
         assert replay_stats.indexed == CONVERSATIONS
         replayed = indexed_sources(replay_index.url)
+        assert set(replayed) == set(documents)
         for conversation_id, document in documents.items():
+            if conversation_id in late:  # the capture lacks its start, and a replay has no recovery
+                assert (replayed[conversation_id]["source"], replayed[conversation_id]["complete"]) == (
+                    "live",
+                    False,
+                )
+                continue
             for key in document:
                 assert replayed[conversation_id][key] == document[key], (conversation_id, key)
-        assert replayed == documents
         status = json.loads((tmp_path / "replay-state" / "status.json").read_text())
         assert status["stopped"] is True
         assert (status["indexed"], status["open_conversations"]) == (CONVERSATIONS, 0)
@@ -219,9 +237,17 @@ async def test_duplicated_reordered_and_late_messages_lose_nothing(
     print(f"\nfaults: {stats.duplicate_utterances} duplicate utterances absorbed, stats {stats.summary()}")
     assert stats.duplicate_utterances > 0
     assert len(documents) == count
+    assert len(emulator.unheard) <= count // 2, "most calls subscribed late: the live path is untested"
     for scenario in emulator.scenarios.values():
-        indexed = [u["utterance_id"] for u in documents[scenario.conversation_id]["utterances"]]
-        assert indexed == [u.utterance_id for u in scenario.utterances]
+        document = documents[scenario.conversation_id]
+        if scenario.conversation_id in emulator.unheard:  # subscribed late (see the first test)
+            assert document["source"] == "post_call"
+            indexed = [u["speaker"] for u in document["utterances"]]
+            assert indexed == [u.speaker for u in scenario.utterances]
+        else:
+            assert document["source"] == "live"
+            indexed = [u["utterance_id"] for u in document["utterances"]]
+            assert indexed == [u.utterance_id for u in scenario.utterances]
     assert stats.dead_letters == 0
 
 

@@ -40,7 +40,7 @@ from indexer.stats import Statistics
 from indexer.worker import _restore
 from tests.factories import conversation, in_process, run_detector, transcription, utterance
 from tests.installed import PROJECT_ONLY
-from tests.test_sdk_conformance import CALL, CONVERSATION, QUEUE
+from tests.test_sdk_conformance import CALL, CONVERSATION, QUEUE, sdk_sample
 
 TRANSCRIPTION_TOPIC = f"v2.conversations.{CONVERSATION}.transcription"
 
@@ -51,7 +51,7 @@ def frame(topic: str, body: Any) -> str:
 
 def ongoing(**changes: Any) -> dict[str, Any]:
     """The sample transcription message with ``changes`` made to its first alternative / body."""
-    body = copy.deepcopy(CALL[5][1])
+    body = copy.deepcopy(sdk_sample("transcription-ongoing"))
     alternative = body["transcripts"][0]["alternatives"][0]
     for key, value in changes.items():
         (body if key in body else alternative)[key] = value

@@ -149,11 +149,16 @@ async def test_spoken_pii_operators_audit_and_quarantine(any_opensearch_url: str
             audit["rule_set_version"] == documents[scenario.conversation_id]["redaction"]["rule_set_version"]
         )
         assert "findings" not in documents[scenario.conversation_id]["redaction"]
-        by_id = {u.utterance_id: u for u in scenario.utterances}
+        # the indexed utterances in the played order (a call subscribed late on a loaded
+        # machine comes from its post-call transcript, whose utterance ids are the worker's)
+        indexed_ids = [u["utterance_id"] for u in documents[scenario.conversation_id]["utterances"]]
+        by_id = dict(zip(indexed_ids, scenario.utterances, strict=True))
         text_entries = [f for f in audit["findings"] if f["field"] == "text"]
         assert [by_id[f["utterance_id"]].text[f["start"] : f["end"]] for f in text_entries] == values
         assert {f["operator"] for f in audit["findings"]} == {operator}
         word_entries = [f for f in audit["findings"] if f["field"] == "words"]
+        live = scenario.conversation_id not in emulator.unheard
+        assert documents[scenario.conversation_id]["source"] == ("live" if live else "post_call")
         assert len(word_entries) == len(text_entries)
         dumped = json.dumps(audit).lower()
         assert "4111" not in dumped and "jane" not in dumped

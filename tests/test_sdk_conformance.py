@@ -89,21 +89,10 @@ def test_samples_are_what_the_sdk_models_hold_and_the_worker_reads(path: Path) -
 
 
 def voice_call() -> list[Envelope]:
-    """The sample call: a snapshot per state change and its transcription messages, in order."""
-    frames = []
-    for state in ("a-ivr", "b-queued", "c-alerting", "d-connected"):
-        frames.append((f"v2.routing.queues.{QUEUE}.conversations", f"queue-conversation-voice-{state}"))
-    frames += [
-        (f"v2.conversations.{CONVERSATION}.transcription", "transcription-keepalive"),
-        (f"v2.conversations.{CONVERSATION}.transcription", "transcription-ongoing"),
-        (f"v2.routing.queues.{QUEUE}.conversations", "queue-conversation-voice-e-held"),
-        (f"v2.routing.queues.{QUEUE}.conversations", "queue-conversation-voice-f-disconnected"),
-        (f"v2.conversations.{CONVERSATION}.transcription", "transcription-ended"),
-        (f"v2.routing.queues.{QUEUE}.conversations", "queue-conversation-voice-g-wrapup"),
-    ]
+    """The sample call (:func:`call_frames`) as envelopes."""
     return [
-        parse_envelope(json.dumps({"topicName": t, "version": "2", "eventBody": sdk_sample(n)}))
-        for t, n in frames
+        parse_envelope(json.dumps({"topicName": topic, "version": "2", "eventBody": body}))
+        for topic, body in call_frames()
     ]
 
 
@@ -346,6 +335,7 @@ def call_frames() -> list[tuple[str, dict[str, Any]]]:
         (queue_topic, "queue-conversation-voice-b-queued"),
         (queue_topic, "queue-conversation-voice-c-alerting"),
         (queue_topic, "queue-conversation-voice-d-connected"),
+        (transcription, "transcription-opening"),  # status only, at the session's start (§4.2)
         (transcription, "transcription-keepalive"),
         (transcription, "transcription-ongoing"),
         (queue_topic, "queue-conversation-voice-e-held"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -84,6 +85,7 @@ def test_document_fields() -> None:
     _apply(
         state,
         conversation(ended=False, direction="outbound"),
+        transcription(second=0),  # the status-only message that opens the session
         transcription(utterance("u1", "hello there", 2000)),
         conversation(ended=True, direction="outbound"),
         transcription(status="SESSION_ENDED", second=61),
@@ -100,6 +102,26 @@ def test_document_fields() -> None:
     assert document.version == int(at(61).timestamp() * 1000)
     assert document.utterances[0].spoken_at == at(2)
     assert [w.word for w in document.utterances[0].words] == ["hello", "there"]
+
+
+@pytest.mark.parametrize("gap", [False, True], ids=["joined-late", "gap"])
+def test_an_ended_call_the_stream_did_not_have_whole_is_not_complete(gap: bool) -> None:
+    """Ended, but the stream may lack its start (no opening message, or a gap overlapped
+    it): ``complete`` is false (with recovery on, the post-call transcript completes it)."""
+    state = _state()
+    opening = [] if not gap else [transcription(second=0)]
+    _apply(
+        state,
+        conversation(ended=False),
+        *opening,
+        transcription(utterance("u1", "hello there", 2000)),
+        conversation(ended=True),
+        transcription(status="SESSION_ENDED", second=61),
+    )
+    state.gap_affected = gap
+    assert state.ended() and state.has_holes()
+    document = state.to_document("ended", {})
+    assert document.completion_reason == "ended" and document.complete is False
 
 
 def test_speaker_mapping() -> None:

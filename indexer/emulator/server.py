@@ -30,6 +30,7 @@ import random
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -49,7 +50,7 @@ from indexer.emulator.corpus import CorpusConversation
 from indexer.emulator.eventbridge import SqsPublisher, SqsTarget
 from indexer.emulator.scenario import Scenario, build_scenario, queue_id_for
 from indexer.serialization import format_time, parse_time
-from indexer.topics import CHANNEL_METADATA
+from indexer.topics import CHANNEL_METADATA, conversation_id_of_transcription_topic
 
 __all__ = ["Emulator", "EmulatorSettings"]
 
@@ -190,6 +191,9 @@ class Emulator:
         self.pings = 0
         self.malformed_sent = 0
         self.evicted_connected = 0  # channels evicted by a 21st while a socket was on them
+        #: conversation id → its transcription messages published while no connected channel
+        #: was subscribed to them (a client that subscribed late missed these)
+        self.unheard: Counter[str] = Counter()
         self.faults = Faults()
         self._held: tuple[str, str] | None = None
         self._nursery: trio.Nursery | None = None
@@ -429,10 +433,15 @@ class Emulator:
         SQS queue, when there is one: EventBridge needs no subscription)."""
         if self._sqs is not None:
             self._sqs.offer(text)
+        heard = False
         for channel in self.channels.values():
             if channel.connection is not None and topic in channel.topics:
                 channel.connection.deliver(text)
                 self.published += 1
+                heard = True
+        conversation_id = conversation_id_of_transcription_topic(topic)
+        if conversation_id is not None and not heard:
+            self.unheard[conversation_id] += 1
 
     def broadcast(self, text: str) -> None:
         """Send one frame to every connected channel, subscribed or not (system messages)."""

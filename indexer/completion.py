@@ -570,7 +570,10 @@ class _Detector:
             )
             return
         state.indexed_version = document.version
-        if self.recovery is not None and state.has_holes():
+        holes = state.holes()
+        if holes is not None and holes != "digital":
+            self.stats.live_incomplete[holes] += 1
+        if self.recovery is not None and holes is not None:
             await self.recovery.send(
                 Reconcile(document=document, communication_ids=state.communication_ids())
             )

@@ -74,6 +74,12 @@ class StatisticsCollector(Collector):
         yield labelled("messages_received", "Notifications received, by topic kind", "kind", s.messages)
         yield labelled("conversations_completed", "Conversations closed, by reason", "reason", s.completed)
         yield labelled("conversations_recovered", "Gap recovery outcomes", "outcome", s.recovered)
+        yield labelled(
+            "live_transcripts_incomplete",
+            "Voice conversations closed without their whole transcript from the stream, by why",
+            "reason",
+            s.live_incomplete,
+        )
         yield labelled("redactions", "PII findings redacted, by entity type", "entity_type", s.redactions)
         yield gauge("open_conversations", "Conversations open now", s.open_conversations)
         yield counter("utterances", "Utterances received (new ones)", s.utterances)

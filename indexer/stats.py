@@ -42,12 +42,16 @@ class Statistics:
         transcript came; the live one is indexed with ``complete: false``), ``failed`` (a
         conversation that could not be rebuilt), ``gap_unrecovered`` (the analytics query
         was refused, or the worker stopped before it answered).
+    :ivar live_incomplete: voice conversations closed without the whole transcript from the
+        stream, by why (:meth:`indexer.tracker.ConversationState.holes`: ``joined_late``,
+        ``no_session``, ``gap``, ``not_ended``); recovery completes them.
     """
 
     messages: Counter[str] = attrs.field(factory=Counter)
     redactions: Counter[str] = attrs.field(factory=Counter)
     completed: Counter[str] = attrs.field(factory=Counter)
     recovered: Counter[str] = attrs.field(factory=Counter)
+    live_incomplete: Counter[str] = attrs.field(factory=Counter)
     utterances: int = 0
     duplicate_utterances: int = 0
     #: Utterances with no text in any field (SDK-optional ``transcript`` and words absent).
@@ -119,6 +123,7 @@ class Statistics:
             "messages": dict(self.messages),
             "completed": dict(self.completed),
             "recovered": dict(self.recovered),
+            "live_incomplete": dict(self.live_incomplete),
             "utterances": self.utterances,
             "duplicate_utterances": self.duplicate_utterances,
             "unusable_utterances": self.unusable_utterances,

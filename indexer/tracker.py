@@ -367,19 +367,29 @@ class ConversationState:
         known = session.utterances if session else {}
         return any(utterance_key(r) not in known for r in message.transcripts if r.alternatives)
 
-    def has_holes(self) -> bool:
-        """Whether the text must come from the Platform API, not (only) the stream.
+    def holes(self) -> str | None:
+        """Why the text must come from the Platform API, not (only) the stream, or ``None``.
 
-        True for digital conversations (their text is never on the stream); for voice,
-        after a gap, without any transcription session, when a session was joined after
-        its start, or when a session never ended.
+        ``digital`` (its text is never on the stream); for voice, ``gap`` (a gap in the
+        stream overlapped it), ``no_session`` (no transcription message at all),
+        ``joined_late`` (a session's opening message never came: subscribed after it,
+        reference §4.2) or ``not_ended`` (a session never sent ``SESSION_ENDED``).
         """
-        return (
-            self.is_digital()
-            or self.gap_affected
-            or not self.sessions
-            or any(not s.saw_start or not s.ended for s in self.sessions.values())
-        )
+        if self.is_digital():
+            return "digital"
+        if self.gap_affected:
+            return "gap"
+        if not self.sessions:
+            return "no_session"
+        if any(not s.saw_start for s in self.sessions.values()):
+            return "joined_late"
+        if any(not s.ended for s in self.sessions.values()):
+            return "not_ended"
+        return None
+
+    def has_holes(self) -> bool:
+        """Whether the text must come from the Platform API (:meth:`holes` says why)."""
+        return self.holes() is not None
 
     def started_before(self, epoch_ms: int) -> bool:
         """Whether anything known about the conversation began before ``epoch_ms``."""

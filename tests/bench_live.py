@@ -201,6 +201,7 @@ def run_rate(rate: float, folder: Path) -> dict[str, Any]:
         # "messages": digital conversations read from the API, as always; the rest: fell behind
         "recovered": sum(n for kind, n in status.get("recovered", {}).items() if kind != "messages"),
         "recovered_kinds": status.get("recovered", {}),
+        "incomplete": status.get("live_incomplete", {}),
         "shed": int(_sample(metrics, "transcript_indexer_conversations_shed_total")),
         "worker_cpu": worker_cpu,
         "emulator_cpu": emulator_cpu,
@@ -231,7 +232,10 @@ def main() -> int:
             flush=True,
         )
         if os.environ.get("BENCH_VERBOSE") or r["recovered"]:
-            print(f"  recovered: {r['recovered_kinds']}, frames published {r['published']:,}")
+            print(
+                f"  recovered: {r['recovered_kinds']}; voice calls not whole on the stream, by why: "
+                f"{r['incomplete']}; frames published {r['published']:,}"
+            )
     print(
         f"\ntargets: >= {TARGET_CONVERSATIONS} conversations/s and >= {TARGET_MESSAGES:,} transcription "
         f"messages/s kept, p99 <= {GRACE_S + 2:g} s (grace period + 2 s), none recovered"

@@ -313,6 +313,30 @@ async def whole_call(h: Harness, conversation_id: str) -> None:
     await h.send.send(transcription(status="SESSION_ENDED", conversation=conversation_id, second=20))
 
 
+async def test_calls_the_stream_did_not_have_whole_go_to_recovery_counted_by_why(
+    state_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A call joined after its session's opening message, and one with no transcription
+    message at all, close into recovery; the metric says why; a whole call is not counted."""
+    h = Harness(state_dir, recovery=True)
+    assert h.recovery is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.run)
+        await whole_call(h, "whole")
+        assert (await h.docs.receive()).conversation_id == "whole"
+        await h.send.send(conversation(ended=False, conversation_id="late"))
+        await h.send.send(transcription(utterance("u2", "and so", 5000), conversation="late"))
+        await h.send.send(conversation(ended=True, conversation_id="late"))
+        await h.send.send(transcription(status="SESSION_ENDED", conversation="late", second=20))
+        await h.send.send(conversation(ended=False, conversation_id="silent"))
+        await h.send.send(conversation(ended=True, conversation_id="silent"))
+        requests = [await h.recovery.receive(), await h.recovery.receive()]
+        nursery.cancel_scope.cancel()
+    assert {r.document.conversation_id for r in requests if isinstance(r, Reconcile)} == {"late", "silent"}
+    assert h.stats.live_incomplete == {"joined_late": 1, "no_session": 1}
+    assert h.drained() == []
+
+
 @pytest.mark.parametrize("journal", [False, True])
 async def test_a_gap_sends_what_the_live_stream_may_have_missed_to_recovery(
     state_dir: Path, autojump_clock: trio.testing.MockClock, journal: bool

@@ -154,7 +154,7 @@ class _Connection:
 class _Channel:
     id: str
     token: str
-    topics: list[str] = attrs.field(factory=list)
+    topics: dict[str, None] = attrs.field(factory=dict)  # in subscription order; O(1) to test
     connection: _Connection | None = None
     created_ms: int = 0
     closes_at: float = float("inf")
@@ -339,8 +339,7 @@ class Emulator:
             if rejected and request.query_params.get("ignoreErrors", "false").lower() != "true":
                 return _error(403, "missing.permissions", "Missing permissions for a topic")
             topics = [t for t in topics if t not in rejected]
-            wanted = (channel.topics if request.method == "POST" else []) + topics
-            wanted = list(dict.fromkeys(wanted))
+            wanted = {**(channel.topics if request.method == "POST" else {}), **dict.fromkeys(topics)}
             if len(wanted) > TOPIC_LIMIT:
                 return _error(
                     400, "notification.subscription.limit", f"Limit of {TOPIC_LIMIT} topics exceeded"
@@ -349,7 +348,7 @@ class Emulator:
             if any(t.startswith("v2.routing.queues.") for t in topics):
                 self._subscribed.set()
         elif request.method == "DELETE":
-            channel.topics = []
+            channel.topics = {}
         entities = [{"id": t, "state": "Permitted"} for t in channel.topics] + [
             {
                 "id": t,
@@ -518,7 +517,7 @@ class Emulator:
             if channel.connection is None:
                 continue
             channel.connection.deliver(json.dumps(self.system_frame(kind, channel.id)))
-            channel.topics = []
+            channel.topics = {}
         if kind == "token_revoked":
             self.expire_tokens()
 

@@ -438,8 +438,7 @@ class Emulator:
                 channel.connection.deliver(text)
                 self.published += 1
                 heard = True
-        conversation_id = conversation_id_of_transcription_topic(topic)
-        if conversation_id is not None and not heard:
+        if not heard and (conversation_id := conversation_id_of_transcription_topic(topic)) is not None:
             self.unheard[conversation_id] += 1
 
     def broadcast(self, text: str) -> None:

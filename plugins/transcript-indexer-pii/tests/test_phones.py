@@ -10,14 +10,16 @@ import pickle
 
 import phonenumbers
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from indexer.config import Config
 from indexer.errors import ConfigError
 from indexer.redaction import RuleSet
 from indexer_pii import default_rules, transcript_indexer_redaction_rules
-from indexer_pii.phones import DEFAULT_REGIONS
-from indexer_pii.spoken import DIGITS
+from indexer_pii.phones import _PHONE_LIKE, DEFAULT_REGIONS, RegionalPhoneRule, _matches, number_windows
+from indexer_pii.spoken import DIGITS, word_windows
 
 RULES = RuleSet(tuple(default_rules()))
 WORDS = {digit: word for word, digit in DIGITS.items() if word not in ("oh", "o", "nought")}
@@ -122,3 +124,71 @@ def test_regions_are_configurable_and_checked() -> None:
 def test_the_phone_rules_run_in_worker_processes() -> None:
     restored = pickle.loads(pickle.dumps(RULES))
     assert restored.redact_text("call me on 0470 91 27 66")[0] == "call me on [PHONE_NUMBER]"
+
+
+def _numbers() -> list[str]:
+    """libphonenumber's example numbers of every default region, as it formats them."""
+    numbers = []
+    for region in DEFAULT_REGIONS:
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers += [
+                    phonenumbers.format_number(example, style)
+                    for style in (PhoneNumberFormat.NATIONAL, PhoneNumberFormat.INTERNATIONAL)
+                ]
+    return numbers
+
+
+#: Words around a number: plain and capitalised, punctuation, digits, extension labels,
+#: other alphabets, and separators the matcher takes (no-break space, full-width).
+_AROUND = st.sampled_from(
+    [
+        "call", "Me", "on", "thanks.", "oh", "x", "ext.", "extension", "#", "-", "(", ")", "+",
+        "12", "4567", "2019-2020", "11:45", "ABC", "anexo", "доб.", "int", "номер", "电话", "\uff58",
+        ",", "...", "\n", "\u00a0", "le", "número", "1,234.56", "%", "€5", "x12", "#45",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    before=st.lists(_AROUND, max_size=4),
+    number=st.sampled_from(_numbers()),
+    extension=st.sampled_from(["", " ext. 12", " x 345", "x6789", ", extension 1234", " #77"]),
+    after=st.lists(_AROUND, max_size=4),
+    joiner=st.sampled_from([" ", "  ", "\u00a0"]),
+)
+def test_the_matcher_reads_only_the_words_around_a_number(
+    before: list[str], number: str, extension: str, after: list[str], joiner: str
+) -> None:
+    """The narrow windows the matcher is run on (:func:`number_windows`, so that one number
+    is matched once whatever sentence it is in) find what windows of 40 characters either
+    side find, around libphonenumber's own example numbers in any surroundings; anything
+    more they find is within the number (``12 ext. 200 123 4567``: wide, the matcher reads
+    ``200`` as the extension of ``12`` and finds nothing)."""
+    rule = RegionalPhoneRule()
+    head = joiner.join([*before, ""])
+    text = head + joiner.join([number + extension, *after])
+    candidates = [match.span() for match in _PHONE_LIKE.finditer(text)]
+
+    def covered(windows: list[tuple[int, int]]) -> set[int]:
+        return {i for f in rule.read_windows(text, windows) for i in range(f.start, f.end)}
+
+    wide = covered(word_windows(text, candidates, 40, 40))
+    narrow = covered(number_windows(text, candidates))
+    assert wide <= narrow
+    assert narrow - wide <= set(range(len(head), len(head) + len(number + extension)))
+
+
+def test_a_number_is_matched_once_whatever_follows_it() -> None:
+    _matches.cache_clear()
+    rule = RegionalPhoneRule()
+    for text in (
+        "my number is 0470 91 27 66. Oh that's cool",
+        "my number is 0470 91 27 66.\nI really like it",
+        "Number is 0470 91 27 66. thanks",
+    ):
+        (found,) = rule.find(text)
+        assert text[found.start : found.end] == "0470 91 27 66"
+    assert _matches.cache_info().misses == 1

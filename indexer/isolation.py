@@ -24,10 +24,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
+import attrs
 import trio
 import trio_parallel
 
-from indexer.document import TranscriptDocument
+from indexer.document import DocUtterance, RedactionSummary, TranscriptDocument
 from indexer.errors import RedactionFailed
 from indexer.pipeline import Pipeline
 from indexer.redaction import turns_document
@@ -60,6 +61,42 @@ def _finalize(document: TranscriptDocument, pipeline: Pipeline | None = None) ->
         return pipeline.finalize(document)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise RedactionFailed(f"a plugin raised {type(exc).__name__}") from None
+
+
+@attrs.frozen
+class _Changes:
+    """What finalizing changed in a document, sent back from a worker process instead of
+    the whole document (the utterances and words redaction left alone were half the cost
+    of sending, 0.2 ms a document on each side).
+
+    :ivar utterances: ``(index, redacted utterance)`` of each utterance redaction changed.
+    """
+
+    utterances: tuple[tuple[int, DocUtterance], ...]
+    text: str
+    redaction: RedactionSummary | None
+
+
+def _finalize_changes(document: TranscriptDocument) -> _Changes:
+    """:func:`_finalize` in a worker process, as the :class:`_Changes` to ``document``."""
+    finished = _finalize(document)
+    if len(finished.utterances) != len(document.utterances):
+        raise RedactionFailed("redaction added or dropped utterances")
+    changed = tuple(
+        (index, after)
+        for index, (before, after) in enumerate(zip(document.utterances, finished.utterances, strict=True))
+        if after != before
+    )
+    return _Changes(changed, finished.text, finished.redaction)
+
+
+def _apply(document: TranscriptDocument, changes: _Changes) -> TranscriptDocument:
+    utterances = list(document.utterances)
+    for index, utterance in changes.utterances:
+        utterances[index] = utterance
+    return attrs.evolve(
+        document, utterances=tuple(utterances), text=changes.text, redaction=changes.redaction
+    )
 
 
 def _redact_live(
@@ -103,10 +140,10 @@ class Finalizer:
         with trio.move_on_after(self.time_limit_s):
             try:
                 if self._context is not None:
-                    finished: TranscriptDocument = await self._context.run_sync(
-                        _finalize, document, kill_on_cancel=True
+                    changes: _Changes = await self._context.run_sync(
+                        _finalize_changes, document, kill_on_cancel=True
                     )
-                    return finished
+                    return _apply(document, changes)
                 return await trio.to_thread.run_sync(
                     functools.partial(_finalize, document, self.pipeline), abandon_on_cancel=True
                 )

@@ -225,6 +225,27 @@ async def test_documents_are_finalized_several_at_once(
 CARD = Pattern("t.card", "CREDIT_CARD", r"\b\d{4} \d{4} \d{4} \d{4}\b")
 
 
+async def test_a_worker_process_sends_back_what_redaction_changed() -> None:
+    """Finalized in a worker process (which returns only the utterances it changed, the
+    text and the summary), a document is the one finalized in this process: redacted
+    utterances and words replaced, the others left as they were."""
+    from indexer.isolation import open_finalizer
+
+    pipeline = Pipeline(validators=(), rules=RuleSet((Pattern("t.digits", "DIGITS", r"\d{4}"),)))
+    document = _document("hello there", "my pin is 1234 thanks", "bye now", "and 5678 too")
+    here = pipeline.finalize(document)
+    async with open_finalizer(pipeline) as finalizer:
+        assert finalizer.concurrency >= 1
+        there = await finalizer.finalize(document)
+    assert there == here
+    assert [u.text for u in there.utterances] == [
+        "hello there", "my pin is [DIGITS] thanks", "bye now", "and [DIGITS] too"
+    ]  # fmt: skip
+    assert [w.word for w in there.utterances[1].words][3] == "[DIGITS]"
+    assert there.utterances[0] is document.utterances[0]
+    assert there.redaction is not None and there.redaction.counts == {"DIGITS": 2}
+
+
 def test_a_value_split_over_two_utterances_of_one_speaker_is_redacted_in_both() -> None:
     """Digit groups read out over two utterances, the agent speaking in between."""
     document = _document(

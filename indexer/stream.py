@@ -25,7 +25,9 @@ Every period without a live socket on a channel goes downstream as a
 socket's last frame: once, still open, as soon as the loss is noticed, and again, whole,
 when a socket is live again. So does the look-back before the first sockets opened.
 
-Conversations are followed when they appear and dropped when finished, in batches. A
+Conversations are followed when they appear and dropped when finished, in batches; a
+dropped topic leaves the service's list with the channel's next ``PUT``, at most
+``REMOVAL_INTERVAL_S`` later, or at once when a conversation waits for its room. A
 conversation's topic goes to the first channel with room; a new channel is opened when all
 are full. **Control before data**: the queue conversation topics have channels of their
 own, which take transcription topics only when the pool cannot grow; their sockets are
@@ -70,6 +72,11 @@ log = logging.getLogger(__name__)
 
 #: Topics one channel may hold (reference §3.8).
 TOPIC_LIMIT: Final = 1000
+#: How long finished conversations' topics stay subscribed before one ``PUT`` drops them
+#: all, in s, unless their room is wanted sooner. Each ``PUT`` sends the channel's whole
+#: list (up to 1,000 topics), and a conversation is dropped at the end of its re-open
+#: window: one ``PUT`` per finished conversation was the worker's steady cost.
+REMOVAL_INTERVAL_S: Final = 5.0
 RECONNECT_BACKOFF_MAX_S: Final = 30.0
 #: A socket that stayed open this long (s) resets the reconnect backoff.
 HEALTHY_SOCKET_S: Final = 60.0
@@ -95,6 +102,9 @@ class PooledChannel:
     :ivar handover_at: trio time at which the channel is replaced by a new one.
     :ivar control: it holds the queue conversation topics, and a transcription topic only
         when the pool cannot grow (see the module: control before data).
+    :ivar stale: topics dropped from ``topics`` that the service still holds, until the
+        next ``PUT`` of the list (removals are batched: :data:`REMOVAL_INTERVAL_S`).
+    :ivar stale_since: trio time of the oldest of them.
     """
 
     channel: Channel
@@ -102,10 +112,12 @@ class PooledChannel:
     handover_at: float
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     control: bool = False
+    stale: int = 0
+    stale_since: float = 0.0
 
     def room(self) -> int:
-        """Topics the channel can still take."""
-        return TOPIC_LIMIT - len(self.topics)
+        """Topics the channel can still take (the service's limit counts stale ones)."""
+        return TOPIC_LIMIT - len(self.topics) - self.stale
 
 
 @attrs.define
@@ -349,6 +361,7 @@ class _Follower:
                 listing = await self.client.replace_subscriptions(channel.id, entry.topics)
                 log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
                 _check_queue_topics(listing)
+            entry.stale = 0  # the channel holds its list, no more
         except BaseException:
             await socket.retire()
             raise
@@ -460,8 +473,13 @@ class _Follower:
     ) -> None:
         """Apply subscription changes until ``changes`` closes; see the module docstring."""
         async with changes:
-            async for first in changes:
-                batch = [first]
+            while True:
+                batch: list[SubscriptionChange] = []
+                with trio.move_on_after(REMOVAL_INTERVAL_S):  # at least that often: stale topics
+                    try:
+                        batch.append(await changes.receive())
+                    except trio.EndOfChannel:
+                        return
                 while True:
                     try:
                         batch.append(changes.receive_nowait())
@@ -471,8 +489,11 @@ class _Follower:
                 self._count()
 
     async def _apply(self, batch: list[SubscriptionChange], nursery: trio.Nursery) -> None:
+        """Removals drop a topic from its channel's list at once, from the service's at the
+        channel's next ``PUT``: within :data:`REMOVAL_INTERVAL_S`, or as soon as a
+        conversation waits for room. Additions go in one ``POST`` per channel."""
         pool = self.pool
-        replace: set[PooledChannel] = set()
+        now = trio.current_time()
         for change in batch:
             conversation_id = change.conversation_id
             if change.action == "remove":
@@ -480,9 +501,11 @@ class _Follower:
                 entry = pool.placed.pop(conversation_id, None)
                 if entry is not None:
                     del entry.topics[transcription_topic(conversation_id)]
-                    replace.add(entry)
+                    entry.stale_since = entry.stale_since if entry.stale else now
+                    entry.stale += 1
             elif conversation_id not in pool.placed:
                 pool.waiting[conversation_id] = None
+        replace = {c for c in pool.channels if c.stale and now - c.stale_since >= REMOVAL_INTERVAL_S}
         added: dict[PooledChannel, list[str]] = {}
         for conversation_id in list(pool.waiting):
             entry = next((c for c in pool.channels if c.room() > 0 and not c.control), None)
@@ -490,6 +513,14 @@ class _Follower:
                 entry = await self._grow(nursery)
             if entry is None:  # the pool is full: the queues' channels take transcription topics too
                 entry = next((c for c in pool.channels if c.room() > 0), None)
+            if entry is None and any(c.stale for c in pool.channels):
+                # room is wanted now: the stale topics go with the next PUT
+                for stale in pool.channels:
+                    if stale.stale:
+                        replace.add(stale)
+                        stale.stale = 0
+                entry = next((c for c in pool.channels if c.room() > 0 and not c.control), None)
+                entry = entry or next((c for c in pool.channels if c.room() > 0), None)
             if entry is None:
                 log.warning(
                     "%d conversations wait for a free topic (stream.max_channels = %d, full)",
@@ -506,6 +537,7 @@ class _Follower:
             async with entry.lock:
                 try:
                     if entry in replace:
+                        entry.stale = 0
                         await self.client.replace_subscriptions(entry.channel.id, entry.topics)
                     else:
                         await self.client.add_subscriptions(entry.channel.id, added[entry])

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from indexer import stream
 from indexer.completion import SubscriptionChange
 from indexer.config import GenesysSettings, StreamSettings
 from indexer.deadletter import DeadLetterStore
@@ -327,6 +328,31 @@ async def test_the_pool_grows_past_1000_topics_and_queues_what_does_not_fit(tmp_
         r.emulator.broadcast(json.dumps(sample("socket-closing")))  # both hand over at once
         await wait_until(lambda: r.stats.handovers == 2)
         assert len(r.emulator.channels) == 4 and r.stats.reconnects == 0  # none evicted
+
+
+async def test_finished_conversations_leave_the_service_in_one_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dropped topic stays on the service (counted against the channel's room) until the
+    channel's next PUT, within ``REMOVAL_INTERVAL_S``, which takes all such topics at
+    once: a PUT sends the channel's whole list, so one per finished conversation was the
+    worker's steady cost."""
+    monkeypatch.setattr(stream, "REMOVAL_INTERVAL_S", 3.0)
+    async with running_reader(tmp_path) as r:
+
+        def held() -> set[str]:
+            return set(r.emulator.channels[r.channel.channel.id].topics)
+
+        for n in range(10):
+            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: len(held()) == 11)
+        for n in range(5):
+            r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
+        await wait_until(lambda: r.stats.subscriptions == 6)
+        assert len(held()) == 11 and r.channel.room() == stream.TOPIC_LIMIT - 11  # not yet
+        wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(5, 10)}
+        await wait_until(lambda: held() == wanted)
+        assert r.channel.stale == 0 and r.channel.room() == stream.TOPIC_LIMIT - 6
 
 
 async def test_reconnects_back_off_while_the_server_refuses(

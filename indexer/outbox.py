@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -89,12 +90,15 @@ class Outbox:
     def delivered_path(self) -> Path:
         return self.directory / "delivered.ndjson"
 
-    def _delivered(self, document: TranscriptDocument) -> None:
-        """Remember a delivery (mode 0600, no fsync: see the module docstring)."""
-        end = int(document.ended_at.timestamp() * 1000) if document.ended_at is not None else None
+    def _delivered(self, documents: Sequence[TranscriptDocument]) -> None:
+        """Remember deliveries, one line each (mode 0600, no fsync: see the module docstring)."""
+        lines = []
+        for document in documents:
+            end = int(document.ended_at.timestamp() * 1000) if document.ended_at is not None else None
+            lines.append(json.dumps({"c": document.conversation_id, "end": end}) + "\n")
         fd = os.open(self.delivered_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as file:
-            file.write(json.dumps({"c": document.conversation_id, "end": end}) + "\n")
+            file.write("".join(lines))
 
     def indexed(self) -> dict[str, int | None]:
         """Conversation id → ``ended_at`` (epoch ms, ``None`` when unknown) of each document
@@ -194,18 +198,24 @@ class Outbox:
         while conversation_id not in self._stored:
             await self._changed.wait()
 
-    async def remove(self, document: TranscriptDocument) -> None:
-        """Drop the entry for ``document`` if it is still that version (all sinks have it)."""
-        entry = self._entries.get(document.conversation_id)
-        if entry is None or entry.document.version != document.version:
+    async def remove(self, *documents: TranscriptDocument) -> None:
+        """Drop the entry of each of ``documents`` that is still that version (all sinks
+        have it): one trip to a thread for a whole batch (about 0.07 ms of CPU each)."""
+        gone = []
+        for document in documents:
+            entry = self._entries.get(document.conversation_id)
+            if entry is None or entry.document.version != document.version:
+                continue
+            del self._entries[document.conversation_id]
+            self._bytes -= entry.size
+            gone.append(document)
+        if not gone:
             return
-        del self._entries[document.conversation_id]
-        self._bytes -= entry.size
-        path = self._path(document.conversation_id)
 
         def forget() -> None:
-            path.unlink(missing_ok=True)
-            self._delivered(document)
+            for document in gone:
+                self._path(document.conversation_id).unlink(missing_ok=True)
+            self._delivered(gone)
 
         await trio.to_thread.run_sync(forget)
         self._notify()

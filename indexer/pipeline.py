@@ -271,6 +271,7 @@ async def deliver_transcripts(
                 again = {d.conversation_id for d in batch}
             else:
                 log.warning("%d documents not written (transient errors); retrying them", len(again))
+        done = []
         for document in batch:
             if document.conversation_id in again:
                 continue
@@ -284,7 +285,8 @@ async def deliver_transcripts(
                 await dead_letters.add(
                     "sink_rejected", reason, unstructure(document), conversation_id=document.conversation_id
                 )
-            await outbox.remove(document)
+            done.append(document)
+        await outbox.remove(*done)
         if again:
             await trio.sleep(backoff)
             backoff = min(backoff * 2, RETRY_MAX_S)

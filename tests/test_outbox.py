@@ -86,6 +86,21 @@ async def test_an_ack_only_removes_its_own_version(tmp_path: Path) -> None:
     assert Outbox(tmp_path).load() == []
 
 
+async def test_a_delivered_batch_leaves_at_once(tmp_path: Path) -> None:
+    """A batch's acknowledgements are removed together (one trip to a thread): every
+    delivered version goes, and is remembered as indexed; a newer version stays."""
+    outbox = Outbox(tmp_path)
+    for name in ("a", "b", "c"):
+        await outbox.put(document(name, 1))
+    await outbox.put(document("c", 2))
+    await outbox.remove(document("a", 1), document("b", 1), document("c", 1))
+    assert [(d.conversation_id, d.version) for d in Outbox(tmp_path).load()] == [("c", 2)]
+    assert outbox.usage().entries == 1
+    delivered = [json.loads(line)["c"] for line in outbox.delivered_path.read_text().splitlines()]
+    assert delivered == ["a", "b"]
+    assert set(Outbox(tmp_path).indexed()) == {"a", "b"}
+
+
 async def test_an_older_version_finalized_late_does_not_replace_a_newer_one(tmp_path: Path) -> None:
     """Conversations are finalized several at once, so version 1 of a re-opened conversation
     may reach the outbox after version 2: version 2 stays, on disk and in memory."""

@@ -13,7 +13,11 @@ notification frames in due order, written to a replay file. Measured on those fr
 - **the pipeline**: ``run_replay`` end to end (parse, track, complete, redact and verify in
   worker processes, outbox, a discard sink that takes every batch): transcription
   messages per CPU-second of this process and its worker processes, wall time, and the
-  pipeline's share of each ceiling.
+  pipeline's share of each ceiling;
+- **a long call**: the corpus's turns joined into one conversation of 3,200 utterances
+  (and one of 400 beside it), validated, redacted and verified once in this process
+  (``Pipeline.finalize``), beside ``redaction.time_limit_s``: redaction's cost should grow
+  with a conversation's length, not faster.
 
 Not a test: it asserts nothing and prints its figures, and the issue's target (10,000
 transcription messages per CPU-second) beside them.
@@ -31,21 +35,29 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.config import Config
 from indexer.document import TranscriptDocument
 from indexer.errors import MalformedMessage, UnusedTopic
 from indexer.hookspecs import hookimpl
 from indexer.models import ConversationEvent, TranscriptionMessage
+from indexer.pipeline import Pipeline
 from indexer.plugins import Plugins, get_plugin_manager
+from indexer.redaction import turns_document
 from indexer.serialization import parse_envelope
 from indexer.sinks import WriteResult
 from indexer.tracker import ConversationState
-from indexer.worker import run_replay
+from indexer.worker import build_pipeline, run_replay
+
+if TYPE_CHECKING:
+    from indexer.emulator.corpus import CorpusConversation
 
 COUNT = int(os.environ.get("BENCH_CONVERSATIONS", "1000"))
 TARGET = 10_000
+#: Utterances of the long call and of a short one beside it (:func:`call_s`).
+LONG_CALL_UTTERANCES = 3_200
+SHORT_CALL_UTTERANCES = 400
 #: Runs of the pipeline; the best is printed beside the ceilings (best of 3 runs each).
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
@@ -78,14 +90,20 @@ class DiscardPlugin:
         return [self.sink]
 
 
-def frames(count: int) -> list[str]:
-    """The notification frames of ``count`` demo conversations, in due order."""
+def corpus(count: int) -> list[CorpusConversation]:
+    """``count`` demo conversations (chitchat turns, a quarter with Faker PII)."""
     # Imported here: the redaction processes import this module as their ``__main__``, and
     # should load what a worker's do (``indexer.cli``), not Faker and the emulator.
     from indexer.demo import build_demo_corpus
+
+    conversations, _ = build_demo_corpus(count, seed=16, pii_share=0.25)
+    return conversations
+
+
+def frames(corpus: Sequence[CorpusConversation]) -> list[str]:
+    """The notification frames of ``corpus``, in due order."""
     from indexer.emulator.scenario import build_scenario
 
-    corpus, _ = build_demo_corpus(count, seed=16, pii_share=0.25)
     rng = random.Random(16)
     events = []
     for index, conversation in enumerate(corpus):
@@ -156,8 +174,21 @@ def open_conversation_bytes(texts: Sequence[str]) -> tuple[float, float, float, 
     )
 
 
+def call_s(
+    conversations: Sequence[CorpusConversation], pipeline: Pipeline, utterances: int, first: int = 0
+) -> float:
+    """CPU seconds of :meth:`Pipeline.finalize` on one call of ``utterances`` utterances:
+    the turns of ``conversations`` in turn from the ``first``, 1 s apart (:func:`turns_document`)."""
+    turns = [(turn.speaker, turn.text) for conversation in conversations for turn in conversation.turns]
+    document = turns_document("call", [turns[(first + i) % len(turns)] for i in range(utterances)])
+    before = time.process_time()
+    pipeline.finalize(document)
+    return time.process_time() - before
+
+
 def main() -> int:
-    texts = frames(COUNT)
+    conversations = corpus(COUNT)
+    texts = frames(conversations)
     transcriptions = sum('"topicName":"v2.conversations.' in t and '.transcription"' in t for t in texts)
     size_mb = sum(len(t.encode()) for t in texts) / 1e6
     print(
@@ -180,6 +211,20 @@ def main() -> int:
         f"{at_20 / 1000:.1f} KB at 20 utterances, ceiling 30 KB {'ok' if at_20 <= 30_000 else 'MISSED'}; "
         f"closed, in its re-open window (utterances let go, the journal holds them): "
         f"{(fixed + 20 * per_closed_utterance) / 1000:.1f} KB at 20 utterances\n"
+    )
+    config = Config()
+    pipeline = build_pipeline(
+        config, Plugins(get_plugin_manager(env={"INDEXER_DISABLED_PLUGINS": "opensearch"}))
+    )
+    # the first call in a process loads what its rules load lazily (libphonenumber's metadata)
+    call_s(conversations, pipeline, SHORT_CALL_UTTERANCES, first=LONG_CALL_UTTERANCES + SHORT_CALL_UTTERANCES)
+    long_s = call_s(conversations, pipeline, LONG_CALL_UTTERANCES)
+    short_s = call_s(conversations, pipeline, SHORT_CALL_UTTERANCES, first=LONG_CALL_UTTERANCES)
+    print(
+        f"a long call: {LONG_CALL_UTTERANCES:,} utterances validated, redacted and verified in "
+        f"{long_s:.2f} CPU s ({long_s / LONG_CALL_UTTERANCES * 1000:.2f} ms an utterance; "
+        f"{SHORT_CALL_UTTERANCES} in {short_s:.2f} s, {short_s / SHORT_CALL_UTTERANCES * 1000:.2f} ms an "
+        f"utterance), redaction.time_limit_s {config.redaction.time_limit_s:g} s\n"
     )
 
     import trio

@@ -69,7 +69,7 @@ class Outbox:
         self.sealer = sealer
         self.max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
-        self._writing: set[str] = set()  # conversation ids being written now
+        self._writing: set[str] = set()  # conversation ids being written or removed now
         self._stored: OrderedDict[str, None] = OrderedDict()  # stored during this run, newest last
         self._bytes = 0
         self._changed = trio.Event()
@@ -200,25 +200,36 @@ class Outbox:
 
     async def remove(self, *documents: TranscriptDocument) -> None:
         """Drop the entry of each of ``documents`` that is still that version (all sinks
-        have it): one trip to a thread for a whole batch (about 0.07 ms of CPU each)."""
+        have it): one trip to a thread for a whole batch (about 0.07 ms of CPU each).
+
+        A conversation whose newer version is being written is left alone (the new file
+        replaces the old one), and one being removed holds back a :meth:`put` of it until
+        its file is gone: a file is never deleted after a newer version was written to it.
+        """
         gone = []
         for document in documents:
-            entry = self._entries.get(document.conversation_id)
-            if entry is None or entry.document.version != document.version:
+            key = document.conversation_id
+            entry = self._entries.get(key)
+            if entry is None or entry.document.version != document.version or key in self._writing:
                 continue
-            del self._entries[document.conversation_id]
+            del self._entries[key]
             self._bytes -= entry.size
             gone.append(document)
         if not gone:
             return
+        keys = {document.conversation_id for document in gone}
+        self._writing |= keys
 
         def forget() -> None:
             for document in gone:
                 self._path(document.conversation_id).unlink(missing_ok=True)
             self._delivered(gone)
 
-        await trio.to_thread.run_sync(forget)
-        self._notify()
+        try:
+            await trio.to_thread.run_sync(forget)
+        finally:
+            self._writing -= keys
+            self._notify()
 
     def close(self) -> None:
         """No more :meth:`put` calls will come; :meth:`next_batch` returns empty once drained."""

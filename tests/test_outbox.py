@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 import trio.testing
 
@@ -99,6 +101,70 @@ async def test_a_delivered_batch_leaves_at_once(tmp_path: Path) -> None:
     delivered = [json.loads(line)["c"] for line in outbox.delivered_path.read_text().splitlines()]
     assert delivered == ["a", "b"]
     assert set(Outbox(tmp_path).indexed()) == {"a", "b"}
+
+
+async def test_a_removal_never_deletes_a_newer_version_written_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 1 is acknowledged while version 2 is being stored, either way round: version
+    2's file stays on disk (a crash would otherwise lose it), and is delivered next."""
+    outbox = Outbox(tmp_path)
+    for name in ("a", "c"):
+        await outbox.put(document(name, 1))
+    written, release = threading.Event(), threading.Event()
+    write = outbox._write
+
+    def write_then_wait(document: TranscriptDocument) -> int:
+        size = write(document)  # version 2 is on disk; put() has not recorded it yet
+        written.set()
+        release.wait()
+        return size
+
+    monkeypatch.setattr(outbox, "_write", write_then_wait)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox.put, document("c", 2))
+        await trio.to_thread.run_sync(written.wait)
+        try:
+            await outbox.remove(document("a", 1), document("c", 1))
+        finally:
+            release.set()
+    assert [(d.conversation_id, d.version) for d in Outbox(tmp_path).load()] == [("c", 2)]
+    monkeypatch.undo()
+
+    # the other way round: a put of version 2 while version 1's file is being removed
+    await outbox.put(document("b", 1))
+    removing, release = threading.Event(), threading.Event()
+    path = outbox._path
+
+    def path_then_wait(conversation_id: str) -> Path:
+        if conversation_id == "b":  # the batch's first file, then "c"'s
+            removing.set()
+            release.wait()
+        return path(conversation_id)
+
+    written = threading.Event()
+
+    def write_and_tell(document: TranscriptDocument) -> int:
+        size = write(document)
+        written.set()
+        return size
+
+    await outbox.put(document("c", 3))
+    monkeypatch.setattr(outbox, "_path", path_then_wait)
+    monkeypatch.setattr(outbox, "_write", write_and_tell)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox.remove, document("b", 1), document("c", 3))
+        await trio.to_thread.run_sync(removing.wait)
+        nursery.start_soon(outbox.put, document("c", 4))
+        try:
+            # version 4 is not written while version 3's file is being removed (a write
+            # takes milliseconds: without the hold it would be done within this half second)
+            assert not await trio.to_thread.run_sync(written.wait, 0.5)
+        finally:
+            release.set()
+    monkeypatch.undo()
+    assert [(d.conversation_id, d.version) for d in Outbox(tmp_path).load()] == [("c", 4)]
+    assert [(d.conversation_id, d.version) for d in await outbox.next_batch(10)] == [("c", 4)]
 
 
 async def test_an_older_version_finalized_late_does_not_replace_a_newer_one(tmp_path: Path) -> None:

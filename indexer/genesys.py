@@ -68,9 +68,15 @@ API_ERRORS: Final = (GenesysError, httpx.HTTPError)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
-class _Retryable(Exception):
+class _Retryable(GenesysError):
+    """A 429 or 5xx answer: retried; what a call raises once its retries are spent."""
+
     def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"{response.request.method} {response.request.url.path}: {response.status_code}")
+        super().__init__(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code}, still after retrying",
+            status=response.status_code,
+        )
         self.response = response
 
 
@@ -175,7 +181,7 @@ class GenesysClient:
 
         :param path: the API path, e.g. ``/api/v2/notifications/channels``.
         :returns: the response; 2xx and 404 are returned, not raised.
-        :raises GenesysError: any other status after retries.
+        :raises GenesysError: any other status, or a 429 or 5xx still after retries.
         """
         url = f"{self._settings.api_base_url}{path}"
         renewed = False

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+import stamina
 import trio
 
 from indexer.emulator import CorpusConversation, Emulator, EmulatorSettings, Turn
@@ -292,3 +294,22 @@ async def test_the_details_query_is_answered_as_documented_and_the_client_copes(
         assert len(ids) == len(set(ids))
         assert set(ids) == {s.conversation_id for s in scenarios[10:]}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_429_after_the_retries_is_an_api_error() -> None:
+    """Once its retries are spent, a call still answered 429 (or 5xx) raises a GenesysError
+    with the status, which callers catch as an API error and try again later (it escaped
+    them, and stopped the task)."""
+    from indexer.config import GenesysSettings
+    from indexer.errors import GenesysError
+    from indexer.genesys import API_ERRORS, GenesysClient
+
+    async with emulator_after_the_call() as (emulator, http):
+        client = GenesysClient(http, GenesysSettings(emulator.base_url, emulator.base_url, "emulator-client",
+                                                     "emulator-secret", ("Billing",)))  # fmt: skip
+        await client.access_token()
+        await http.post("/_emulator/faults", json={"rate_limit_count": 1, "retry_after_s": 0})
+        with stamina.set_testing(True, attempts=1), pytest.raises(GenesysError) as raised:
+            await client.request("GET", "/api/v2/routing/queues")
+        assert raised.value.status == 429 and isinstance(raised.value, API_ERRORS)
+        assert "429, still after retrying" in str(raised.value)

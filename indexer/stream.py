@@ -133,6 +133,11 @@ class ChannelPool:
     placed: dict[str, PooledChannel] = attrs.field(factory=dict)
     waiting: dict[str, None] = attrs.field(factory=dict)
 
+    def with_room(self, *, control: bool) -> PooledChannel | None:
+        """The first channel that can take a topic: a transcripts' one, or (``control``)
+        any, the queues' too."""
+        return next((c for c in self.channels if c.room() > 0 and (control or not c.control)), None)
+
     def topic_count(self) -> int:
         """Topics held over all channels."""
         return sum(len(c.topics) for c in self.channels)
@@ -357,11 +362,14 @@ class _Follower:
         sockets.start_soon(self._read, socket, entry)
         try:
             current = {t.id for t in await self.client.get_subscriptions(channel.id)}
-            if current != set(entry.topics):
-                listing = await self.client.replace_subscriptions(channel.id, entry.topics)
+            if current == set(entry.topics):
+                entry.stale = 0  # the channel holds its list, no more
+            else:
+                dropped = entry.stale  # topics removed while the PUT is on its way stay stale
+                listing = await self.client.replace_subscriptions(channel.id, list(entry.topics))
+                entry.stale -= dropped
                 log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
                 _check_queue_topics(listing)
-            entry.stale = 0  # the channel holds its list, no more
         except BaseException:
             await socket.retire()
             raise
@@ -491,7 +499,8 @@ class _Follower:
     async def _apply(self, batch: list[SubscriptionChange], nursery: trio.Nursery) -> None:
         """Removals drop a topic from its channel's list at once, from the service's at the
         channel's next ``PUT``: within :data:`REMOVAL_INTERVAL_S`, or as soon as a
-        conversation waits for room. Additions go in one ``POST`` per channel."""
+        conversation waits for room (before the pool grows). Additions go in one ``POST``
+        per channel; a transcripts' channel with room goes before the queues' channels."""
         pool = self.pool
         now = trio.current_time()
         for change in batch:
@@ -507,20 +516,20 @@ class _Follower:
                 pool.waiting[conversation_id] = None
         replace = {c for c in pool.channels if c.stale and now - c.stale_since >= REMOVAL_INTERVAL_S}
         added: dict[PooledChannel, list[str]] = {}
+        reclaimed = False
         for conversation_id in list(pool.waiting):
-            entry = next((c for c in pool.channels if c.room() > 0 and not c.control), None)
+            entry = pool.with_room(control=False)
+            if entry is None and not reclaimed:  # room is wanted now: stale topics go first
+                reclaimed = True
+                for stale in [c for c in pool.channels if c.stale]:
+                    if await self._replace(stale):  # it carried what was placed on it so far
+                        replace.discard(stale)
+                        added.pop(stale, None)
+                entry = pool.with_room(control=False)
             if entry is None:
                 entry = await self._grow(nursery)
             if entry is None:  # the pool is full: the queues' channels take transcription topics too
-                entry = next((c for c in pool.channels if c.room() > 0), None)
-            if entry is None and any(c.stale for c in pool.channels):
-                # room is wanted now: the stale topics go with the next PUT
-                for stale in pool.channels:
-                    if stale.stale:
-                        replace.add(stale)
-                        stale.stale = 0
-                entry = next((c for c in pool.channels if c.room() > 0 and not c.control), None)
-                entry = entry or next((c for c in pool.channels if c.room() > 0), None)
+                entry = pool.with_room(control=True)
             if entry is None:
                 log.warning(
                     "%d conversations wait for a free topic (stream.max_channels = %d, full)",
@@ -533,18 +542,33 @@ class _Follower:
             entry.topics[topic] = None
             pool.placed[conversation_id] = entry
             added.setdefault(entry, []).append(topic)
-        for entry in replace | set(added):
+        for entry in replace:
+            if await self._replace(entry):  # it carried what was placed on it
+                added.pop(entry, None)
+        for entry, topics in added.items():
             async with entry.lock:
                 try:
-                    if entry in replace:
-                        entry.stale = 0
-                        await self.client.replace_subscriptions(entry.channel.id, entry.topics)
-                    else:
-                        await self.client.add_subscriptions(entry.channel.id, added[entry])
+                    await self.client.add_subscriptions(entry.channel.id, topics)
                 except AuthenticationError:
                     raise
                 except API_ERRORS as exc:  # the next reconnect or handover repairs the list
                     log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
+
+    async def _replace(self, entry: PooledChannel) -> bool:
+        """``PUT`` the channel's whole list: the stale topics it drops stop counting against
+        its room once the service has taken it (those removed meanwhile stay stale).
+        Whether it did; a failure is logged, and the stale topics wait for the next try."""
+        async with entry.lock:
+            dropped = entry.stale
+            try:
+                await self.client.replace_subscriptions(entry.channel.id, list(entry.topics))
+            except AuthenticationError:
+                raise
+            except API_ERRORS as exc:
+                log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
+                return False
+            entry.stale -= dropped
+            return True
 
     async def _grow(self, nursery: trio.Nursery) -> PooledChannel | None:
         """Open one more channel when the pool may grow, and start following it."""

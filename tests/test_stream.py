@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 import httpx
 import pytest
+import stamina
 import trio
 import trio.testing
 
@@ -353,6 +354,57 @@ async def test_finished_conversations_leave_the_service_in_one_put(
         wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(5, 10)}
         await wait_until(lambda: held() == wanted)
         assert r.channel.stale == 0 and r.channel.room() == stream.TOPIC_LIMIT - 6
+
+
+async def test_stale_topics_count_until_a_put_has_dropped_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUT that fails leaves the dropped topics counted against the channel's room (the
+    service still holds them), and is tried again: the room never exceeds the service's."""
+    monkeypatch.setattr(stream, "REMOVAL_INTERVAL_S", 1.0)
+    async with running_reader(tmp_path) as r:
+
+        def held() -> set[str]:
+            return set(r.emulator.channels[r.channel.channel.id].topics)
+
+        for n in range(10):
+            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: len(held()) == 11)
+        with stamina.set_testing(True, attempts=1):
+            r.emulator.faults.rate_limit_count = 1  # the PUT's answer is a 429
+            for n in range(5):
+                r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
+            await wait_until(lambda: "not updated" in caplog.text)
+            assert len(held()) == 11
+            assert r.channel.stale == 5 and r.channel.room() == stream.TOPIC_LIMIT - 11
+        wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(5, 10)}
+        await wait_until(lambda: held() == wanted)
+        assert r.channel.stale == 0 and r.channel.room() == stream.TOPIC_LIMIT - 6
+
+
+async def test_stale_room_is_taken_back_before_the_queues_channel_takes_transcripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the pool at max_channels and its transcripts' channel full of topics partly
+    stale, a new conversation's topic waits for the PUT that drops the stale ones and goes
+    there, not onto the queues' channel (control before data)."""
+    monkeypatch.setattr(stream, "REMOVAL_INTERVAL_S", 3600.0)  # only a want of room sends the PUT
+    async with running_reader(tmp_path, stream_settings=StreamSettings(max_channels=2)) as r:
+        for n in range(1000):
+            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: r.stats.subscriptions == 1001 and r.stats.channels == 2)
+        control = next(c for c in r.pool.channels if c.control)
+        data = next(c for c in r.pool.channels if not c.control)
+        await wait_until(lambda: r.live(data))
+        for n in range(10):
+            r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
+        await wait_until(lambda: data.stale == 10)
+        for n in range(1000, 1005):
+            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: r.stats.subscriptions == 996)
+        assert all(r.pool.placed[f"c{n}"] is data for n in range(1000, 1005))
+        assert list(control.topics) == [TOPIC] and data.stale == 0
+        await wait_until(lambda: r.live(data) and r.live(control))
 
 
 async def test_reconnects_back_off_while_the_server_refuses(

@@ -77,7 +77,8 @@ class UnusedTopic(IndexerError):
 
 
 class GenesysError(IndexerError):
-    """Genesys Cloud answered with an error that retrying will not fix.
+    """Genesys Cloud answered with an error that retrying will not fix, or a 429 or 5xx
+    that the client's retries did not get past (callers may try again later).
 
     :param status: the HTTP status code, or 0 when there was no HTTP response.
     """

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Final
 
@@ -110,13 +111,22 @@ def _skipped(text: str, start: int) -> bool:
 
 
 #: A word that may be part of a phone number as libphonenumber's matcher reads one: it
-#: holds a digit, is punctuation only (``+``, ``(``, ``-``), or is an extension's label
-#: (``ext``, ``extension``, ``x``, ``#``, ``~``, ``int``, ``доб``, ``anexo``; the matcher
-#: also counts ``x`` as punctuation).
+#: holds a digit, is punctuation only (``+``, ``(``, ``-``, and ``\u30fc``, a dash to the
+#: matcher though a letter to Python), or is an extension's label (``ext``, ``extension``,
+#: ``x``, ``#``, ``~``, ``int``, ``доб``, ``anexo``; the matcher also counts ``x`` as
+#: punctuation).
 _CARRIER: Final = (
-    r"(?:\S*\d\S*|[^\w\s]+"
+    r"(?:\S*\d\S*|(?:[^\w\s]|\u30fc)+"
     r"|(?i:e?xt|extensi|\uff45?\uff58\uff54|доб|anexo|x|\uff58|int|\uff49\uff4e\uff54)\S*)"
 )
+
+
+def _kept_after(char: str) -> bool:
+    """A window keeps ``char`` at its end: a number's last character (``#``), or one next
+    to which the matcher rejects a number (``%``, a currency sign: ``66%`` is no number)."""
+    return char in "#\uff03%" or unicodedata.category(char) == "Sc"
+
+
 #: Such words just before a candidate's word.
 _LEAD: Final = re.compile(rf"(?:{_CARRIER}\s+)+\Z")
 #: How far back :data:`_LEAD` is looked for, in characters.
@@ -135,7 +145,8 @@ def number_windows(text: str, candidates: Sequence[tuple[int, int]]) -> list[tup
     The matcher takes in lead characters, groups of digits apart by up to four
     punctuation characters and an extension, and then looks at one character on either
     side (a letter there rejects the number); a window that starts at a space and ends
-    at one, or at the last digit or ``#`` of its words, matches as a wider one does. So
+    at one, or at the last digit or ``#`` of its words (keeping a ``%`` or currency sign
+    after them, next to which the matcher rejects a number), matches as a wider one does. So
     the same number in another sentence, or in a passage, is matched once (:func:`_matches` is cached on the
     window's text): a number used to be matched in three to four windows, at about 3 ms
     each for the 40 default regions.
@@ -150,7 +161,7 @@ def number_windows(text: str, candidates: Sequence[tuple[int, int]]) -> list[tup
                 start += 1
         tail = _TAIL.match(text, span_end)  # always matches (maybe nothing)
         end = tail.end() if tail else span_end
-        while end > span_end and not text[end - 1].isalnum() and text[end - 1] not in "#\uff03":
+        while end > span_end and not text[end - 1].isalnum() and not _kept_after(text[end - 1]):
             end -= 1  # "0470 91 27 66." as "0470 91 27 66": a match ends at a digit or a "#"
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))

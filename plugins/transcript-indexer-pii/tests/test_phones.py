@@ -146,7 +146,7 @@ _AROUND = st.sampled_from(
     [
         "call", "Me", "on", "thanks.", "oh", "x", "ext.", "extension", "#", "-", "(", ")", "+",
         "12", "4567", "2019-2020", "11:45", "ABC", "anexo", "доб.", "int", "номер", "电话", "\uff58",
-        ",", "...", "\n", "\u00a0", "le", "número", "1,234.56", "%", "€5", "x12", "#45",
+        ",", "...", "\n", "\u00a0", "\u30fc", "le", "número", "1,234.56", "%", "€5", "x12", "#45",
     ]
 )  # fmt: skip
 
@@ -179,6 +179,29 @@ def test_the_matcher_reads_only_the_words_around_a_number(
     narrow = covered(number_windows(text, candidates))
     assert wide <= narrow
     assert narrow - wide <= set(range(len(head), len(head) + len(number + extension)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "it rose 0470 91 27 66% ok",  # no number: the matcher rejects one a "%" follows
+        "it costs 020 7946 0958\u00a3 ok",  # nor one a currency sign follows
+        "212 555 0123$",
+        "call +81 \u30fc 3 \u30fc 1234 5678 ok",  # a dash to the matcher, a letter to Python
+        "call 0470 91 27 66. ok",
+        "call 0470 91 27 66 #12 ok",
+    ],
+)
+def test_narrow_windows_agree_with_wide_ones_next_to_signs_and_dashes(text: str) -> None:
+    """Found in review: the narrow windows cut a "%" or currency sign the matcher rejects a
+    number next to (a number found that is none), and missed a number split by "\u30fc"."""
+    rule = RegionalPhoneRule()
+    candidates = [match.span() for match in _PHONE_LIKE.finditer(text)]
+
+    def found(windows: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        return {(f.start, f.end) for f in rule.read_windows(text, windows)}
+
+    assert found(number_windows(text, candidates)) == found(word_windows(text, candidates, 40, 40))
 
 
 def test_a_number_is_matched_once_whatever_follows_it() -> None:

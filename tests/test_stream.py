@@ -66,6 +66,16 @@ class Reader:
         channel = self.emulator.channels.get(entry.channel.id)
         return self.connected(entry) and channel is not None and list(channel.topics) == list(entry.topics)
 
+    def held(self) -> set[str]:
+        """The topics the emulator holds for the first channel."""
+        return set(self.emulator.channels[self.channel.channel.id].topics)
+
+    async def follow(self, numbers: range) -> None:
+        """Follow conversations ``c<n>``; return once the first channel's list holds them."""
+        for n in numbers:
+            self.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
+        await wait_until(lambda: {f"v2.conversations.c{n}.transcription" for n in numbers} <= self.held())
+
     async def next_gap(self) -> Gap:
         """The next item, which must be a Gap."""
         with trio.fail_after(10):
@@ -340,19 +350,13 @@ async def test_finished_conversations_leave_the_service_in_one_put(
     worker's steady cost."""
     monkeypatch.setattr(stream, "REMOVAL_INTERVAL_S", 3.0)
     async with running_reader(tmp_path) as r:
-
-        def held() -> set[str]:
-            return set(r.emulator.channels[r.channel.channel.id].topics)
-
-        for n in range(10):
-            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
-        await wait_until(lambda: len(held()) == 11)
+        await r.follow(range(10))
         for n in range(5):
             r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
         await wait_until(lambda: r.stats.subscriptions == 6)
-        assert len(held()) == 11 and r.channel.room() == stream.TOPIC_LIMIT - 11  # not yet
+        assert len(r.held()) == 11 and r.channel.room() == stream.TOPIC_LIMIT - 11  # not yet
         wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(5, 10)}
-        await wait_until(lambda: held() == wanted)
+        await wait_until(lambda: r.held() == wanted)
         assert r.channel.stale == 0 and r.channel.room() == stream.TOPIC_LIMIT - 6
 
 
@@ -363,22 +367,16 @@ async def test_stale_topics_count_until_a_put_has_dropped_them(
     service still holds them), and is tried again: the room never exceeds the service's."""
     monkeypatch.setattr(stream, "REMOVAL_INTERVAL_S", 1.0)
     async with running_reader(tmp_path) as r:
-
-        def held() -> set[str]:
-            return set(r.emulator.channels[r.channel.channel.id].topics)
-
-        for n in range(10):
-            r.changes.send_nowait(SubscriptionChange("add", f"c{n}"))
-        await wait_until(lambda: len(held()) == 11)
+        await r.follow(range(10))
         with stamina.set_testing(True, attempts=1):
             r.emulator.faults.rate_limit_count = 1  # the PUT's answer is a 429
             for n in range(5):
                 r.changes.send_nowait(SubscriptionChange("remove", f"c{n}"))
             await wait_until(lambda: "not updated" in caplog.text)
-            assert len(held()) == 11
+            assert len(r.held()) == 11
             assert r.channel.stale == 5 and r.channel.room() == stream.TOPIC_LIMIT - 11
         wanted = {TOPIC} | {f"v2.conversations.c{n}.transcription" for n in range(5, 10)}
-        await wait_until(lambda: held() == wanted)
+        await wait_until(lambda: r.held() == wanted)
         assert r.channel.stale == 0 and r.channel.room() == stream.TOPIC_LIMIT - 6
 
 

@@ -365,9 +365,7 @@ class _Follower:
             if current == set(entry.topics):
                 entry.stale = 0  # the channel holds its list, no more
             else:
-                dropped = entry.stale  # topics removed while the PUT is on its way stay stale
-                listing = await self.client.replace_subscriptions(channel.id, list(entry.topics))
-                entry.stale -= dropped
+                listing = await self._put_topics(entry, channel.id)
                 log.info("channel %s subscribed to %d topics", channel.id, len(entry.topics))
                 _check_queue_topics(listing)
         except BaseException:
@@ -554,20 +552,30 @@ class _Follower:
                 except API_ERRORS as exc:  # the next reconnect or handover repairs the list
                     log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
 
+    async def _put_topics(self, entry: PooledChannel, channel_id: str) -> list[ChannelTopic]:
+        """``PUT`` ``entry``'s whole list on ``channel_id`` (the caller holds ``entry.lock``):
+        the stale topics it drops stop counting against the room once the service has
+        taken it; those removed while it is on its way stay stale.
+
+        :returns: the topics the service refused (:meth:`GenesysClient.replace_subscriptions`).
+        :raises: what the client raises; the stale count is then left as it was.
+        """
+        dropped = entry.stale
+        listing = await self.client.replace_subscriptions(channel_id, list(entry.topics))
+        entry.stale -= dropped
+        return listing
+
     async def _replace(self, entry: PooledChannel) -> bool:
-        """``PUT`` the channel's whole list: the stale topics it drops stop counting against
-        its room once the service has taken it (those removed meanwhile stay stale).
-        Whether it did; a failure is logged, and the stale topics wait for the next try."""
+        """:meth:`_put_topics` on the channel, under its lock. Whether the service took the
+        list; a failure is logged, and the stale topics wait for the next try."""
         async with entry.lock:
-            dropped = entry.stale
             try:
-                await self.client.replace_subscriptions(entry.channel.id, list(entry.topics))
+                await self._put_topics(entry, entry.channel.id)
             except AuthenticationError:
                 raise
             except API_ERRORS as exc:
                 log.warning("subscriptions of channel %s not updated: %s", entry.channel.id, exc)
                 return False
-            entry.stale -= dropped
             return True
 
     async def _grow(self, nursery: trio.Nursery) -> PooledChannel | None:

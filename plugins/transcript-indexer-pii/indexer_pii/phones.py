@@ -119,20 +119,18 @@ _CARRIER: Final = (
     r"(?:\S*\d\S*|(?:[^\w\s]|\u30fc)+"
     r"|(?i:e?xt|extensi|\uff45?\uff58\uff54|доб|anexo|x|\uff58|int|\uff49\uff4e\uff54)\S*)"
 )
-
-
-def _kept_after(char: str) -> bool:
-    """A window keeps ``char`` at its end: a number's last character (``#``), or one next
-    to which the matcher rejects a number (``%``, a currency sign: ``66%`` is no number)."""
-    return char in "#\uff03%" or unicodedata.category(char) == "Sc"
-
-
 #: Such words just before a candidate's word.
 _LEAD: Final = re.compile(rf"(?:{_CARRIER}\s+)+\Z")
 #: How far back :data:`_LEAD` is looked for, in characters.
 LEAD_REACH: Final = 24
 #: After a candidate: the rest of its word, and such words.
 _TAIL: Final = re.compile(rf"\S*(?:\s+{_CARRIER})*")
+
+
+def _kept_after(char: str) -> bool:
+    """A window keeps ``char`` at its end: a number's last character (``#``), or one next
+    to which the matcher rejects a number (``%``, a currency sign: ``66%`` is no number)."""
+    return char in "#\uff03%" or unicodedata.category(char) == "Sc"
 
 
 def number_windows(text: str, candidates: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -84,7 +84,7 @@ class Checkpoint:
 
     :ivar rebuilding: replicas sharing the input (``shared``): the conversations whose end
         came in those items, rebuilt from the Platform API now; their messages are safe
-        only once the document is stored (:meth:`indexer.outbox.Outbox.wait_stored`).
+        only once the document is delivered (:meth:`indexer.outbox.Outbox.wait_delivered`).
     """
 
     reached: trio.Event = attrs.field(factory=trio.Event)

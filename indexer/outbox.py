@@ -198,6 +198,13 @@ class Outbox:
         while conversation_id not in self._stored:
             await self._changed.wait()
 
+    async def wait_delivered(self, conversation_id: str) -> None:
+        """Return once a document of ``conversation_id`` stored during this run has been
+        taken by every sink (or dead-lettered) and no newer version waits here."""
+        await self.wait_stored(conversation_id)
+        while conversation_id in self._entries or conversation_id in self._writing:
+            await self._changed.wait()
+
     async def remove(self, *documents: TranscriptDocument) -> None:
         """Drop the entry of each of ``documents`` that is still that version (all sinks
         have it): one trip to a thread for a whole batch (about 0.07 ms of CPU each).

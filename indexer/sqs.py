@@ -18,9 +18,11 @@ SQS queue; this source reads it:
   worker that dies leaves them to reappear for another (or itself, restarted); a message
   that keeps coming back goes to the queue's dead-letter queue by its redrive policy;
 - replicas sharing the queue (``sqs.shared``): a batch that told this replica a
-  conversation ended is held in flight until the conversation's rebuilt document is stored
-  (post-call transcripts take minutes), while the next batches are received and deleted
-  as usual (at most :data:`HELD_BATCHES` held at once);
+  conversation ended is held in flight until the conversation's rebuilt document is
+  delivered to every sink (post-call transcripts take minutes), while the next batches
+  are received and deleted as usual (at most :data:`HELD_BATCHES` held at once). A
+  replica that is lost with its state directory loses nothing: its held messages come
+  back to another replica, which rebuilds those conversations;
 - there are no subscriptions: changes the detector asks for are taken and ignored.
 
 Errors: an unknown queue or refused credentials at start-up stop the worker with one line
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import stamina
@@ -43,6 +45,7 @@ from indexer.config import SqsSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.errors import ConfigError
 from indexer.frames import accept_frame
+from indexer.outbox import Outbox
 from indexer.stats import Statistics
 
 if TYPE_CHECKING:
@@ -58,6 +61,11 @@ BATCH: Final = 10
 #: Replicas sharing a queue: how long a message saying a conversation ended stays in
 #: flight while its document is rebuilt (post-call transcripts may take minutes), s.
 REBUILD_WAIT_S: Final = 900
+#: Replicas sharing a queue: how long, once the rebuilt document is in the outbox, its
+#: message stays in flight until the sinks have it, s. Past it (a sink outage) the message
+#: is deleted, the document being durable in this replica's outbox; with
+#: :data:`REBUILD_WAIT_S` it stays well within SQS's 12 hours of visibility a message.
+DELIVERY_WAIT_S: Final = 3600
 #: Replicas sharing a queue: batches held in flight at once while their conversations are
 #: rebuilt; receiving goes on meanwhile and waits only past this many.
 HELD_BATCHES: Final = 200
@@ -157,16 +165,18 @@ async def follow_queue(
     *,
     stats: Statistics,
     client: SQSClient | None = None,
-    stored: Callable[[str], Awaitable[None]] | None = None,
+    shared: Outbox | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Read the queue until cancelled, as the module docstring says; closes ``envelopes``
     on the way out (the stream ended).
 
-    :param stored: replicas share the queue (``sqs.shared``): waits until a conversation's
-        document is stored (:meth:`indexer.outbox.Outbox.wait_stored`); a message that
-        told this replica a conversation ended is deleted only then (at most
-        :data:`REBUILD_WAIT_S`; past it, the message comes back for another try).
+    :param shared: replicas share the queue (``sqs.shared``): the worker's outbox. A
+        message that told this replica a conversation ended is deleted only once the
+        rebuilt document is stored (:meth:`~indexer.outbox.Outbox.wait_stored`, at most
+        :data:`REBUILD_WAIT_S`; past it, the message comes back for another try) and then
+        delivered (:meth:`~indexer.outbox.Outbox.wait_delivered`, at most
+        :data:`DELIVERY_WAIT_S`).
 
     :raises ConfigError: at start-up, the queue does not exist or cannot be read.
     """
@@ -195,8 +205,8 @@ async def follow_queue(
                 if checkpoint.reached.is_set():
                     break
                 await queue.extend(messages)
-            if checkpoint.rebuilding and stored is not None:
-                await nursery.start(_hold, queue, messages, checkpoint.rebuilding, stored, held)
+            if checkpoint.rebuilding and shared is not None:
+                await nursery.start(_hold, queue, messages, checkpoint.rebuilding, shared, held)
             else:
                 await queue.delete(messages)
 
@@ -205,35 +215,45 @@ async def _hold(
     queue: _Queue,
     messages: Sequence[MessageTypeDef],
     conversations: set[str],
-    stored: Callable[[str], Awaitable[None]],
+    outbox: Outbox,
     held: trio.Semaphore,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Keep ``messages`` in flight until every one of ``conversations`` is stored, then
-    delete them; past :data:`REBUILD_WAIT_S` leave them to come back after the visibility
-    timeout. Reports started once it holds a place in ``held`` (the caller waits for one)."""
+    """Keep ``messages`` in flight until every one of ``conversations`` is stored in
+    ``outbox`` and then delivered, and delete them. Past :data:`REBUILD_WAIT_S` without
+    the documents stored, leave them to come back after the visibility timeout; past
+    :data:`DELIVERY_WAIT_S` without delivery, delete them (the documents wait in the
+    outbox). Reports started once it holds a place in ``held`` (the caller waits for one)."""
 
     async def extend() -> None:
         while True:
             await trio.sleep(queue.settings.visibility_timeout_s / 2)
             await queue.extend(messages)
 
-    async with held:
+    async with held, trio.open_nursery() as nursery:
         task_status.started()
-        with trio.move_on_after(REBUILD_WAIT_S) as waiting:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(extend)
-                for conversation_id in conversations:
-                    await stored(conversation_id)
-                nursery.cancel_scope.cancel()
-        if waiting.cancelled_caught:
+        nursery.start_soon(extend)
+        with trio.move_on_after(REBUILD_WAIT_S) as rebuilding:
+            for conversation_id in conversations:
+                await outbox.wait_stored(conversation_id)
+        if rebuilding.cancelled_caught:
             log.warning(
                 "%d conversations not rebuilt in %d s: their messages come back",
                 len(conversations),
                 REBUILD_WAIT_S,
             )
         else:
+            with trio.move_on_after(DELIVERY_WAIT_S) as delivering:
+                for conversation_id in conversations:
+                    await outbox.wait_delivered(conversation_id)
+            if delivering.cancelled_caught:
+                log.warning(
+                    "%d rebuilt conversations not delivered in %d s: they wait in the outbox",
+                    len(conversations),
+                    DELIVERY_WAIT_S,
+                )
             await queue.delete(messages)
+        nursery.cancel_scope.cancel()
 
 
 async def _ignore(changes: trio.MemoryReceiveChannel[SubscriptionChange]) -> None:

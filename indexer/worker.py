@@ -341,7 +341,7 @@ def _sqs_source(config: Config, stats: Statistics) -> Callable[..., Awaitable[No
             changes,
             dead_letters,
             stats=stats,
-            stored=outbox.wait_stored if config.sqs.shared else None,
+            shared=outbox if config.sqs.shared else None,
             task_status=task_status,
         )
 

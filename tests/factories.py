@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import trio
 
 from indexer.completion import detect_completion
@@ -28,6 +29,7 @@ from indexer.pipeline import Pipeline
 from indexer.recovery import Gap
 from indexer.stats import Statistics
 from indexer.topics import queue_conversations_topic, transcription_topic
+from indexer.tracker import ConversationState
 
 CONVERSATION = "9a3c1d52-3a1e-4c3b-9f0e-6d2b7a1c4e11"
 COMMUNICATION = "7dd98c4f-2b1a-4c55-8e0a-3f9b6c2d1e77"
@@ -115,6 +117,14 @@ def conversation(*, ended: bool, conversation_id: str = CONVERSATION, direction:
         event_body=ConversationEvent(id=conversation_id, participants=participants),
         version="2",
     )
+
+
+def document(conversation_id: str, version: int = 1) -> TranscriptDocument:
+    """A finished conversation's document: one utterance, ``version``."""
+    state = ConversationState(conversation_id=conversation_id, first_event_at=0, last_event_at=0)
+    state.apply_transcription(transcription(utterance("u1", "hello", 1000)).event_body, 0)  # type: ignore[arg-type]
+    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
+    return attrs.evolve(state.to_document("ended", {}), version=version)
 
 
 def in_process(pipeline: Pipeline) -> Callable[[TranscriptDocument], Awaitable[TranscriptDocument]]:

@@ -20,15 +20,7 @@ from indexer.pipeline import deliver_transcripts
 from indexer.serialization import unstructure
 from indexer.sinks import WriteResult
 from indexer.stats import Statistics
-from indexer.tracker import ConversationState
-from tests.factories import conversation, transcription, utterance
-
-
-def document(conversation_id: str, version: int = 1) -> TranscriptDocument:
-    state = ConversationState(conversation_id=conversation_id, first_event_at=0, last_event_at=0)
-    state.apply_transcription(transcription(utterance("u1", "hello", 1000)).event_body, 0)  # type: ignore[arg-type]
-    state.apply_conversation(conversation(ended=True).event_body, 0)  # type: ignore[arg-type]
-    return attrs.evolve(state.to_document("ended", {}), version=version)
+from tests.factories import document
 
 
 @attrs.define

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,11 +34,13 @@ from indexer.emulator import Emulator, EmulatorSettings
 from indexer.emulator.eventbridge import eventbridge_event
 from indexer.errors import ConfigError
 from indexer.models import Envelope
+from indexer.outbox import Outbox
 from indexer.plugins import Plugins, get_plugin_manager
 from indexer.sqs import follow_queue
 from indexer.stats import Statistics
 from indexer.worker import run_replay
 from tests.conftest import sample
+from tests.factories import document
 from tests.harness import Arrivals, indexed_sources, live_config, start_worker
 from tests.installed import PROJECT_ONLY
 from tests.test_run_command import COMMAND, emulate, free_port, indexed_count, stop, wait_for
@@ -159,23 +162,27 @@ async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
 ) -> None:
     """Replicas sharing the queue: a batch that told this replica a conversation ended stays
     in flight until that conversation's document is stored (post-call transcripts take
-    minutes), while the batches after it are received and deleted as usual."""
+    minutes) and then delivered, while the batches after it are received and deleted as
+    usual. A document stored but not yet delivered still holds its batch: a replica lost
+    with its state directory then loses nothing."""
     client, queue_url = _queue(sqs_server, "held")
     stats = Statistics()
     send, receive = trio.open_memory_channel[StreamItem](100)
     _, changes = trio.open_memory_channel[SubscriptionChange](10)
     settings = SqsSettings(queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1)
-    stored_now = trio.Event()
-
-    async def stored(conversation_id: str) -> None:
-        assert conversation_id == "ended-here"
-        await stored_now.wait()
+    outbox = Outbox(tmp_path / "outbox")
+    (tmp_path / "outbox").mkdir()
 
     async def next_checkpoint() -> Checkpoint:
         with trio.fail_after(20):
             while not isinstance(item := await receive.receive(), Checkpoint):
                 pass
         return item
+
+    async def in_flight(expected: tuple[int, int]) -> None:
+        await trio.to_thread.run_sync(
+            lambda: wait_for(lambda: _counts(client, queue_url) == expected, 20, every_s=0.2)
+        )
 
     async with trio.open_nursery() as nursery:
         await nursery.start(
@@ -185,7 +192,7 @@ async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
                 changes,
                 DeadLetterStore(tmp_path / "dead.ndjson", stats),
                 stats=stats,
-                stored=stored,
+                shared=outbox,
                 task_status=task_status,
             )
         )
@@ -196,11 +203,17 @@ async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
         for _ in range(3):
             client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("transcription")))
             (await next_checkpoint()).reached.set()
-        await trio.to_thread.run_sync(
-            lambda: wait_for(lambda: _counts(client, queue_url) == (0, 1), 20, every_s=0.2)
-        )
-        assert _counts(client, queue_url) == (0, 1), "the later batches deleted, the first in flight"
-        stored_now.set()
+        await in_flight((0, 1))  # the later batches deleted, the first in flight
+        rebuilt = document("ended-here")
+        await outbox.put(rebuilt)
+        await outbox.put(document("another"))
+        await outbox.remove(document("another"))
+        requests = stats.sqs_requests
+        with trio.fail_after(20):  # two more long polls: time enough for a deletion to be made
+            while stats.sqs_requests < requests + 2:  # noqa: ASYNC110 -- counted by the source's thread calls
+                await trio.sleep(0.05)
+        assert _counts(client, queue_url) == (0, 1), "stored, not delivered: still in flight"
+        await outbox.remove(rebuilt)  # every sink has it
         await trio.to_thread.run_sync(_until_empty, client, queue_url)
         nursery.cancel_scope.cancel()
     assert stats.sqs_messages == 4
@@ -282,10 +295,11 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
 ) -> None:
     """The emulator sends its conversations as EventBridge events to one queue (a tenth
     twice, each delayed 0 to 1 s); three workers with ``sqs.shared`` read it with no
-    affinity, and one is killed with SIGKILL mid-run and restarted. Every conversation is
+    affinity, and one is killed with SIGKILL mid-run and replaced. Every conversation is
     indexed once, whole: built from the Platform API by whichever replica saw it end; the
     killed replica's messages in flight reappear for the others after the visibility
-    timeout, and what it had in its outbox is delivered when it is back."""
+    timeout. Its state directory is deleted and a fresh replica takes its place: an end
+    message stays in flight until its document is delivered, so nothing it held is lost."""
     count = 12
     corpus, _ = build_demo_corpus(
         count, seed=41, pii_share=0.3, digital_share=0.0, transfer_share=0.0, offset=5600
@@ -321,9 +335,14 @@ def test_three_replicas_share_one_queue_and_one_is_killed(
             wait_for(lambda: indexed_count(search) >= count // 3, 120)
             workers[1].send_signal(signal.SIGKILL)  # mid-run, whatever it holds
             workers[1].wait()
-            # restarted on its state directory, as an orchestrator does: a document it had
-            # stored (its end message deleted then) but not yet written is delivered now
-            workers.append(subprocess.Popen(command, env=environments[1], text=True))
+            # lost with its state directory, and replaced by a fresh replica: what it had
+            # stored but not delivered comes back with its end message, still in flight
+            shutil.rmtree(tmp_path / "state-1")
+            replacement = {
+                **environments[1],
+                **worker_environment(ready, opensearch_url=index.url, state_dir=tmp_path / "state-3"),
+            }
+            workers.append(subprocess.Popen(command, env=replacement, text=True))
             wait_for(lambda: indexed_count(search) >= count, 180)
             _until_empty(client, queue_url, 60)
         finally:

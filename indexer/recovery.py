@@ -612,8 +612,8 @@ class _Recovery:
         document = _with_post_call(document, transcripts or [])
         if not transcripts:
             self.follow_up(document, sessions or state.communication_ids())
+        self.stats.recovered[outcome] += 1  # before the document can reach a sink (and a reader)
         await self.documents.send(document)
-        self.stats.recovered[outcome] += 1
 
 
 async def recover_transcripts(

@@ -113,7 +113,9 @@ async def test_listeners_hear_redacted_utterances_in_order(osmem: OsmemServer, t
             start_worker(nursery, config, stats=Statistics(), arrivals=arrivals, extra=[collector])
             with trio.fail_after(90):
                 await arrivals.done.wait()
-            await trio.sleep(1)  # the last messages reach the listener just after indexing
+                # a digital conversation's messages reach the listener just after indexing
+                while len({u.conversation_id for u in collector.heard}) < count:  # noqa: ASYNC110 -- no event to wait on
+                    await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
     by_conversation: dict[str, list[LiveUtterance]] = {}
     for utterance in collector.heard:

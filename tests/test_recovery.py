@@ -330,7 +330,9 @@ async def test_a_channel_that_loses_its_topics_is_replaced(
             base_url = await nursery.start(emulator.run)
             start_worker(nursery, live_config(base_url, corpus, {"url": index.url}, tmp_path), stats=stats,
                          arrivals=arrivals)  # fmt: skip
-            await trio.sleep(1.5)
+            with trio.fail_after(30):  # the message reaches the sockets open then: both of them
+                while stats.sockets_open < 2:  # noqa: ASYNC110 -- counted by the worker, no event
+                    await trio.sleep(0.05)
             emulator.system_message(kind)
             assert all(not c.topics for c in emulator.channels.values())
             with trio.fail_after(90):

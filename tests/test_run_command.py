@@ -219,7 +219,17 @@ def test_sigkill_with_opensearch_down_loses_nothing(tmp_path: Path) -> None:
     try:
         # Calls start once the first worker is subscribed, so all of them finish while
         # OpenSearch is frozen and wait in its outbox.
-        with emulate(corpus, tmp_path, "--speed", "50", "--interval", "6", "--start-delay", "6") as ready:
+        with emulate(
+            corpus,
+            tmp_path,
+            "--speed",
+            "50",
+            "--interval",
+            "6",
+            "--start-delay",
+            "6",
+            "--wait-for-subscriber",
+        ) as ready:
             node.process.send_signal(signal.SIGSTOP)
             endpoints = f"127.0.0.1:{free_port()}"
             listen = {"INDEXER_HTTP_LISTEN": endpoints}
@@ -454,6 +464,14 @@ def test_one_worker_per_state_directory(osmem: OsmemServer, tmp_path: Path) -> N
     ), log[-2000:]
 
 
+def _channels_open(state: Path) -> bool:
+    """Whether the worker's status file counts open channels (their sockets connected)."""
+    try:
+        return int(json.loads((state / "status.json").read_text()).get("channels", 0)) > 0
+    except (FileNotFoundError, ValueError):
+        return False
+
+
 def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path: Path) -> None:
     """The state directory's disk is full (its dead-letter file is /dev/full, where every
     write fails with ENOSPC): at the first dead letter the worker stops with one line."""
@@ -464,7 +482,8 @@ def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path
     with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
         worker = run_worker("", ready, index.url, tmp_path, capture_log=True)
         try:
-            wait_for(lambda: (state / "status.json").exists() or worker.poll() is not None, 60)
+            # a broadcast reaches the sockets open at that moment: wait for one
+            wait_for(lambda: _channels_open(state) or worker.poll() is not None, 60)
             httpx.post(f"{ready['api_base_url']}/_emulator/faults", json={"malformed": 1})
             _, log = worker.communicate(timeout=60)
         finally:

@@ -196,7 +196,9 @@ class _Detector:
     open: dict[str, ConversationState] = attrs.field(factory=dict)
     #: Closed within ``reopen_window_s``, oldest first.
     recent: OrderedDict[str, _Closed] = attrs.field(factory=OrderedDict)
-    finalized: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    #: Finalized conversations, oldest first → whether this replica asked for their rebuild
+    #: (shared input).
+    finalized: OrderedDict[str, bool] = attrs.field(factory=OrderedDict)
     timers: list[tuple[float, str]] = attrs.field(factory=list)
     #: Control before data: the source's items (``None``: taken in order, no watermark).
     inbox: _Inbox | None = None
@@ -284,6 +286,8 @@ class _Detector:
             return
         now = trio.current_time()
         if conversation_id in self.finalized and not await self._reopen(conversation_id, body):
+            if await self._ended_after_close(conversation_id, body):
+                return
             self.stats.late_messages += 1
             # Inside the re-open window the state shows nothing new was lost; after it, keep.
             if (
@@ -471,7 +475,7 @@ class _Detector:
         del self.open[state.conversation_id]
         self.draining.pop(state.conversation_id, None)
         self.stats.open_conversations = len(self.open)
-        self.finalized[state.conversation_id] = None
+        self.finalized[state.conversation_id] = state.rebuild_asked
         while len(self.finalized) > FINALIZED_MEMORY:
             self.finalized.popitem(last=False)
         self.recent[state.conversation_id] = _Closed(state, trio.current_time(), reason)
@@ -588,6 +592,23 @@ class _Detector:
             await self.recovery.send(Rebuild(state.conversation_id))
             self.rebuilding.add(state.conversation_id)
 
+    async def _ended_after_close(
+        self, conversation_id: str, body: ConversationEvent | TranscriptionMessage
+    ) -> bool:
+        """Shared input: a conversation event in which every participant has ended, for a
+        conversation this replica closed with a part of it (idle) and did not rebuild. The
+        replica that held the end message was lost, so the message came back here: this
+        one rebuilds it. Whether it asked for the rebuild."""
+        if not self.shared or not isinstance(body, ConversationEvent) or self.finalized[conversation_id]:
+            return False
+        seen = ConversationState(conversation_id=conversation_id, first_event_at=0, last_event_at=0)
+        seen.apply_conversation(body, 0)
+        if not seen.participants_ended():
+            return False
+        self.finalized[conversation_id] = True
+        await self._rebuild(seen)
+        return True
+
     async def _send_shared(self, state: ConversationState) -> None:
         """Replicas share the input: this one holds a part of the conversation at most. If
         it saw every participant end, the conversation is being rebuilt from the Platform
@@ -683,7 +704,7 @@ async def detect_completion(
     if max_transcript_backlog is not None:
         detector.inbox = inbox
     if journal is not None:
-        detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:]))
+        detector.finalized.update(dict.fromkeys(journal.finalized_ids[-FINALIZED_MEMORY:], False))
     async with completed, envelopes, trio.open_nursery() as nursery:
         if journal is not None:
             nursery.start_soon(journal.run)

@@ -199,9 +199,9 @@ class Outbox:
             await self._changed.wait()
 
     async def wait_delivered(self, conversation_id: str) -> None:
-        """Return once a document of ``conversation_id`` stored during this run has been
-        taken by every sink (or dead-lettered) and no newer version waits here."""
-        await self.wait_stored(conversation_id)
+        """Return once no document of ``conversation_id`` waits here: each was taken by
+        every sink, or refused by one and dead-lettered. Call it after :meth:`wait_stored`
+        (before, it returns at once)."""
         while conversation_id in self._entries or conversation_id in self._writing:
             await self._changed.wait()
 

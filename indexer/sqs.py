@@ -223,36 +223,36 @@ async def _hold(
     ``outbox`` and then delivered, and delete them. Past :data:`REBUILD_WAIT_S` without
     the documents stored, leave them to come back after the visibility timeout; past
     :data:`DELIVERY_WAIT_S` without delivery, delete them (the documents wait in the
-    outbox). Reports started once it holds a place in ``held`` (the caller waits for one)."""
+    outbox). Reports started once it holds a place in ``held`` (the caller waits for one);
+    the messages' visibility is extended from the start, while it waits for the place too."""
 
     async def extend() -> None:
         while True:
             await trio.sleep(queue.settings.visibility_timeout_s / 2)
             await queue.extend(messages)
 
-    async with held, trio.open_nursery() as nursery:
-        task_status.started()
+    async with trio.open_nursery() as nursery:
         nursery.start_soon(extend)
-        with trio.move_on_after(REBUILD_WAIT_S) as rebuilding:
-            for conversation_id in conversations:
-                await outbox.wait_stored(conversation_id)
-        if rebuilding.cancelled_caught:
-            log.warning(
-                "%d conversations not rebuilt in %d s: their messages come back",
-                len(conversations),
-                REBUILD_WAIT_S,
-            )
-        else:
-            with trio.move_on_after(DELIVERY_WAIT_S) as delivering:
-                for conversation_id in conversations:
-                    await outbox.wait_delivered(conversation_id)
-            if delivering.cancelled_caught:
+        async with held:
+            task_status.started()
+            with trio.move_on_after(REBUILD_WAIT_S) as rebuilding:
+                async with trio.open_nursery() as stores:  # all at once: the outbox remembers
+                    for conversation_id in conversations:  # the newest stores only
+                        stores.start_soon(outbox.wait_stored, conversation_id)
+            if rebuilding.cancelled_caught:
                 log.warning(
-                    "%d rebuilt conversations not delivered in %d s: they wait in the outbox",
-                    len(conversations),
-                    DELIVERY_WAIT_S,
+                    "conversations of a batch not rebuilt in %d s: its messages come back", REBUILD_WAIT_S
                 )
-            await queue.delete(messages)
+            else:
+                with trio.move_on_after(DELIVERY_WAIT_S) as delivering:
+                    for conversation_id in conversations:
+                        await outbox.wait_delivered(conversation_id)
+                if delivering.cancelled_caught:
+                    log.warning(
+                        "rebuilt conversations of a batch not delivered in %d s: they wait in the outbox",
+                        DELIVERY_WAIT_S,
+                    )
+                await queue.delete(messages)
         nursery.cancel_scope.cancel()
 
 

@@ -13,15 +13,15 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.completion import SubscriptionChange, detect_completion
+from indexer.completion import Checkpoint, StreamItem, SubscriptionChange, detect_completion
 from indexer.config import CompletionSettings
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.journal import Journal
 from indexer.models import Envelope
-from indexer.recovery import FindMissed, Gap, Reconcile, RecoveryRequest
+from indexer.recovery import FindMissed, Gap, Rebuild, Reconcile, RecoveryRequest
 from indexer.stats import Statistics
-from tests.factories import THREAD_AUTOJUMP_S, at, conversation, transcription, utterance
+from tests.factories import CONVERSATION, THREAD_AUTOJUMP_S, at, conversation, transcription, utterance
 
 SETTINGS = CompletionSettings(grace_period_s=5.0, max_idle_s=60.0, max_age_s=600.0)
 
@@ -588,3 +588,49 @@ def test_every_call_is_indexed_whole_or_recovered_whatever_the_backlog(
         assert h.stats.reopened == 0
     if backlog is not None and backlog >= len(frames):
         assert not recovered
+
+
+async def test_an_end_that_comes_back_after_this_replica_closed_its_part_is_rebuilt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Shared input: this replica saw a part of a conversation (not its end) and closed it
+    as idle; the replica that held the end message was lost, so the message comes back
+    here. Every participant has ended in it: this replica asks for the rebuild (once), it
+    does not count it late."""
+    stats = Statistics()
+    send, envelopes = trio.open_memory_channel[StreamItem](10)
+    completed_send, completed = trio.open_memory_channel[TranscriptDocument](10)
+    recovery_send, recovery = trio.open_memory_channel[RecoveryRequest](10)
+    settings = CompletionSettings()
+
+    async def checkpoint() -> Checkpoint:
+        reached = Checkpoint()
+        await send.send(reached)
+        await reached.reached.wait()
+        return reached
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: detect_completion(
+                envelopes,
+                completed_send,
+                settings=settings,
+                dead_letters=DeadLetterStore(tmp_path / "dead.ndjson", stats),
+                stats=stats,
+                recovery=recovery_send,
+                shared=True,
+            )
+        )
+        await send.send(transcription(utterance("u1", "hello", 1000)))  # a part of it
+        assert not (await checkpoint()).rebuilding
+        await trio.sleep(settings.max_idle_s + settings.reopen_window_s + 10)
+        assert stats.left_to_other_replicas == 1
+        await send.send(conversation(ended=False))  # a late snapshot that ends nothing
+        assert not (await checkpoint()).rebuilding
+        await send.send(conversation(ended=True))  # the end, back from the lost replica
+        assert (await checkpoint()).rebuilding == {CONVERSATION}
+        await send.send(conversation(ended=True))  # another end snapshot: asked already
+        assert not (await checkpoint()).rebuilding
+        await send.aclose()
+    assert [r async for r in recovery] == [Rebuild(CONVERSATION)]
+    assert stats.late_messages == 2 and [d async for d in completed] == []

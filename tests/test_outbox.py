@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+from indexer import outbox as outbox_module
 from indexer.deadletter import DeadLetterStore
 from indexer.document import TranscriptDocument
 from indexer.errors import SinkError
@@ -335,3 +336,25 @@ async def test_dead_letters_rotate_and_expire(tmp_path: Path) -> None:
     assert not rotated[0].exists() and store.path.exists()
     assert store.outcomes() == {ids[0]: {"time": store.outcomes()[ids[0]]["time"], "outcome": "delivered"}}
     assert [e.id for e in store.entries()] == ids[-len(store.entries()) :]  # ids survive rotation
+
+
+async def test_a_delivered_conversation_stays_delivered_however_many_came_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wait_delivered`` asks what waits here now, not what was stored lately: a document
+    delivered long ago (``DELIVERED_KEPT`` stores since) is delivered, and one waiting here
+    is not until its removal."""
+    monkeypatch.setattr(outbox_module, "DELIVERED_KEPT", 2)
+    outbox = Outbox(tmp_path)
+    await outbox.put(document("a"))
+    await outbox.remove(document("a"))
+    for n in range(3):
+        await outbox.put(document(f"other-{n}"))
+    with trio.fail_after(1):
+        await outbox.wait_delivered("a")
+    with trio.move_on_after(1) as waiting:
+        await outbox.wait_delivered("other-0")
+    assert waiting.cancelled_caught
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox.wait_delivered, "other-0")
+        await outbox.remove(document("other-0"))

@@ -26,6 +26,8 @@ import trio
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
+from indexer import outbox as outbox_module
+from indexer import sqs
 from indexer.completion import Checkpoint, StreamItem, SubscriptionChange
 from indexer.config import SqsSettings
 from indexer.deadletter import DeadLetterStore
@@ -217,6 +219,63 @@ async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
         await trio.to_thread.run_sync(_until_empty, client, queue_url)
         nursery.cancel_scope.cancel()
     assert stats.sqs_messages == 4
+
+
+async def test_a_held_batch_is_released_once_all_its_conversations_are_delivered(
+    sqs_server: str, aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that ended several conversations, rebuilt one after another (post-call
+    transcripts come minutes apart, many other conversations stored meanwhile), is deleted
+    once the last is delivered; waiting for a place among the held batches, it is kept in
+    flight (its visibility extended) all the same."""
+    monkeypatch.setattr(outbox_module, "DELIVERED_KEPT", 1)  # each store forgets the one before
+    monkeypatch.setattr(sqs, "HELD_BATCHES", 1)
+    client, queue_url = _queue(sqs_server, "many")
+    stats = Statistics()
+    send, receive = trio.open_memory_channel[StreamItem](100)
+    _, changes = trio.open_memory_channel[SubscriptionChange](10)
+    settings = SqsSettings(
+        queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1, visibility_timeout_s=2
+    )
+    (tmp_path / "outbox").mkdir()
+    outbox = Outbox(tmp_path / "outbox")
+    ended = [f"ended-{n}" for n in range(8)]
+
+    async def next_checkpoint() -> Checkpoint:
+        with trio.fail_after(20):
+            while not isinstance(item := await receive.receive(), Checkpoint):
+                pass
+        return item
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: follow_queue(
+                settings,
+                send,
+                changes,
+                DeadLetterStore(tmp_path / "dead.ndjson", stats),
+                stats=stats,
+                shared=outbox,
+                task_status=task_status,
+            )
+        )
+        for conversations in (ended, ["second"]):
+            client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("queue-conversation")))
+            checkpoint = await next_checkpoint()
+            checkpoint.rebuilding.update(conversations)
+            checkpoint.reached.set()
+        # the second batch waits for the one place, twice its visibility timeout
+        requests = stats.sqs_requests
+        with trio.fail_after(20):
+            while stats.sqs_requests < requests + 8:  # noqa: ASYNC110 -- counted by the source's thread calls
+                await trio.sleep(0.05)
+        assert _counts(client, queue_url) == (0, 2), "both batches in flight"
+        for conversation_id in [*ended, "second"]:  # stored and delivered one after another
+            await outbox.put(document(conversation_id))
+            await outbox.remove(document(conversation_id))
+        await trio.to_thread.run_sync(_until_empty, client, queue_url)
+        nursery.cancel_scope.cancel()
+    assert stats.sqs_messages == 2, "neither came back"
 
 
 async def test_an_unknown_queue_is_one_line(sqs_server: str, aws: None, tmp_path: Path) -> None:

@@ -147,7 +147,12 @@ class _Queue:
             for i, m in enumerate(messages)
         ]
         call = self.client.change_message_visibility_batch
-        await self._call(functools.partial(call, QueueUrl=self.url, Entries=entries))
+        answer = await self._call(functools.partial(call, QueueUrl=self.url, Entries=entries))
+        for failed in answer.get("Failed", []):  # it reappears and is taken again: harmless
+            log.warning(
+                "SQS did not extend a message's visibility (%s); it will be received again",
+                failed.get("Code"),
+            )
 
     async def delete(self, messages: Sequence[MessageTypeDef]) -> None:
         entries: Any = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]

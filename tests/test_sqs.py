@@ -278,6 +278,20 @@ async def test_a_held_batch_is_released_once_all_its_conversations_are_delivered
     assert stats.sqs_messages == 2, "neither came back"
 
 
+async def test_a_message_whose_visibility_cannot_be_extended_is_a_warning(
+    sqs_server: str, aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An extension SQS refuses for a message (its receipt handle is stale: deleted, or
+    received again elsewhere) is one warning: the message comes back and is taken again."""
+    client, queue_url = _queue(sqs_server, "stale")
+    client.send_message(QueueUrl=queue_url, MessageBody="{}")
+    messages = client.receive_message(QueueUrl=queue_url)["Messages"]
+    client.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    queue = sqs._Queue(client, SqsSettings(queue_url=queue_url, endpoint_url=sqs_server), Statistics())
+    await queue.extend(messages)
+    assert "did not extend a message's visibility" in caplog.text
+
+
 async def test_an_unknown_queue_is_one_line(sqs_server: str, aws: None, tmp_path: Path) -> None:
     stats = Statistics()
     send, _ = trio.open_memory_channel[StreamItem](1)

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -159,33 +160,58 @@ async def test_messages_are_deleted_only_once_durable(sqs_server: str, aws: None
     assert stats.sqs_messages == 4 and stats.source == "sqs"
 
 
-async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
-    sqs_server: str, aws: None, tmp_path: Path
-) -> None:
-    """Replicas sharing the queue: a batch that told this replica a conversation ended stays
-    in flight until that conversation's document is stored (post-call transcripts take
-    minutes) and then delivered, while the batches after it are received and deleted as
-    usual. A document stored but not yet delivered still holds its batch: a replica lost
-    with its state directory then loses nothing."""
-    client, queue_url = _queue(sqs_server, "held")
+@attrs.define
+class SharedSource:
+    """:func:`follow_queue` reading a queue of its own as a replica sharing it (its
+    ``shared`` outbox empty), and what a test sees of it."""
+
+    client: Any
+    queue_url: str
+    stats: Statistics
+    outbox: Outbox
+    items: trio.MemoryReceiveChannel[StreamItem]
+
+    async def send(self, body: dict[str, Any], *, rebuilding: Sequence[str] = ()) -> None:
+        """Queue a message with ``body`` and take its batch's checkpoint, as the detector
+        does when the batch tells this replica ``rebuilding`` conversations ended."""
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=eventbridge(body))
+        with trio.fail_after(20):
+            while not isinstance(item := await self.items.receive(), Checkpoint):
+                pass
+        item.rebuilding.update(rebuilding)
+        item.reached.set()
+
+    async def calls(self, count: int) -> None:
+        """Until the source has made ``count`` more SQS calls (long polls, extensions)."""
+        requests = self.stats.sqs_requests
+        with trio.fail_after(20):
+            while self.stats.sqs_requests < requests + count:  # noqa: ASYNC110 -- counted in the source's threads
+                await trio.sleep(0.05)
+
+    async def in_flight(self, expected: tuple[int, int]) -> None:
+        """Until the queue holds ``expected`` (visible, in flight)."""
+        await trio.to_thread.run_sync(
+            lambda: wait_for(lambda: _counts(self.client, self.queue_url) == expected, 20, every_s=0.2)
+        )
+
+    async def until_empty(self) -> None:
+        await trio.to_thread.run_sync(_until_empty, self.client, self.queue_url)
+
+
+@asynccontextmanager
+async def shared_source(
+    sqs_server: str, tmp_path: Path, name: str, visibility_timeout_s: int = 60
+) -> AsyncIterator[SharedSource]:
+    """A :class:`SharedSource` on the new queue ``name``, stopped when the block ends."""
+    client, queue_url = _queue(sqs_server, name)
     stats = Statistics()
     send, receive = trio.open_memory_channel[StreamItem](100)
     _, changes = trio.open_memory_channel[SubscriptionChange](10)
-    settings = SqsSettings(queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1)
-    outbox = Outbox(tmp_path / "outbox")
+    settings = SqsSettings(
+        queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1, visibility_timeout_s=visibility_timeout_s
+    )
     (tmp_path / "outbox").mkdir()
-
-    async def next_checkpoint() -> Checkpoint:
-        with trio.fail_after(20):
-            while not isinstance(item := await receive.receive(), Checkpoint):
-                pass
-        return item
-
-    async def in_flight(expected: tuple[int, int]) -> None:
-        await trio.to_thread.run_sync(
-            lambda: wait_for(lambda: _counts(client, queue_url) == expected, 20, every_s=0.2)
-        )
-
+    source = SharedSource(client, queue_url, stats, Outbox(tmp_path / "outbox"), receive)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: follow_queue(
@@ -194,31 +220,36 @@ async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
                 changes,
                 DeadLetterStore(tmp_path / "dead.ndjson", stats),
                 stats=stats,
-                shared=outbox,
+                shared=source.outbox,
                 task_status=task_status,
             )
         )
-        client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("queue-conversation")))
-        first = await next_checkpoint()
-        first.rebuilding.add("ended-here")  # as the detector reports a conversation it saw end
-        first.reached.set()
-        for _ in range(3):
-            client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("transcription")))
-            (await next_checkpoint()).reached.set()
-        await in_flight((0, 1))  # the later batches deleted, the first in flight
-        rebuilt = document("ended-here")
-        await outbox.put(rebuilt)
-        await outbox.put(document("another"))
-        await outbox.remove(document("another"))
-        requests = stats.sqs_requests
-        with trio.fail_after(20):  # two more long polls: time enough for a deletion to be made
-            while stats.sqs_requests < requests + 2:  # noqa: ASYNC110 -- counted by the source's thread calls
-                await trio.sleep(0.05)
-        assert _counts(client, queue_url) == (0, 1), "stored, not delivered: still in flight"
-        await outbox.remove(rebuilt)  # every sink has it
-        await trio.to_thread.run_sync(_until_empty, client, queue_url)
+        yield source
         nursery.cancel_scope.cancel()
-    assert stats.sqs_messages == 4
+
+
+async def test_a_batch_held_for_a_rebuild_does_not_hold_up_the_next(
+    sqs_server: str, aws: None, tmp_path: Path
+) -> None:
+    """Replicas sharing the queue: a batch that told this replica a conversation ended stays
+    in flight until that conversation's document is stored (post-call transcripts take
+    minutes) and then delivered, while the batches after it are received and deleted as
+    usual. A document stored but not yet delivered still holds its batch: a replica lost
+    with its state directory then loses nothing."""
+    async with shared_source(sqs_server, tmp_path, "held") as source:
+        await source.send(sample("queue-conversation"), rebuilding=["ended-here"])
+        for _ in range(3):
+            await source.send(sample("transcription"))
+        await source.in_flight((0, 1))  # the later batches deleted, the first in flight
+        rebuilt = document("ended-here")
+        await source.outbox.put(rebuilt)
+        await source.outbox.put(document("another"))
+        await source.outbox.remove(document("another"))
+        await source.calls(2)  # two more long polls: time enough for a deletion to be made
+        assert _counts(source.client, source.queue_url) == (0, 1), "stored, not delivered: still in flight"
+        await source.outbox.remove(rebuilt)  # every sink has it
+        await source.until_empty()
+    assert source.stats.sqs_messages == 4
 
 
 async def test_a_held_batch_is_released_once_all_its_conversations_are_delivered(
@@ -230,52 +261,17 @@ async def test_a_held_batch_is_released_once_all_its_conversations_are_delivered
     flight (its visibility extended) all the same."""
     monkeypatch.setattr(outbox_module, "DELIVERED_KEPT", 1)  # each store forgets the one before
     monkeypatch.setattr(sqs, "HELD_BATCHES", 1)
-    client, queue_url = _queue(sqs_server, "many")
-    stats = Statistics()
-    send, receive = trio.open_memory_channel[StreamItem](100)
-    _, changes = trio.open_memory_channel[SubscriptionChange](10)
-    settings = SqsSettings(
-        queue_url=queue_url, endpoint_url=sqs_server, wait_time_s=1, visibility_timeout_s=2
-    )
-    (tmp_path / "outbox").mkdir()
-    outbox = Outbox(tmp_path / "outbox")
     ended = [f"ended-{n}" for n in range(8)]
-
-    async def next_checkpoint() -> Checkpoint:
-        with trio.fail_after(20):
-            while not isinstance(item := await receive.receive(), Checkpoint):
-                pass
-        return item
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: follow_queue(
-                settings,
-                send,
-                changes,
-                DeadLetterStore(tmp_path / "dead.ndjson", stats),
-                stats=stats,
-                shared=outbox,
-                task_status=task_status,
-            )
-        )
-        for conversations in (ended, ["second"]):
-            client.send_message(QueueUrl=queue_url, MessageBody=eventbridge(sample("queue-conversation")))
-            checkpoint = await next_checkpoint()
-            checkpoint.rebuilding.update(conversations)
-            checkpoint.reached.set()
-        # the second batch waits for the one place, twice its visibility timeout
-        requests = stats.sqs_requests
-        with trio.fail_after(20):
-            while stats.sqs_requests < requests + 8:  # noqa: ASYNC110 -- counted by the source's thread calls
-                await trio.sleep(0.05)
-        assert _counts(client, queue_url) == (0, 2), "both batches in flight"
+    async with shared_source(sqs_server, tmp_path, "many", visibility_timeout_s=2) as source:
+        await source.send(sample("queue-conversation"), rebuilding=ended)
+        await source.send(sample("queue-conversation"), rebuilding=["second"])
+        await source.calls(8)  # the second batch waits for the one place, twice its visibility timeout
+        assert _counts(source.client, source.queue_url) == (0, 2), "both batches in flight"
         for conversation_id in [*ended, "second"]:  # stored and delivered one after another
-            await outbox.put(document(conversation_id))
-            await outbox.remove(document(conversation_id))
-        await trio.to_thread.run_sync(_until_empty, client, queue_url)
-        nursery.cancel_scope.cancel()
-    assert stats.sqs_messages == 2, "neither came back"
+            await source.outbox.put(document(conversation_id))
+            await source.outbox.remove(document(conversation_id))
+        await source.until_empty()
+    assert source.stats.sqs_messages == 2, "neither came back"
 
 
 async def test_a_message_whose_visibility_cannot_be_extended_is_a_warning(

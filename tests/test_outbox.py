@@ -355,6 +355,7 @@ async def test_a_delivered_conversation_stays_delivered_however_many_came_since(
     with trio.move_on_after(1) as waiting:
         await outbox.wait_delivered("other-0")
     assert waiting.cancelled_caught
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(outbox.wait_delivered, "other-0")
-        await outbox.remove(document("other-0"))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outbox.wait_delivered, "other-0")
+            await outbox.remove(document("other-0"))

@@ -33,6 +33,7 @@ from indexer.demo import build_demo_corpus, find_leaks, worker_environment
 from indexer.emulator import CorpusConversation, dump_corpus
 from indexer.emulator.scenario import asr_text
 from indexer.sealing import Sealer
+from indexer.status import read_status
 from tests.harness import same_conversations, same_or_more_redacted
 
 pytestmark = pytest.mark.e2e
@@ -464,14 +465,6 @@ def test_one_worker_per_state_directory(osmem: OsmemServer, tmp_path: Path) -> N
     ), log[-2000:]
 
 
-def _channels_open(state: Path) -> bool:
-    """Whether the worker's status file counts open channels (their sockets connected)."""
-    try:
-        return int(json.loads((state / "status.json").read_text()).get("channels", 0)) > 0
-    except (FileNotFoundError, ValueError):
-        return False
-
-
 def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path: Path) -> None:
     """The state directory's disk is full (its dead-letter file is /dev/full, where every
     write fails with ENOSPC): at the first dead letter the worker stops with one line."""
@@ -482,8 +475,11 @@ def test_a_full_disk_stops_the_worker_with_one_line(osmem: OsmemServer, tmp_path
     with emulate(corpus, tmp_path, "--speed", "50") as ready, osmem.clone() as index:
         worker = run_worker("", ready, index.url, tmp_path, capture_log=True)
         try:
-            # a broadcast reaches the sockets open at that moment: wait for one
-            wait_for(lambda: _channels_open(state) or worker.poll() is not None, 60)
+            # a broadcast reaches the sockets open at that moment: wait until the status counts one
+            status = state / "status.json"
+            wait_for(
+                lambda: (read_status(status) or {}).get("channels", 0) > 0 or worker.poll() is not None, 60
+            )
             httpx.post(f"{ready['api_base_url']}/_emulator/faults", json={"malformed": 1})
             _, log = worker.communicate(timeout=60)
         finally:
